@@ -1,0 +1,106 @@
+// The small typed hierarchy of errors the runtime raises: what happened, to what, and what to do.
+
+/** Base of every error Troupe raises on purpose. `code` is stable and safe to switch on. */
+export class TroupeError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A mailbox or queue is full. Retry later, or slow down; nothing was enqueued. */
+export class Overloaded extends TroupeError {
+  constructor(what: string) {
+    super('OVERLOADED', `${what} is full; the message was not accepted, retry later or slow down`);
+  }
+}
+
+/** An ask got no reply in time. The message may or may not have been handled. */
+export class AskTimeout extends TroupeError {
+  constructor(target: string, handler: string, timeoutMs: number) {
+    super('ASK_TIMEOUT', `ask ${target}.${handler} got no reply within ${timeoutMs} ms; it may still have been handled`);
+  }
+}
+
+/** No actor type of that name is registered on this node. */
+export class UnknownActorType extends TroupeError {
+  constructor(type: string, known: readonly string[]) {
+    super('UNKNOWN_ACTOR_TYPE', `no actor type "${type}" is registered (known: ${known.join(', ') || 'none'})`);
+  }
+}
+
+/** The actor type has no handler of that name. */
+export class UnknownHandler extends TroupeError {
+  constructor(type: string, handler: string, known: readonly string[]) {
+    super('UNKNOWN_HANDLER', `actor type "${type}" has no handler "${handler}" (handlers: ${known.join(', ')})`);
+  }
+}
+
+/** The node is shutting down or not started; the message was not accepted. */
+export class NotRunning extends TroupeError {
+  constructor(what: string) {
+    super('NOT_RUNNING', `${what} is not running; the message was not accepted`);
+  }
+}
+
+/** A setting was given a value it cannot take. */
+export class ConfigError extends TroupeError {
+  constructor(message: string) {
+    super('CONFIG', message);
+  }
+}
+
+/**
+ * A handler threw. Raised on the asking side with the original name, message and code, since the
+ * original error object cannot cross a thread or a node.
+ */
+export class ActorFailure extends TroupeError {
+  readonly actor: string;
+  readonly handler: string;
+  readonly causeName: string;
+  constructor(actor: string, handler: string, causeName: string, message: string, code?: string) {
+    super(code ?? 'ACTOR_FAILURE', message);
+    this.actor = actor;
+    this.handler = handler;
+    this.causeName = causeName;
+  }
+}
+
+/** The plain shape an error takes on the wire (between threads and nodes). */
+export interface WireError {
+  name: string;
+  message: string;
+  code?: string;
+}
+
+export function toWireError(err: unknown): WireError {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { name: err.name, message: err.message, code: typeof code === 'string' ? code : undefined };
+  }
+  return { name: 'Error', message: String(err) };
+}
+
+/** Rebuilds the typed error on the asking side, so `instanceof Overloaded` works across threads. */
+export function fromWireError(w: WireError, actor: string, handler: string): Error {
+  switch (w.code) {
+    case 'OVERLOADED': {
+      const e = new Overloaded('x');
+      e.message = w.message;
+      return e;
+    }
+    case 'UNKNOWN_ACTOR_TYPE':
+    case 'UNKNOWN_HANDLER':
+    case 'NOT_RUNNING': {
+      const e = new TroupeError(w.code, w.message);
+      e.name = w.name;
+      return e;
+    }
+    default: {
+      const e = new ActorFailure(actor, handler, w.name, w.message, w.code);
+      return e;
+    }
+  }
+}

@@ -1,0 +1,41 @@
+// The public API of the Troupe runtime.
+
+export { defineActor, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAILBOX_CAPACITY } from './actor.js';
+export type {
+  ActorContext,
+  ActorDefinition,
+  AnyActorDefinition,
+  AskOptions,
+  Handler,
+  HandlerName,
+  MessageOf,
+  ReplyOf,
+  ResourceSpec,
+  ShardEnvironment,
+  Storage,
+  TimerId,
+  ViewSpec,
+} from './actor.js';
+export { ActorRef } from './actor-ref.js';
+export {
+  ActorFailure,
+  AskTimeout,
+  ConfigError,
+  NotRunning,
+  Overloaded,
+  TroupeError,
+  UnknownActorType,
+  UnknownHandler,
+} from './errors.js';
+export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
+export { rootLogger, tracing } from './log.js';
+export type { Logger } from './log.js';
+export { LocalMembership } from './membership.js';
+export type { Membership } from './membership.js';
+export { startNode } from './node.js';
+export type { NodeOptions, TroupeNode } from './node.js';
+export { actorId, partitionOf, DEFAULT_PARTITIONS } from './partition.js';
+export { projectRoot, protoPath } from './paths.js';
+export { describeSettings, envName, parseDuration, readSettings } from './settings.js';
+export type { SettingSpec, SettingValues } from './settings.js';
+export type { ActorSystem, NodeStats, ShardStats } from './system.js';

@@ -1,0 +1,267 @@
+// A Troupe node: W shard workers, the router between them, and the ActorSystem face gateways use.
+
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { AnyActorDefinition } from './actor.js';
+import { ActorRef } from './actor-ref.js';
+import { OWNED_HERE } from './envelope.js';
+import { ConfigError, NotRunning, UnknownActorType } from './errors.js';
+import { rootLogger, type Logger } from './log.js';
+import { LocalMembership, type Membership } from './membership.js';
+import { DEFAULT_PARTITIONS, partitionOf } from './partition.js';
+import { Router } from './router.js';
+import type { ShardControl, ShardInit } from './shard-worker.js';
+import { reshard } from './snapshot-store.js';
+import type { ActorSystem, NodeStats } from './system.js';
+
+export interface NodeOptions {
+  /** Unique across nodes, clusters and restarts; default `<hostname>-<time>-<random>`. */
+  nodeId?: string;
+  /** Where the shards keep their SQLite snapshots; created when missing. */
+  dataDir: string;
+  /** Worker threads; default: the number of cores. */
+  shards?: number;
+  /** Fixed for the life of a cluster; default 1024. */
+  partitions?: number;
+  /** Module URLs of actor types; each module does `export default defineActor(...)`. */
+  actorModules: readonly string[];
+  /** Handed to every shard as ShardEnvironment.settings (plain values only). */
+  settings?: Record<string, unknown>;
+  /** Default ask timeout; default 5000 ms. */
+  askTimeoutMs?: number;
+  /** Messages in flight to one shard before tell/ask get Overloaded; default 262144. */
+  shardQueueCapacity?: number;
+  /** SQLite synchronous mode: `normal` survives a process crash, `full` also a power cut. */
+  durability?: 'normal' | 'full';
+  log?: Logger;
+}
+
+export interface TroupeNode extends ActorSystem {
+  readonly membership: Membership;
+  readonly dataDir: string;
+  readonly shardCount: number;
+  /** Resolves if a shard dies: the node can no longer serve its partitions. */
+  readonly failed: Promise<Error>;
+  /** Graceful: refuse new messages, finish turns in flight, commit, stop the shards. */
+  stop(): Promise<void>;
+}
+
+interface DataDirMeta {
+  partitions: number;
+  shards: number;
+}
+
+/** Checks the data directory against the options: P never changes; W may, and rows then move. */
+function prepareDataDir(dataDir: string, partitions: number, shards: number, log: Logger): void {
+  mkdirSync(dataDir, { recursive: true });
+  const metaPath = join(dataDir, 'troupe.json');
+  if (existsSync(metaPath)) {
+    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as DataDirMeta;
+    if (meta.partitions !== partitions) {
+      throw new ConfigError(
+        `data directory ${dataDir} was written with ${meta.partitions} partitions, and this node is set to ${partitions}; ` +
+          `the partition count is fixed for the life of the data: set it back to ${meta.partitions} or use a new --data-dir`,
+      );
+    }
+    if (meta.shards !== shards) {
+      const moved = reshard(dataDir, meta.shards, shards);
+      log.info({ from: meta.shards, to: shards, moved }, 'shard count changed; moved snapshots to their new shards');
+    }
+  }
+  writeFileSync(metaPath, JSON.stringify({ partitions, shards } satisfies DataDirMeta));
+}
+
+async function loadDefinitions(urls: readonly string[]): Promise<Map<string, AnyActorDefinition>> {
+  const defs = new Map<string, AnyActorDefinition>();
+  for (const url of urls) {
+    let mod: { default?: AnyActorDefinition };
+    try {
+      mod = (await import(url)) as { default?: AnyActorDefinition };
+    } catch (err) {
+      throw new ConfigError(`actor module ${url} cannot be loaded: ${(err as Error).message}`);
+    }
+    const def = mod.default;
+    if (!def || typeof def.type !== 'string' || typeof def.handlers !== 'object') {
+      throw new ConfigError(`actor module ${url} must \`export default defineActor({...})\``);
+    }
+    const other = defs.get(def.type);
+    if (other && other !== def) throw new ConfigError(`two actor modules define the type "${def.type}" (${url})`);
+    defs.set(def.type, def);
+  }
+  return defs;
+}
+
+export function newNodeId(): string {
+  return `${hostname().replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function startNode(options: NodeOptions): Promise<TroupeNode> {
+  const log = options.log ?? rootLogger();
+  const nodeId = options.nodeId ?? newNodeId();
+  const shardCount = options.shards ?? availableParallelism();
+  const partitions = options.partitions ?? DEFAULT_PARTITIONS;
+  const askTimeoutMs = options.askTimeoutMs ?? 5000;
+  const queueCapacity = options.shardQueueCapacity ?? 262_144;
+  if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 256) throw new ConfigError(`shards must be 1 to 256, got ${shardCount}`);
+  if (!Number.isInteger(partitions) || partitions < shardCount || partitions > 1 << 20) {
+    throw new ConfigError(`partitions must be a whole number from the shard count (${shardCount}) to 1048576, got ${partitions}`);
+  }
+  const dataDir = resolve(options.dataDir);
+  prepareDataDir(dataDir, partitions, shardCount, log);
+  const defs = await loadDefinitions(options.actorModules);
+
+  const queuedBuffer = new SharedArrayBuffer(4 * shardCount);
+  const ownershipBuffer = new SharedArrayBuffer(4 * partitions);
+  new Int32Array(ownershipBuffer).fill(OWNED_HERE);
+
+  // A full mesh of ports between shards, so actor-to-actor messages never cross the main thread.
+  const peers: (MessagePort | undefined)[][] = Array.from({ length: shardCount }, () => new Array(shardCount).fill(undefined));
+  for (let a = 0; a < shardCount; a++) {
+    for (let b = a + 1; b < shardCount; b++) {
+      const { port1, port2 } = new MessageChannel();
+      peers[a]![b] = port1;
+      peers[b]![a] = port2;
+    }
+  }
+
+  const workers: Worker[] = [];
+  const dataPorts: MessagePort[] = [];
+  const controls: Comlink.Remote<ShardControl>[] = [];
+  let failShard!: (err: Error) => void;
+  const failed = new Promise<Error>((r) => (failShard = r));
+  let stopping = false;
+
+  const workerUrl = new URL('./shard-worker.js', import.meta.url);
+  const started: Promise<void>[] = [];
+  for (let s = 0; s < shardCount; s++) {
+    const data = new MessageChannel();
+    const control = new MessageChannel();
+    const ownPeers = peers[s]!;
+    const init: ShardInit = {
+      index: s,
+      count: shardCount,
+      partitions,
+      nodeId,
+      dataDir,
+      actorModules: [...options.actorModules],
+      settings: options.settings ?? {},
+      queued: queuedBuffer,
+      ownership: ownershipBuffer,
+      queueCapacity,
+      askTimeoutMs,
+      durability: options.durability ?? 'normal',
+      dataPort: data.port2,
+      controlPort: control.port2,
+      peers: ownPeers,
+    };
+    const transfer = [data.port2, control.port2, ...ownPeers.filter((p): p is MessagePort => p !== undefined)];
+    const worker = new Worker(workerUrl, { workerData: init, transferList: transfer, name: `troupe-shard-${s}` });
+    workers.push(worker);
+    dataPorts.push(data.port1);
+    controls.push(Comlink.wrap<ShardControl>(nodeEndpoint(control.port1)));
+    started.push(
+      new Promise<void>((resolveStart, rejectStart) => {
+        worker.once('message', (msg: { ready?: true; failed?: string }) => {
+          if (msg.ready) resolveStart();
+          else rejectStart(new Error(`shard ${s} failed to start: ${msg.failed}`));
+        });
+        worker.once('error', (err) => rejectStart(err));
+      }),
+    );
+    worker.on('error', (err) => {
+      log.error({ err, shard: s }, 'shard crashed');
+      failShard(new Error(`shard ${s} crashed: ${err.message}`));
+    });
+    worker.on('exit', (code) => {
+      if (!stopping) failShard(new Error(`shard ${s} exited with code ${code}`));
+    });
+  }
+  try {
+    await Promise.all(started);
+  } catch (err) {
+    stopping = true;
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw err;
+  }
+
+  const router = new Router({
+    shards: dataPorts,
+    queued: new Int32Array(queuedBuffer),
+    queueCapacity,
+    askTimeoutMs,
+  });
+  const membership = new LocalMembership(nodeId);
+
+  const typeName = (type: AnyActorDefinition | string): string => {
+    const name = typeof type === 'string' ? type : type.type;
+    if (!defs.has(name)) throw new UnknownActorType(name, [...defs.keys()]);
+    return name;
+  };
+
+  const node: TroupeNode = {
+    nodeId,
+    partitions,
+    log,
+    membership,
+    dataDir,
+    shardCount,
+    failed,
+    ref<D extends AnyActorDefinition>(type: D | string, key: string): ActorRef<D> {
+      const id = typeName(type) + '/' + key;
+      return new ActorRef<D>(id, partitionOf(id, partitions), router);
+    },
+    refFromId(ref: string | { id: string }): ActorRef {
+      const id = typeof ref === 'string' ? ref : ref.id;
+      const slash = id.indexOf('/');
+      if (slash <= 0) throw new TypeError(`"${id}" is not an actor id: expected "type/key"`);
+      typeName(id.slice(0, slash));
+      return new ActorRef(id, partitionOf(id, partitions), router);
+    },
+    async query<A>(type: AnyActorDefinition | string, args?: unknown): Promise<A> {
+      const name = typeName(type);
+      const def = defs.get(name)!;
+      if (!def.view) throw new TypeError(`actor type "${name}" has no view to query`);
+      const answers = (await Promise.all(controls.map((c) => c.query(name, args)))) as A[];
+      const merge = def.view.merge ?? ((a: any, b: any) => a + b);
+      return answers.reduce((a, b) => merge(a, b) as A);
+    },
+    async stats(): Promise<NodeStats> {
+      return { nodeId, shards: await Promise.all(controls.map((c) => c.stats())), pendingAsks: router.pending.size };
+    },
+    async listActors(o?: { type?: string; limit?: number }): Promise<string[]> {
+      const limit = o?.limit ?? 100;
+      const lists = await Promise.all(controls.map((c) => c.listActors(o?.type, limit)));
+      return lists.flat().slice(0, limit);
+    },
+    async readState(id: string): Promise<unknown> {
+      return controls[partitionOf(id, partitions) % shardCount]!.readState(id);
+    },
+    async stop(): Promise<void> {
+      if (stopping) return;
+      stopping = true;
+      router.close();
+      await Promise.all(
+        dataPorts.map(
+          (port) =>
+            new Promise<void>((done) => {
+              port.on('message', (frame: { stopped?: true }) => {
+                if (frame.stopped) done();
+              });
+              port.postMessage({ stop: true });
+            }),
+        ),
+      );
+      router.pending.failAll((t, h) => new NotRunning(`this node (ask ${t}.${h})`));
+      for (const c of controls) c[Comlink.releaseProxy]();
+      for (const port of dataPorts) port.close();
+      await Promise.all(workers.map((w) => w.terminate()));
+      log.debug({ nodeId }, 'node stopped');
+    },
+  };
+  return node;
+}

@@ -1,0 +1,113 @@
+// The entry of a shard's worker thread: loads the actor types, opens the shard's snapshot
+// database, rebuilds views, then serves batches on the data port and control calls (comlink).
+
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { AnyActorDefinition, ShardEnvironment } from './actor.js';
+import type { Batch } from './envelope.js';
+import { rootLogger } from './log.js';
+import { Shard, shardActorType, type ShardActorType } from './shard.js';
+import { shardDatabasePath, SnapshotStore } from './snapshot-store.js';
+
+export interface ShardInit {
+  index: number;
+  count: number;
+  partitions: number;
+  nodeId: string;
+  dataDir: string;
+  actorModules: string[];
+  settings: Record<string, unknown>;
+  queued: SharedArrayBuffer;
+  ownership: SharedArrayBuffer;
+  queueCapacity: number;
+  askTimeoutMs: number;
+  durability: 'normal' | 'full';
+  dataPort: MessagePort;
+  controlPort: MessagePort;
+  /** peers[k] talks to shard k (undefined at this shard's own index). */
+  peers: (MessagePort | undefined)[];
+}
+
+/** What the main thread can call in a shard through comlink. */
+export interface ShardControl {
+  stats(): ReturnType<Shard['stats']>;
+  listActors(type: string | undefined, limit: number): string[];
+  readState(id: string): unknown;
+  query(type: string, args: unknown): unknown;
+}
+
+async function main(init: ShardInit): Promise<void> {
+  const log = rootLogger().child({ node: init.nodeId, shard: init.index });
+  const types = new Map<string, ShardActorType>();
+  for (const url of init.actorModules) {
+    const def = (await import(url)).default as AnyActorDefinition;
+    types.set(def.type, shardActorType(def));
+  }
+  const env: ShardEnvironment = {
+    shardIndex: init.index,
+    shardCount: init.count,
+    dataDir: init.dataDir,
+    settings: init.settings,
+    log,
+  };
+  for (const type of types.values()) {
+    if (type.def.resources) type.resources = await type.def.resources.open(env);
+  }
+  const store = new SnapshotStore(shardDatabasePath(init.dataDir, init.index), init.durability);
+  const ports = [init.dataPort, ...init.peers];
+  const shard = new Shard({
+    index: init.index,
+    count: init.count,
+    partitions: init.partitions,
+    nodeId: init.nodeId,
+    types,
+    store,
+    links: { post: (dest: number, batch: Batch) => ports[dest]!.postMessage(batch) },
+    queued: new Int32Array(init.queued),
+    queueCapacity: init.queueCapacity,
+    ownership: new Int32Array(init.ownership),
+    askTimeoutMs: init.askTimeoutMs,
+    log,
+  });
+  const restored = shard.restoreViews();
+  if (restored > 0) log.debug({ restored }, 'views rebuilt from snapshots');
+
+  const onBatch = (batch: Batch): void => shard.receive(batch);
+  for (const peer of init.peers) peer?.on('message', onBatch);
+  init.dataPort.on('message', (frame: Batch & { stop?: true }) => {
+    if (frame.stop) {
+      void stop();
+      return;
+    }
+    shard.receive(frame);
+  });
+
+  async function stop(): Promise<void> {
+    await shard.drain();
+    for (const type of types.values()) {
+      if (type.def.resources?.close && type.resources !== undefined) {
+        try {
+          await type.def.resources.close(type.resources);
+        } catch (err) {
+          log.warn({ err, type: type.name }, 'closing resources failed');
+        }
+      }
+    }
+    store.close();
+    init.dataPort.postMessage({ stopped: true });
+  }
+
+  const control: ShardControl = {
+    stats: () => shard.stats(),
+    listActors: (type, limit) => shard.listActors(type, limit),
+    readState: (id) => shard.readState(id),
+    query: (type, args) => shard.query(type, args),
+  };
+  Comlink.expose(control, nodeEndpoint(init.controlPort));
+  parentPort!.postMessage({ ready: true });
+}
+
+main(workerData as ShardInit).catch((err: unknown) => {
+  parentPort!.postMessage({ failed: err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err) });
+});

@@ -1,0 +1,701 @@
+// One shard: the activations of this node's partitions p with p mod W = this shard. It runs their
+// turns one message at a time per actor, commits durable state changes of a whole cycle in one
+// SQLite transaction, and only then lets replies out, in one batch per destination.
+
+import type { ActorContext, AnyActorDefinition, AskOptions, Handler, TimerId } from './actor.js';
+import { ActorRef, type MessageSender } from './actor-ref.js';
+import {
+  MSG_STRIDE,
+  NO_REPLY,
+  OWNED_HERE,
+  REPLY_STRIDE,
+  shardOrigin,
+  type Batch,
+} from './envelope.js';
+import { NotRunning, Overloaded, toWireError, UnknownActorType, UnknownHandler, type WireError } from './errors.js';
+import type { Logger } from './log.js';
+import { partitionOf } from './partition.js';
+import { PendingAsks } from './pending-asks.js';
+import type { SnapshotStore } from './snapshot-store.js';
+import type { ShardStats } from './system.js';
+
+/** Turns run in one go before the shard yields to its event loop (ports, timers, I/O). */
+const TURN_BUDGET = 65_536;
+/** Idle time is counted in ticks of this many ms, kept as small integers on each activation. */
+const TICK_MS = 50;
+/** Mailbox entries: handler, payload, origin, ask id. */
+const MAIL_STRIDE = 4;
+const ACTIVATE = '\u0000activate';
+
+/** An actor type as a shard runs it. */
+export interface ShardActorType {
+  readonly def: AnyActorDefinition;
+  readonly name: string;
+  readonly durable: boolean;
+  readonly idleTicks: number;
+  readonly capacity: number;
+  readonly handlers: Map<string, Handler<any>>;
+  readonly handlerNames: string[];
+  view: unknown;
+  resources: unknown;
+}
+
+export function shardActorType(def: AnyActorDefinition): ShardActorType {
+  const handlers = new Map<string, Handler<any>>(Object.entries(def.handlers));
+  return {
+    def,
+    name: def.type,
+    durable: def.storage === 'durable',
+    idleTicks: Math.max(1, Math.ceil(def.idleTimeoutMs / TICK_MS)),
+    capacity: def.mailboxCapacity,
+    handlers,
+    handlerNames: [...handlers.keys()],
+    view: def.view ? def.view.create() : undefined,
+    resources: undefined,
+  };
+}
+
+/** A live actor. Kept small: a million idle ones must fit in a few hundred MB. */
+class Activation {
+  readonly id: string;
+  readonly type: ShardActorType;
+  readonly partition: number;
+  state: unknown;
+  /** Flat queue of waiting messages (MAIL_STRIDE values each), null when empty. */
+  mailbox: unknown[] | null = null;
+  head = 0;
+  queued = false;
+  busy = false;
+  dirty = false;
+  lastTick: number;
+  timers: Set<TimerId> | null = null;
+
+  constructor(id: string, type: ShardActorType, partition: number, state: unknown, tick: number) {
+    this.id = id;
+    this.type = type;
+    this.partition = partition;
+    this.state = state;
+    this.lastTick = tick;
+  }
+}
+
+/** Where a shard's outgoing batches go: index 0 is the main thread, 1 + k is shard k. */
+export interface ShardLinks {
+  post(dest: number, batch: Batch): void;
+}
+
+export interface ShardOptions {
+  index: number;
+  count: number;
+  partitions: number;
+  nodeId: string;
+  types: Map<string, ShardActorType>;
+  store: SnapshotStore;
+  links: ShardLinks;
+  /** Per-shard count of messages posted to it and not yet taken in (shared with all threads). */
+  queued: Int32Array;
+  queueCapacity: number;
+  /** Per-partition ownership (OWNED_HERE or not), shared with the main thread. */
+  ownership: Int32Array;
+  askTimeoutMs: number;
+  log: Logger;
+}
+
+/** The per-turn face of an activation handed to its handler. */
+class TurnContext implements ActorContext<unknown>, MessageSender {
+  #state: unknown;
+  staged = false;
+  /** Tells made during the turn, sent only if it ends well (MSG_STRIDE values each). */
+  held: unknown[] | null = null;
+  ended = false;
+  readonly #shard: Shard;
+  readonly #act: Activation;
+
+  constructor(shard: Shard, act: Activation) {
+    this.#shard = shard;
+    this.#act = act;
+    this.#state = act.state;
+  }
+
+  get state(): unknown {
+    return this.#state;
+  }
+
+  set state(value: unknown) {
+    this.#state = value;
+    this.staged = true;
+  }
+
+  get key(): string {
+    return this.#act.id.slice(this.#act.type.name.length + 1);
+  }
+
+  get self(): ActorRef<any> {
+    return new ActorRef(this.#act.id, this.#act.partition, this);
+  }
+
+  get view(): any {
+    return this.#act.type.view;
+  }
+
+  get resources(): any {
+    return this.#act.type.resources;
+  }
+
+  get log(): Logger {
+    return this.#shard.log;
+  }
+
+  now(): number {
+    return Date.now();
+  }
+
+  ref(type: AnyActorDefinition | string, key: string): ActorRef<any> {
+    const id = (typeof type === 'string' ? type : type.type) + '/' + key;
+    return new ActorRef(id, partitionOf(id, this.#shard.partitions), this);
+  }
+
+  tell(target: ActorRef<any> | string, handler: string, message?: unknown): void;
+  tell(id: string, partition: number, handler: string, message: unknown): void;
+  tell(a: ActorRef<any> | string, b: string | number, c?: unknown, d?: unknown): void {
+    let id: string, partition: number, handler: string, message: unknown;
+    if (typeof b === 'number') [id, partition, handler, message] = [a as string, b, c as string, d];
+    else [id, partition, handler, message] = [...this.#shard.resolve(a), b, c];
+    if (this.ended) {
+      this.#shard.route(id, partition, handler, message, NO_REPLY, 0);
+      return;
+    }
+    (this.held ??= []).push(id, partition, handler, message, NO_REPLY, 0);
+  }
+
+  ask<R>(target: ActorRef<any> | string, handler: string, message?: unknown, options?: AskOptions): Promise<R>;
+  ask(id: string, partition: number, handler: string, message: unknown, timeoutMs?: number): Promise<unknown>;
+  ask(a: ActorRef<any> | string, b: string | number, c?: unknown, d?: unknown, e?: number): Promise<unknown> {
+    let id: string, partition: number, handler: string, message: unknown, timeoutMs: number | undefined;
+    if (typeof b === 'number') [id, partition, handler, message, timeoutMs] = [a as string, b, c as string, d, e];
+    else {
+      [id, partition] = this.#shard.resolve(a);
+      [handler, message, timeoutMs] = [b, c, (d as AskOptions | undefined)?.timeoutMs];
+    }
+    // Tells made earlier in this turn go first: per-sender order holds across tell and ask.
+    this.releaseHeld();
+    return this.#shard.ask(id, partition, handler, message, timeoutMs);
+  }
+
+  setTimer(delayMs: number, handler: string, message?: unknown, options?: { repeat?: boolean }): TimerId {
+    return this.#shard.setTimer(this.#act, delayMs, handler, message, options?.repeat === true);
+  }
+
+  cancelTimer(id: TimerId): void {
+    this.#shard.cancelTimer(this.#act, id);
+  }
+
+  releaseHeld(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    for (let i = 0; i < held.length; i += MSG_STRIDE) {
+      this.#shard.route(held[i] as string, held[i + 1] as number, held[i + 2] as string, held[i + 3], NO_REPLY, 0);
+    }
+  }
+}
+
+export class Shard {
+  readonly index: number;
+  readonly count: number;
+  readonly partitions: number;
+  readonly nodeId: string;
+  readonly log: Logger;
+  readonly #types: Map<string, ShardActorType>;
+  readonly #store: SnapshotStore;
+  readonly #links: ShardLinks;
+  readonly #queued: Int32Array;
+  readonly #queueCapacity: number;
+  readonly #ownership: Int32Array;
+  readonly #askTimeoutMs: number;
+  readonly #origin: number;
+
+  readonly #acts = new Map<string, Activation>();
+  #ready: Activation[] = [];
+  #readyHead = 0;
+  #dirty: Activation[] = [];
+  /** Replies of durable turns, held until their state is committed (REPLY_STRIDE + 1 values: origin first). */
+  #heldReplies: unknown[] = [];
+  readonly #outM: unknown[][];
+  readonly #outR: unknown[][];
+  readonly #pending = new PendingAsks();
+  readonly #timers = new Map<TimerId, NodeJS.Timeout>();
+  #nextTimer = 1;
+  #busy = 0;
+  #inCycle = false;
+  #cycleScheduled = false;
+  #tick = 0;
+  readonly #t0 = performance.now();
+  #stopping = false;
+  #sweeper: NodeJS.Timeout;
+
+  readonly #stats = {
+    turns: 0,
+    turnsFailed: 0,
+    commits: 0,
+    committedStates: 0,
+    activationsTotal: 0,
+    passivationsTotal: 0,
+    rejectedOverloaded: 0,
+  };
+
+  constructor(o: ShardOptions) {
+    this.index = o.index;
+    this.count = o.count;
+    this.partitions = o.partitions;
+    this.nodeId = o.nodeId;
+    this.log = o.log;
+    this.#types = o.types;
+    this.#store = o.store;
+    this.#links = o.links;
+    this.#queued = o.queued;
+    this.#queueCapacity = o.queueCapacity;
+    this.#ownership = o.ownership;
+    this.#askTimeoutMs = o.askTimeoutMs;
+    this.#origin = shardOrigin(o.index);
+    this.#outM = Array.from({ length: o.count + 1 }, () => []);
+    this.#outR = Array.from({ length: o.count + 1 }, () => []);
+    let minIdle = Infinity;
+    for (const t of o.types.values()) minIdle = Math.min(minIdle, t.def.idleTimeoutMs);
+    const sweepEvery = Math.min(10_000, Math.max(TICK_MS, Math.floor(minIdle / 2)));
+    this.#sweeper = setInterval(() => this.#passivateIdle(), Number.isFinite(sweepEvery) ? sweepEvery : 10_000).unref();
+  }
+
+  /** Rebuilds the per-shard views of durable types from their stored snapshots. */
+  restoreViews(): number {
+    let n = 0;
+    for (const type of this.#types.values()) {
+      const view = type.def.view;
+      if (!type.durable || !view?.restore) continue;
+      for (const { actor, state } of this.#store.ofType(type.name)) {
+        view.restore(type.view, actor.slice(type.name.length + 1), state);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  // ---- inbound ---------------------------------------------------------------------------------
+
+  /** A batch from the main thread or a peer shard. */
+  receive(batch: Batch): void {
+    const m = batch.m;
+    if (m !== undefined && m.length > 0) {
+      Atomics.sub(this.#queued, this.index, m.length / MSG_STRIDE);
+      for (let i = 0; i < m.length; i += MSG_STRIDE) {
+        this.#deliver(m[i] as string, m[i + 1] as number, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
+      }
+    }
+    const r = batch.r;
+    if (r !== undefined) {
+      for (let i = 0; i < r.length; i += REPLY_STRIDE) this.#pending.settle(r[i] as number, r[i + 1] === 1, r[i + 2]);
+    }
+    this.#cycle();
+  }
+
+  #deliver(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
+    let act = this.#acts.get(id);
+    if (act === undefined) {
+      const activated = this.#activate(id, partition);
+      if (!(activated instanceof Activation)) {
+        this.#reply(origin, askId, false, toWireError(activated));
+        return;
+      }
+      act = activated;
+    }
+    let mb = act.mailbox;
+    if (mb === null) {
+      mb = act.mailbox = [];
+      act.head = 0;
+    } else if (mb.length - act.head >= act.type.capacity * MAIL_STRIDE) {
+      this.#stats.rejectedOverloaded++;
+      if (origin !== NO_REPLY) this.#reply(origin, askId, false, toWireError(new Overloaded(`the mailbox of ${id}`)));
+      else if (this.#stats.rejectedOverloaded % 1000 === 1) this.log.warn({ actor: id, rejected: this.#stats.rejectedOverloaded }, 'mailbox full; dropping tells');
+      return;
+    }
+    mb.push(handler, payload, origin, askId);
+    act.lastTick = this.#tick;
+    if (!act.queued && !act.busy) {
+      act.queued = true;
+      this.#ready.push(act);
+    }
+  }
+
+  #activate(id: string, partition: number): Activation | Error {
+    const slash = id.indexOf('/');
+    const type = slash > 0 ? this.#types.get(id.slice(0, slash)) : undefined;
+    if (type === undefined) return new UnknownActorType(slash > 0 ? id.slice(0, slash) : id, [...this.#types.keys()]);
+    const key = id.slice(slash + 1);
+    let state: unknown;
+    try {
+      if (type.durable) state = this.#store.load(id);
+      if (state === undefined) state = type.def.initialState(key);
+    } catch (err) {
+      this.log.error({ actor: id, err }, 'activation failed');
+      return err instanceof Error ? err : new Error(String(err));
+    }
+    const act = new Activation(id, type, partition, state, this.#tick);
+    this.#acts.set(id, act);
+    this.#stats.activationsTotal++;
+    if (type.def.activate) {
+      act.mailbox = [ACTIVATE, undefined, NO_REPLY, 0];
+      act.queued = true;
+      this.#ready.push(act);
+    }
+    return act;
+  }
+
+  // ---- turns -----------------------------------------------------------------------------------
+
+  /** Runs ready actors until none is left or the budget is spent; true if work remains. */
+  #runReady(): boolean {
+    let budget = TURN_BUDGET;
+    const ready = this.#ready;
+    let i = this.#readyHead;
+    while (i < ready.length && budget > 0) {
+      const act = ready[i++]!;
+      act.queued = false;
+      while (!act.busy && act.mailbox !== null && budget-- > 0) {
+        const mb = act.mailbox;
+        const h = act.head;
+        const handler = mb[h] as string;
+        const payload = mb[h + 1];
+        const origin = mb[h + 2] as number;
+        const askId = mb[h + 3] as number;
+        const next = h + MAIL_STRIDE;
+        if (next >= mb.length) {
+          act.mailbox = null;
+          act.head = 0;
+        } else if (next > 4096 && next * 2 > mb.length) {
+          mb.splice(0, next);
+          act.head = 0;
+        } else {
+          mb[h + 1] = undefined;
+          act.head = next;
+        }
+        this.#turn(act, handler, payload, origin, askId);
+      }
+      if (!act.busy && act.mailbox !== null && !act.queued) {
+        act.queued = true;
+        ready.push(act);
+      }
+    }
+    if (i >= ready.length) {
+      ready.length = 0;
+      this.#readyHead = 0;
+      return false;
+    }
+    if (i > 8192) {
+      this.#ready = ready.slice(i);
+      this.#readyHead = 0;
+    } else this.#readyHead = i;
+    return true;
+  }
+
+  #turn(act: Activation, handler: string, payload: unknown, origin: number, askId: number): void {
+    const fn = handler === ACTIVATE ? act.type.def.activate : act.type.handlers.get(handler);
+    if (fn === undefined) {
+      this.#stats.turnsFailed++;
+      this.#reply(origin, askId, false, toWireError(new UnknownHandler(act.type.name, handler, act.type.handlerNames)));
+      return;
+    }
+    const ctx = new TurnContext(this, act);
+    let result: unknown;
+    try {
+      result = fn(ctx as ActorContext<unknown>, payload);
+    } catch (err) {
+      this.#failed(act, ctx, handler, origin, askId, err);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      act.busy = true;
+      this.#busy++;
+      (result as PromiseLike<unknown>).then(
+        (value) => this.#asyncEnded(act, ctx, handler, origin, askId, true, value),
+        (err) => this.#asyncEnded(act, ctx, handler, origin, askId, false, err),
+      );
+      return;
+    }
+    this.#completed(act, ctx, origin, askId, result);
+  }
+
+  #completed(act: Activation, ctx: TurnContext, origin: number, askId: number, value: unknown): void {
+    this.#stats.turns++;
+    ctx.ended = true;
+    let hold = false;
+    if (ctx.staged) {
+      act.state = ctx.state;
+      if (act.type.durable) {
+        hold = true;
+        if (!act.dirty) {
+          act.dirty = true;
+          this.#dirty.push(act);
+        }
+      }
+    }
+    ctx.releaseHeld();
+    if (origin === NO_REPLY) return;
+    if (hold) this.#heldReplies.push(origin, askId, 1, value);
+    else this.#reply(origin, askId, true, value);
+  }
+
+  #failed(act: Activation, ctx: TurnContext, handler: string, origin: number, askId: number, err: unknown): void {
+    this.#stats.turnsFailed++;
+    ctx.ended = true;
+    ctx.held = null;
+    const wire = toWireError(err);
+    if (handler === ACTIVATE) {
+      // An actor whose activation failed must not serve from a state it could not load.
+      this.log.error({ actor: act.id, err: wire }, 'activate hook failed; the activation is dropped');
+      this.#dropActivation(act, wire);
+      return;
+    }
+    if (origin === NO_REPLY) this.log.warn({ actor: act.id, handler, err: wire }, 'handler failed on a tell');
+    else this.#reply(origin, askId, false, wire);
+  }
+
+  #asyncEnded(act: Activation, ctx: TurnContext, handler: string, origin: number, askId: number, ok: boolean, value: unknown): void {
+    act.busy = false;
+    this.#busy--;
+    if (ok) this.#completed(act, ctx, origin, askId, value);
+    else this.#failed(act, ctx, handler, origin, askId, value);
+    if (this.#acts.get(act.id) === act && act.mailbox !== null && !act.queued) {
+      act.queued = true;
+      this.#ready.push(act);
+    }
+    this.#scheduleCycle();
+  }
+
+  #dropActivation(act: Activation, reason: WireError): void {
+    this.#acts.delete(act.id);
+    const mb = act.mailbox;
+    act.mailbox = null;
+    if (mb) {
+      for (let i = act.head; i < mb.length; i += MAIL_STRIDE) {
+        this.#reply(mb[i + 2] as number, mb[i + 3] as number, false, reason);
+      }
+    }
+    this.#clearTimers(act);
+  }
+
+  // ---- outbound --------------------------------------------------------------------------------
+
+  /** Sends a message from this shard: delivered here, to a peer shard, or via the main thread. */
+  route(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
+    if (this.#ownership[partition] === OWNED_HERE) {
+      const s = partition % this.count;
+      if (s === this.index) {
+        this.#deliver(id, partition, handler, payload, origin, askId);
+        if (!this.#inCycle) this.#scheduleCycle();
+        return;
+      }
+      const out = this.#outM[s + 1]!;
+      if (Atomics.load(this.#queued, s) + out.length / MSG_STRIDE >= this.#queueCapacity) throw new Overloaded(`the queue of shard ${s}`);
+      out.push(id, partition, handler, payload, origin, askId);
+    } else {
+      this.#outM[0]!.push(id, partition, handler, payload, origin, askId);
+    }
+    if (!this.#inCycle) this.#scheduleCycle();
+  }
+
+  ask(id: string, partition: number, handler: string, message: unknown, timeoutMs?: number): Promise<unknown> {
+    if (this.#stopping) return Promise.reject(new NotRunning(`shard ${this.index}`));
+    const { id: askId, promise } = this.#pending.create(id, handler, timeoutMs ?? this.#askTimeoutMs);
+    try {
+      this.route(id, partition, handler, message, this.#origin, askId);
+    } catch (err) {
+      this.#pending.fail(askId, err);
+    }
+    return promise;
+  }
+
+  resolve(target: ActorRef<any> | string | { id: string }): [string, number] {
+    const id = typeof target === 'string' ? target : target.id;
+    const partition = typeof target === 'object' && typeof (target as ActorRef).partition === 'number' ? (target as ActorRef).partition : partitionOf(id, this.partitions);
+    return [id, partition];
+  }
+
+  #reply(origin: number, askId: number, ok: boolean, value: unknown): void {
+    if (origin === NO_REPLY) return;
+    this.#outR[origin - 1]!.push(askId, ok ? 1 : 0, value);
+    if (!this.#inCycle) this.#scheduleCycle();
+  }
+
+  // ---- cycle: turns, commit, flush ------------------------------------------------------------
+
+  #scheduleCycle(): void {
+    if (this.#cycleScheduled) return;
+    this.#cycleScheduled = true;
+    setImmediate(() => {
+      this.#cycleScheduled = false;
+      this.#cycle();
+    });
+  }
+
+  #cycle(): void {
+    this.#inCycle = true;
+    this.#tick = ((performance.now() - this.#t0) / TICK_MS) | 0;
+    let more = false;
+    try {
+      more = this.#runReady();
+      this.#commit();
+      this.#flush();
+    } finally {
+      this.#inCycle = false;
+    }
+    if (more) this.#scheduleCycle();
+  }
+
+  #commit(): void {
+    const dirty = this.#dirty;
+    const held = this.#heldReplies;
+    if (dirty.length === 0 && held.length === 0) return;
+    this.#dirty = [];
+    this.#heldReplies = [];
+    try {
+      this.#store.commit(dirty);
+      this.#stats.commits++;
+      this.#stats.committedStates += dirty.length;
+      for (const act of dirty) act.dirty = false;
+      for (let i = 0; i < held.length; i += 4) this.#reply(held[i] as number, held[i + 1] as number, true, held[i + 3]);
+    } catch (err) {
+      // Nothing of this cycle is acknowledged: drop the activations so they reload the last
+      // committed state, and fail the asks that were waiting for the commit.
+      const wire = toWireError(err);
+      this.log.error({ err: wire, states: dirty.length }, 'snapshot commit failed; failing the turns it carried');
+      for (const act of dirty) {
+        act.dirty = false;
+        if (!act.busy) this.#dropActivation(act, wire);
+      }
+      for (let i = 0; i < held.length; i += 4) this.#reply(held[i] as number, held[i + 1] as number, false, wire);
+    }
+  }
+
+  #flush(): void {
+    for (let dest = 0; dest <= this.count; dest++) {
+      const m = this.#outM[dest]!;
+      const r = this.#outR[dest]!;
+      if (m.length === 0 && r.length === 0) continue;
+      if (dest === this.index + 1) {
+        // Replies to asks made by this shard's own actors.
+        this.#outR[dest] = [];
+        for (let i = 0; i < r.length; i += REPLY_STRIDE) this.#pending.settle(r[i] as number, r[i + 1] === 1, r[i + 2]);
+        continue;
+      }
+      this.#outM[dest] = [];
+      this.#outR[dest] = [];
+      if (dest > 0 && m.length > 0) Atomics.add(this.#queued, dest - 1, m.length / MSG_STRIDE);
+      const batch: Batch = {};
+      if (m.length > 0) batch.m = m;
+      if (r.length > 0) batch.r = r;
+      this.#links.post(dest, batch);
+    }
+  }
+
+  // ---- timers and passivation -----------------------------------------------------------------
+
+  setTimer(act: Activation, delayMs: number, handler: string, message: unknown, repeat: boolean): TimerId {
+    const id = this.#nextTimer++;
+    const fire = (): void => {
+      if (!repeat) {
+        this.#timers.delete(id);
+        act.timers?.delete(id);
+        if (act.timers?.size === 0) act.timers = null;
+      }
+      if (this.#acts.get(act.id) !== act) return;
+      this.#deliver(act.id, act.partition, handler, message, NO_REPLY, 0);
+      this.#scheduleCycle();
+    };
+    const timer = repeat ? setInterval(fire, Math.max(1, delayMs)) : setTimeout(fire, Math.max(0, delayMs));
+    this.#timers.set(id, timer);
+    (act.timers ??= new Set()).add(id);
+    return id;
+  }
+
+  cancelTimer(act: Activation, id: TimerId): void {
+    const timer = this.#timers.get(id);
+    if (timer === undefined || !act.timers?.has(id)) return;
+    clearTimeout(timer);
+    this.#timers.delete(id);
+    act.timers.delete(id);
+    if (act.timers.size === 0) act.timers = null;
+  }
+
+  #clearTimers(act: Activation): void {
+    if (act.timers === null) return;
+    for (const id of act.timers) {
+      clearTimeout(this.#timers.get(id));
+      this.#timers.delete(id);
+    }
+    act.timers = null;
+  }
+
+  #passivateIdle(): void {
+    const tick = ((performance.now() - this.#t0) / TICK_MS) | 0;
+    let n = 0;
+    for (const act of this.#acts.values()) {
+      if (act.busy || act.queued || act.dirty || act.mailbox !== null || act.timers !== null) continue;
+      if (tick - act.lastTick >= act.type.idleTicks) {
+        this.#acts.delete(act.id);
+        n++;
+      }
+    }
+    this.#stats.passivationsTotal += n;
+  }
+
+  // ---- control ---------------------------------------------------------------------------------
+
+  stats(): ShardStats {
+    return {
+      shard: this.index,
+      activations: this.#acts.size,
+      partitionsHeld: Math.ceil(this.partitions / this.count),
+      queued: Atomics.load(this.#queued, this.index),
+      ...this.#stats,
+    };
+  }
+
+  listActors(type: string | undefined, limit: number): string[] {
+    const out: string[] = [];
+    for (const act of this.#acts.values()) {
+      if (out.length >= limit) break;
+      if (type === undefined || act.type.name === type) out.push(act.id);
+    }
+    return out;
+  }
+
+  readState(id: string): unknown {
+    return this.#acts.get(id)?.state;
+  }
+
+  query(typeName: string, args: unknown): unknown {
+    const type = this.#types.get(typeName);
+    if (!type) throw new UnknownActorType(typeName, [...this.#types.keys()]);
+    if (!type.def.view) throw new TypeError(`actor type "${typeName}" has no view to query`);
+    return type.def.view.query(type.view, args);
+  }
+
+  /** Finishes every turn in flight, commits, and sends what is left. */
+  async drain(deadlineMs = 30_000): Promise<void> {
+    this.#stopping = true;
+    const until = performance.now() + deadlineMs;
+    for (;;) {
+      this.#cycle();
+      if (this.#busy === 0 && this.#ready.length === this.#readyHead) break;
+      if (performance.now() > until) {
+        this.log.warn({ busy: this.#busy }, 'turns still in flight at the shutdown deadline; stopping without them');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    clearInterval(this.#sweeper);
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    this.#pending.failAll((t, h) => new NotRunning(`shard ${this.index} (ask ${t}.${h})`));
+  }
+}
