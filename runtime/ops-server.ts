@@ -1,0 +1,102 @@
+// The node's ops port: Prometheus /metrics, /healthz (the process answers) and /readyz (every
+// gateway and dependency is ready), for orchestrators and people.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Gauge, Counter, type Registry } from 'prom-client';
+import type { ActorSystem } from './system.js';
+
+export interface OpsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Registers the runtime's own metrics (read from the shards at scrape time). */
+export function registerRuntimeMetrics(registry: Registry, system: ActorSystem): void {
+  let last: Awaited<ReturnType<ActorSystem['stats']>> | undefined;
+  let lastAt = 0;
+  const snapshot = async () => {
+    if (!last || Date.now() - lastAt > 500) {
+      last = await system.stats();
+      lastAt = Date.now();
+    }
+    return last;
+  };
+  const perShard = (name: string, help: string, field: 'activations' | 'queued', kind: 'gauge') =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['shard'],
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        for (const sh of s.shards) this.set({ shard: String(sh.shard) }, sh[field]);
+      },
+    });
+  perShard('troupe_activations', 'Live actor activations per shard', 'activations', 'gauge');
+  perShard('troupe_shard_queue', 'Messages posted to a shard and not yet taken in', 'queued', 'gauge');
+  const totals = (name: string, help: string, field: 'turns' | 'turnsFailed' | 'commits' | 'committedStates' | 'activationsTotal' | 'passivationsTotal' | 'rejectedOverloaded') =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['shard'],
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        for (const sh of s.shards) this.inc({ shard: String(sh.shard) }, sh[field]);
+      },
+    });
+  totals('troupe_turns_total', 'Turns run', 'turns');
+  totals('troupe_turns_failed_total', 'Turns whose handler threw', 'turnsFailed');
+  totals('troupe_commits_total', 'Snapshot transactions committed', 'commits');
+  totals('troupe_committed_states_total', 'Actor states committed', 'committedStates');
+  totals('troupe_activations_total', 'Actors activated', 'activationsTotal');
+  totals('troupe_passivations_total', 'Actors passivated after their idle timeout', 'passivationsTotal');
+  totals('troupe_rejected_overloaded_total', 'Messages refused because a mailbox was full', 'rejectedOverloaded');
+  new Gauge({
+    name: 'troupe_pending_asks',
+    help: 'Asks from the main thread waiting for a reply',
+    registers: [registry],
+    async collect() {
+      this.set((await snapshot()).pendingAsks);
+    },
+  });
+}
+
+export async function startOpsServer(options: {
+  host: string;
+  port: number;
+  registry: Registry;
+  notReady: () => Promise<string | undefined>;
+}): Promise<OpsServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    if (req.method !== 'GET') return reply(405, 'text/plain', 'only GET\n');
+    if (path === '/metrics') {
+      options.registry
+        .metrics()
+        .then((text) => reply(200, options.registry.contentType, text))
+        .catch((err: Error) => reply(500, 'text/plain', `metrics failed: ${err.message}\n`));
+    } else if (path === '/healthz') {
+      reply(200, 'text/plain', 'ok\n');
+    } else if (path === '/readyz') {
+      options
+        .notReady()
+        .then((why) => (why ? reply(503, 'text/plain', `not ready: ${why}\n`) : reply(200, 'text/plain', 'ready\n')))
+        .catch((err: Error) => reply(503, 'text/plain', `not ready: ${err.message}\n`));
+    } else reply(404, 'text/plain', 'not found: try /metrics, /healthz or /readyz\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,30 @@
+// Shared setup for runtime tests: a node on a fresh temporary data directory.
+
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startNode, type NodeOptions, type TroupeNode } from '../../runtime/index.js';
+
+export const COUNTER = new URL('./fixtures/counter.js', import.meta.url).href;
+export const PROBE = new URL('./fixtures/probe.js', import.meta.url).href;
+export const TICKER = new URL('./fixtures/ticker.js', import.meta.url).href;
+
+export function tempDir(prefix = 'troupe-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function testNode(options: Partial<NodeOptions> = {}): Promise<TroupeNode> {
+  return startNode({ dataDir: tempDir(), shards: 2, actorModules: [COUNTER, PROBE, TICKER], ...options });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `check` is true or `ms` passed. */
+export async function eventually(check: () => Promise<boolean> | boolean, ms = 5000, every = 20): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return true;
+    await sleep(every);
+  }
+  return check();
+}
