@@ -241,6 +241,10 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     async readState(id: string): Promise<unknown> {
       return controls[partitionOf(id, partitions) % shardCount]!.readState(id);
     },
+    async collectGarbage(): Promise<boolean> {
+      const done = await Promise.all(controls.map((c) => c.collectGarbage()));
+      return done.every(Boolean);
+    },
     async stop(): Promise<void> {
       if (stopping) return;
       stopping = true;

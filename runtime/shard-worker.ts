@@ -35,6 +35,8 @@ export interface ShardControl {
   listActors(type: string | undefined, limit: number): string[];
   readState(id: string): unknown;
   query(type: string, args: unknown): unknown;
+  /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
+  collectGarbage(): boolean;
 }
 
 async function main(init: ShardInit): Promise<void> {
@@ -103,6 +105,11 @@ async function main(init: ShardInit): Promise<void> {
     listActors: (type, limit) => shard.listActors(type, limit),
     readState: (id) => shard.readState(id),
     query: (type, args) => shard.query(type, args),
+    collectGarbage: () => {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      return gc !== undefined;
+    },
   };
   Comlink.expose(control, nodeEndpoint(init.controlPort));
   parentPort!.postMessage({ ready: true });

@@ -18,6 +18,7 @@ import { partitionOf } from './partition.js';
 import { PendingAsks } from './pending-asks.js';
 import type { SnapshotStore } from './snapshot-store.js';
 import type { ShardStats } from './system.js';
+import { getHeapStatistics } from 'node:v8';
 
 /** Turns run in one go before the shard yields to its event loop (ports, timers, I/O). */
 const TURN_BUDGET = 65_536;
@@ -360,7 +361,10 @@ export class Shard {
     while (i < ready.length && budget > 0) {
       const act = ready[i++]!;
       act.queued = false;
-      while (!act.busy && act.mailbox !== null && budget-- > 0) {
+      // A visit runs only the messages already waiting: an actor that keeps telling itself
+      // must not starve the others (nor outrun the mailboxes it fills).
+      let quantum = act.mailbox === null ? 0 : (act.mailbox.length - act.head) / MAIL_STRIDE;
+      while (quantum-- > 0 && !act.busy && act.mailbox !== null && budget-- > 0) {
         const mb = act.mailbox;
         const h = act.head;
         const handler = mb[h] as string;
@@ -656,6 +660,7 @@ export class Shard {
       activations: this.#acts.size,
       partitionsHeld: Math.ceil(this.partitions / this.count),
       queued: Atomics.load(this.#queued, this.index),
+      heapUsed: getHeapStatistics().used_heap_size,
       ...this.#stats,
     };
   }

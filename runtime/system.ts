@@ -17,6 +17,8 @@ export interface ShardStats {
   passivationsTotal: number;
   rejectedOverloaded: number;
   queued: number;
+  /** The shard thread's V8 heap in use, bytes. */
+  heapUsed: number;
 }
 
 export interface NodeStats {
@@ -41,4 +43,6 @@ export interface ActorSystem {
   listActors(options?: { type?: string; limit?: number }): Promise<string[]>;
   /** The current state of an actor if it is active (undefined otherwise); for tools, not for logic. */
   readState(id: string): Promise<unknown>;
+  /** Full garbage collection in every shard, when the process runs with --expose-gc. */
+  collectGarbage(): Promise<boolean>;
 }
