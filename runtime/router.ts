@@ -70,7 +70,7 @@ export class Router implements MessageSender {
     if (out.length >= FLUSH_AT) this.#flushShard(shard);
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      queueMicrotask(this.#flushAll);
+      setImmediate(this.#flushAll);
     }
   }
 

@@ -296,7 +296,9 @@ export class Shard {
     if (r !== undefined) {
       for (let i = 0; i < r.length; i += REPLY_STRIDE) this.#pending.settle(r[i] as number, r[i + 1] === 1, r[i + 2]);
     }
-    this.#cycle();
+    // Batches that arrive together (from the main thread and peers) are run, committed and
+    // answered in one cycle: one transaction and one post per destination for all of them.
+    this.#scheduleCycle();
   }
 
   #deliver(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {

@@ -1,0 +1,120 @@
+// `troupe node`: starts a node with the chosen gateways, its ops port, and graceful shutdown.
+
+import { join, resolve } from 'node:path';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { pino } from 'pino';
+import {
+  startNode,
+  type Gateway,
+  type Logger,
+  type RunningGateway,
+  type SettingValues,
+} from '../runtime/index.js';
+import { setRootLogger } from '../runtime/log.js';
+import { newNodeId } from '../runtime/node.js';
+import { registerRuntimeMetrics, startOpsServer } from '../runtime/ops-server.js';
+
+export async function runNode(values: SettingValues, gateways: readonly Gateway[]): Promise<number> {
+  const log = pino({ level: String(values['log-level']), base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger;
+  setRootLogger(log);
+  process.env.TROUPE_LOG_LEVEL = String(values['log-level']);
+  const name = String(values['node-name']);
+  const dataDir = resolve(String(values['data-dir'] ?? join('data', name)));
+  const chosen = gateways.filter((g) => (values.gateways as string[]).includes(g.name));
+  const actorModules = [...new Set(chosen.flatMap((g) => g.actorModules))];
+
+  const node = await startNode({
+    nodeId: newNodeId().replace(/^[^-]+(?=-)/, name.replace(/[^A-Za-z0-9-]/g, '-')),
+    dataDir,
+    shards: Number(values.shards),
+    partitions: Number(values.partitions),
+    actorModules,
+    settings: { ...values },
+    askTimeoutMs: Number(values['ask-timeout']),
+    durability: values.durability as 'normal' | 'full',
+    log,
+  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  registerRuntimeMetrics(registry, node);
+
+  const running: { gateway: Gateway; handle: RunningGateway }[] = [];
+  let shuttingDown = false;
+  const shutdown = async (why: string): Promise<number> => {
+    if (shuttingDown) return 0;
+    shuttingDown = true;
+    log.info({ why }, 'shutting down: stop accepting, finish turns in flight, commit');
+    for (const { gateway, handle } of running.reverse()) {
+      try {
+        await handle.stop();
+      } catch (err) {
+        log.error({ err, gateway: gateway.name }, 'gateway did not stop cleanly');
+      }
+    }
+    await ops?.close();
+    await node.stop();
+    log.info({}, 'stopped');
+    return 0;
+  };
+
+  let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
+  try {
+    for (const gateway of chosen) {
+      const handle = await gateway.start({
+        system: node,
+        membership: node.membership,
+        settings: values,
+        metrics: registry,
+        log: log.child({ gateway: gateway.name }),
+        dataDir,
+        host: String(values.host),
+      });
+      running.push({ gateway, handle });
+    }
+    ops = await startOpsServer({
+      host: String(values.host),
+      port: Number(values['ops-port']),
+      registry,
+      notReady: async () => {
+        for (const { gateway, handle } of running) {
+          const why = await handle.notReady?.();
+          if (why) return `${gateway.name}: ${why}`;
+        }
+        return undefined;
+      },
+    });
+  } catch (err) {
+    log.error({ err }, 'start failed');
+    await shutdown('start failed');
+    throw err;
+  }
+
+  const ports: Record<string, number> = { ops: ops.port };
+  for (const { gateway, handle } of running) for (const [k, v] of Object.entries(handle.ports)) ports[`${gateway.name}.${k}`] = v;
+  log.info({ nodeId: node.nodeId, dataDir, shards: node.shardCount, ports }, 'node ready');
+  process.stderr.write(
+    `troupe: node ${node.nodeId} ready; data in ${dataDir}\n` +
+      Object.entries(ports)
+        .map(([k, v]) => `troupe:   ${k.padEnd(24)} ${String(values.host)}:${v}\n`)
+        .join(''),
+  );
+
+  return new Promise<number>((resolveExit) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (shuttingDown) {
+        log.warn({ signal }, 'second signal: exiting at once');
+        process.exit(1);
+      }
+      shutdown(signal).then(resolveExit, (err) => {
+        log.error({ err }, 'shutdown failed');
+        resolveExit(1);
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    node.failed.then((err) => {
+      log.error({ err: err.message }, 'a shard failed; the node stops');
+      resolveExit(2);
+    });
+  });
+}

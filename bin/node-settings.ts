@@ -1,0 +1,34 @@
+// The settings of `troupe node`: the node's own, then each gateway's (de-duplicated by name).
+
+import { availableParallelism, hostname } from 'node:os';
+import type { Gateway, SettingSpec } from '../runtime/index.js';
+
+export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
+  const own: SettingSpec[] = [
+    { name: 'node-name', kind: 'string', default: hostname(), description: 'stable name of this node; names its data directory' },
+    { name: 'host', kind: 'string', default: '0.0.0.0', description: 'address every service binds' },
+    { name: 'data-dir', kind: 'string', default: undefined, description: 'where snapshots and embedded tables live (default ./data/<node-name>)' },
+    { name: 'shards', kind: 'int', min: 1, max: 256, default: availableParallelism(), description: 'worker threads that host actors' },
+    { name: 'partitions', kind: 'int', min: 1, max: 1 << 20, default: 1024, description: 'partitions of the actor space; fixed for the life of a cluster' },
+    { name: 'gateways', kind: 'list', choices: gateways.map((g) => g.name), default: gateways.map((g) => g.name), description: 'which services this node runs' },
+    { name: 'cluster-port', kind: 'port', default: 7070, description: 'node-to-node gRPC and the inspector' },
+    { name: 'ops-port', kind: 'port', default: 9464, description: 'Prometheus /metrics, /healthz, /readyz' },
+    { name: 'ask-timeout', kind: 'duration', min: 1, default: 5000, description: 'default time an ask waits for its reply' },
+    { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'SQLite sync: normal survives a process crash, full also a power cut' },
+    { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL: join a cluster and queue event batches in BullMQ' },
+    { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL for the domain tables (default: SQLite in the data dir)' },
+    { name: 'cluster', kind: 'string', default: 'troupe', description: 'cluster name; the prefix of every Redis key of this cluster' },
+    { name: 'advertise', kind: 'string', default: undefined, description: 'HOST:PORT other nodes use to reach this one (default host:cluster-port)' },
+    { name: 'log-level', kind: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], default: 'info', description: 'log level' },
+  ];
+  const seen = new Set(own.map((s) => s.name));
+  const all = [...own];
+  for (const g of gateways) {
+    for (const s of g.settings) {
+      if (seen.has(s.name)) continue;
+      seen.add(s.name);
+      all.push(s);
+    }
+  }
+  return all;
+}
