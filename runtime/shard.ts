@@ -288,8 +288,31 @@ export class Shard {
     const m = batch.m;
     if (m !== undefined && m.length > 0) {
       Atomics.sub(this.#queued, this.index, m.length / MSG_STRIDE);
-      for (let i = 0; i < m.length; i += MSG_STRIDE) {
-        this.#deliver(m[i] as string, m[i + 1] as number, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
+      this.#inCycle = true;
+      this.#tick = ((performance.now() - this.#t0) / TICK_MS) | 0;
+      try {
+        for (let i = 0; i < m.length; i += MSG_STRIDE) {
+          const id = m[i] as string;
+          let act = this.#acts.get(id);
+          if (act === undefined) {
+            const activated = this.#activate(id, m[i + 1] as number);
+            if (!(activated instanceof Activation)) {
+              this.#reply(m[i + 4] as number, m[i + 5] as number, false, toWireError(activated));
+              continue;
+            }
+            act = activated;
+          }
+          // The common case: an idle actor with nothing waiting runs the turn at once, with no
+          // mailbox to allocate. Order holds: nothing of this actor is queued before it.
+          if (act !== undefined && act.mailbox === null && !act.busy && !act.queued) {
+            act.lastTick = this.#tick;
+            this.#turn(act, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
+          } else {
+            this.#deliver(id, m[i + 1] as number, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
+          }
+        }
+      } finally {
+        this.#inCycle = false;
       }
     }
     const r = batch.r;

@@ -14,7 +14,7 @@ export function tempDir(prefix = 'troupe-test-'): string {
 }
 
 export async function testNode(options: Partial<NodeOptions> = {}): Promise<TroupeNode> {
-  return startNode({ dataDir: tempDir(), shards: 2, actorModules: [COUNTER, PROBE, TICKER], ...options });
+  return startNode({ dataDir: tempDir(), shards: 2, askTimeoutMs: 30_000, actorModules: [COUNTER, PROBE, TICKER], ...options });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
