@@ -96,6 +96,8 @@ export interface ActorDefinition<S = any, H extends Handlers<S> = Handlers<S>> {
   readonly idleTimeoutMs: number;
   /** Most messages one actor may have waiting; beyond it senders get Overloaded. */
   readonly mailboxCapacity: number;
+  /** How durable states are stored: `v8` (structured clone: Map, Date, …) or `json` (faster, plain data). */
+  readonly snapshotCodec: 'v8' | 'json';
   readonly initialState: (key: string) => S;
   readonly handlers: H;
   readonly activate?: ActivateHook<S>;
@@ -110,6 +112,7 @@ export interface ActorSpec<S, H extends Handlers<S>> {
   storage?: Storage;
   idleTimeoutMs?: number;
   mailboxCapacity?: number;
+  snapshotCodec?: 'v8' | 'json';
   initialState: (key: string) => S;
   handlers: H;
   activate?: ActivateHook<S>;
@@ -153,11 +156,16 @@ export function defineActor<S, H extends Handlers<S>>(spec: ActorSpec<S, H>): Ac
   for (const [name, fn] of Object.entries(spec.handlers)) {
     if (typeof fn !== 'function') throw new TypeError(`actor type "${spec.type}": handler "${name}" is not a function`);
   }
+  const snapshotCodec = spec.snapshotCodec ?? 'v8';
+  if (snapshotCodec !== 'v8' && snapshotCodec !== 'json') {
+    throw new TypeError(`actor type "${spec.type}": snapshotCodec must be "v8" or "json", got "${String(snapshotCodec)}"`);
+  }
   return Object.freeze({
     type: spec.type,
     storage,
     idleTimeoutMs,
     mailboxCapacity,
+    snapshotCodec,
     initialState: spec.initialState,
     handlers: spec.handlers,
     activate: spec.activate,

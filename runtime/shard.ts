@@ -16,7 +16,7 @@ import { NotRunning, Overloaded, toWireError, UnknownActorType, UnknownHandler, 
 import type { Logger } from './log.js';
 import { partitionOf } from './partition.js';
 import { PendingAsks } from './pending-asks.js';
-import type { SnapshotStore } from './snapshot-store.js';
+import type { SnapshotCodec, SnapshotRow, SnapshotStore } from './snapshot-store.js';
 import type { ShardStats } from './system.js';
 import { getHeapStatistics } from 'node:v8';
 
@@ -27,12 +27,15 @@ const TICK_MS = 50;
 /** Mailbox entries: handler, payload, origin, ask id. */
 const MAIL_STRIDE = 4;
 const ACTIVATE = '\u0000activate';
+/** Held replies: origin, ask id, value, activation. */
+const HELD_STRIDE = 4;
 
 /** An actor type as a shard runs it. */
 export interface ShardActorType {
   readonly def: AnyActorDefinition;
   readonly name: string;
   readonly durable: boolean;
+  readonly codec: SnapshotCodec;
   readonly idleTicks: number;
   readonly capacity: number;
   readonly handlers: Map<string, Handler<any>>;
@@ -47,6 +50,7 @@ export function shardActorType(def: AnyActorDefinition): ShardActorType {
     def,
     name: def.type,
     durable: def.storage === 'durable',
+    codec: def.snapshotCodec,
     idleTicks: Math.max(1, Math.ceil(def.idleTimeoutMs / TICK_MS)),
     capacity: def.mailboxCapacity,
     handlers,
@@ -220,7 +224,7 @@ export class Shard {
   #ready: Activation[] = [];
   #readyHead = 0;
   #dirty: Activation[] = [];
-  /** Replies of durable turns, held until their state is committed (REPLY_STRIDE + 1 values: origin first). */
+  /** Replies of durable turns, held until their state is committed (HELD_STRIDE values each). */
   #heldReplies: unknown[] = [];
   readonly #outM: unknown[][];
   readonly #outR: unknown[][];
@@ -469,7 +473,7 @@ export class Shard {
     }
     ctx.releaseHeld();
     if (origin === NO_REPLY) return;
-    if (hold) this.#heldReplies.push(origin, askId, 1, value);
+    if (hold) this.#heldReplies.push(origin, askId, value, act);
     else this.#reply(origin, askId, true, value);
   }
 
@@ -586,22 +590,35 @@ export class Shard {
     if (dirty.length === 0 && held.length === 0) return;
     this.#dirty = [];
     this.#heldReplies = [];
-    try {
-      this.#store.commit(dirty);
-      this.#stats.commits++;
-      this.#stats.committedStates += dirty.length;
-      for (const act of dirty) act.dirty = false;
-      for (let i = 0; i < held.length; i += 4) this.#reply(held[i] as number, held[i + 1] as number, true, held[i + 3]);
-    } catch (err) {
-      // Nothing of this cycle is acknowledged: drop the activations so they reload the last
-      // committed state, and fail the asks that were waiting for the commit.
-      const wire = toWireError(err);
-      this.log.error({ err: wire, states: dirty.length }, 'snapshot commit failed; failing the turns it carried');
-      for (const act of dirty) {
-        act.dirty = false;
-        if (!act.busy) this.#dropActivation(act, wire);
+    // Encode first, one actor at a time: a state that cannot be stored fails only its own turns.
+    const rows: SnapshotRow[] = [];
+    let unstorable: Map<Activation, WireError> | undefined;
+    for (const act of dirty) {
+      act.dirty = false;
+      try {
+        rows.push({ id: act.id, partition: act.partition, blob: this.#store.encode(act.state, act.type.codec) });
+      } catch (err) {
+        (unstorable ??= new Map()).set(act, toWireError(err));
       }
-      for (let i = 0; i < held.length; i += 4) this.#reply(held[i] as number, held[i + 1] as number, false, wire);
+    }
+    let failed: WireError | undefined;
+    try {
+      this.#store.commit(rows);
+      this.#stats.commits++;
+      this.#stats.committedStates += rows.length;
+    } catch (err) {
+      failed = toWireError(err);
+      this.log.error({ err: failed, states: rows.length }, 'snapshot commit failed; failing the turns it carried');
+    }
+    for (let i = 0; i < held.length; i += HELD_STRIDE) {
+      const act = held[i + 3] as Activation;
+      const why = failed ?? unstorable?.get(act);
+      this.#reply(held[i] as number, held[i + 1] as number, why === undefined, why ?? held[i + 2]);
+    }
+    // What was not committed must not be served: those actors reload the last committed state.
+    for (const act of dirty) {
+      const why = failed ?? unstorable?.get(act);
+      if (why !== undefined && !act.busy && this.#acts.get(act.id) === act) this.#dropActivation(act, why);
     }
   }
 

@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import { Overloaded, partitionOf, startNode, type TroupeNode } from '../../runtime/index.js';
 import type { BenchOptions, BenchResult } from './run.js';
 import { Cell } from './fixtures/cell.js';
-import Tally from './fixtures/tally.js';
+import Tally, { JsonTally } from './fixtures/tally.js';
 
 const require = createRequire(import.meta.url);
 const CELL = new URL('./fixtures/cell.js', import.meta.url).href;
@@ -123,9 +123,9 @@ async function piscinaTasks(count: number, inFlight: number): Promise<number> {
   return rate;
 }
 
-async function durableAsks(node: TroupeNode, count: number, inFlight: number, actors: number): Promise<number> {
+async function durableAsks(node: TroupeNode, def: typeof Tally, count: number, inFlight: number, actors: number): Promise<number> {
   let next = 0;
-  const refs = Array.from({ length: actors }, (_, i) => node.ref(Tally, `d-${i}`));
+  const refs = Array.from({ length: actors }, (_, i) => node.ref(def, `d-${i}`));
   const t0 = performance.now();
   const lane = async () => {
     while (next < count) await refs[next++ % actors]!.ask('add', 1);
@@ -188,9 +188,11 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
 
     progress('acknowledged durable updates');
     const durCount = Math.round(500_000 * scale);
-    await durableAsks(node, Math.round(durCount / 10), 2000, 10_000);
-    const durable = await durableAsks(node, durCount, 4000, 10_000);
-    rows.push({ bench, metric: 'acknowledged durable updates/s (committed before reply)', value: Math.round(durable), unit: 'upd/s', target: '>= 50,000' });
+    for (const [def, codec] of [[Tally, 'v8'], [JsonTally, 'json']] as const) {
+      await durableAsks(node, def, Math.round(durCount / 10), 2000, 10_000);
+      const durable = await durableAsks(node, def, durCount, 4000, 10_000);
+      rows.push({ bench, metric: `acknowledged durable updates/s, ${codec} snapshots (committed before reply)`, value: Math.round(durable), unit: 'upd/s', target: '>= 50,000' });
+    }
   } finally {
     await node.stop();
     rmSync(dataDir, { recursive: true, force: true });

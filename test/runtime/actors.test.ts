@@ -48,6 +48,20 @@ test('a handler that throws fails the ask with its error and leaves the state as
   t.is(await c.ask('add', 1), 11);
 });
 
+test('a state that cannot be stored fails its own turn, not the others committed with it', async (t) => {
+  const node = await testNode({ shards: 1 });
+  t.teardown(() => node.stop());
+  const bad = node.ref(Counter, 'poisoned');
+  const good = node.ref(Counter, 'healthy');
+  await bad.ask('add', 5);
+  const [poisoned, healthy] = await Promise.allSettled([bad.ask('poison'), good.ask('add', 7)]);
+  t.is(poisoned.status, 'rejected');
+  t.regex(String((poisoned as PromiseRejectedResult).reason?.message), /could not be cloned|clone/i);
+  t.deepEqual(healthy, { status: 'fulfilled', value: 7 });
+  // The poisoned actor serves its last committed state again.
+  t.is(await bad.ask('get'), 5);
+});
+
 test('unknown handlers and types are clear errors', async (t) => {
   const node = await testNode();
   t.teardown(() => node.stop());

@@ -1,0 +1,365 @@
+// The binary frames nodes exchange: a hello, a batch (the flat message and reply arrays of
+// runtime/envelope.ts), or a redirect (messages sent to a node that no longer owns their partition,
+// going back with the owner it believes in). One Buffer per frame; decoding checks every length,
+// since frames arrive from the network.
+
+import { deserialize, serialize } from 'node:v8';
+import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
+
+/** Frames larger than this are refused on both sides (gRPC's limit is set to match). */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+const MAGIC = 0x54; // 'T'
+const VERSION = 1;
+const KIND_HELLO = 1;
+const KIND_BATCH = 2;
+const KIND_REDIRECT = 3;
+
+const TAG_UNDEFINED = 0;
+const TAG_NULL = 1;
+const TAG_FALSE = 2;
+const TAG_TRUE = 3;
+const TAG_INT = 4;
+const TAG_FLOAT = 5;
+const TAG_STRING = 6;
+const TAG_V8 = 7;
+
+export interface HelloFrame {
+  kind: 'hello';
+  node: string;
+  cluster: string;
+  partitions: number;
+}
+
+export interface BatchFrame {
+  kind: 'batch';
+  /** Messages, MSG_STRIDE values each: actor id, partition, handler, payload, origin, ask id. */
+  m: unknown[];
+  /** Replies, REPLY_STRIDE values each: ask id, ok (1) or failed (0), value. */
+  r: unknown[];
+}
+
+export interface RedirectFrame {
+  kind: 'redirect';
+  /** The ring epoch at which the sender found it does not own these partitions. */
+  epoch: number;
+  /** The owner the sender believes in at that epoch ('' if none yet). */
+  owner: string;
+  m: unknown[];
+}
+
+export type Frame = HelloFrame | BatchFrame | RedirectFrame;
+
+/** A frame that cannot be decoded (or encoded): says where and why. */
+export class FrameError extends Error {
+  readonly code = 'BAD_FRAME';
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+// ---- encoding -----------------------------------------------------------------------------------
+
+let scratch = Buffer.allocUnsafe(64 * 1024);
+let pos = 0;
+
+function reserve(n: number): void {
+  if (pos + n <= scratch.length) return;
+  let size = scratch.length * 2;
+  while (size < pos + n) size *= 2;
+  if (size > MAX_FRAME_BYTES * 2) size = Math.max(pos + n, MAX_FRAME_BYTES);
+  const next = Buffer.allocUnsafe(size);
+  scratch.copy(next, 0, 0, pos);
+  scratch = next;
+}
+
+function writeVarint(n: number): void {
+  reserve(8);
+  while (n >= 0x80) {
+    scratch[pos++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  scratch[pos++] = n;
+}
+
+function writeUint(n: unknown, what: string): void {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new FrameError(`${what} must be a non-negative whole number, got ${String(n)}`);
+  writeVarint(n);
+}
+
+function writeString(s: string): void {
+  const len = Buffer.byteLength(s);
+  writeVarint(len);
+  reserve(len);
+  pos += scratch.write(s, pos, 'utf8');
+}
+
+function writeStringField(s: unknown, what: string): void {
+  if (typeof s !== 'string') throw new FrameError(`${what} must be a string, got ${typeof s}`);
+  writeString(s);
+}
+
+function writePayload(v: unknown): void {
+  switch (typeof v) {
+    case 'undefined':
+      reserve(1);
+      scratch[pos++] = TAG_UNDEFINED;
+      return;
+    case 'boolean':
+      reserve(1);
+      scratch[pos++] = v ? TAG_TRUE : TAG_FALSE;
+      return;
+    case 'number':
+      // Zigzag doubles the magnitude, so only integers below 2^52 keep it a safe integer.
+      if (Number.isInteger(v) && Math.abs(v) < 2 ** 52 && !Object.is(v, -0)) {
+        reserve(1);
+        scratch[pos++] = TAG_INT;
+        // zigzag over safe integers, by arithmetic (bit operators stop at 32 bits)
+        writeVarint(v >= 0 ? v * 2 : -v * 2 - 1);
+      } else {
+        reserve(9);
+        scratch[pos++] = TAG_FLOAT;
+        pos = scratch.writeDoubleLE(v, pos);
+      }
+      return;
+    case 'string':
+      reserve(1);
+      scratch[pos++] = TAG_STRING;
+      writeString(v);
+      return;
+    default:
+      if (v === null) {
+        reserve(1);
+        scratch[pos++] = TAG_NULL;
+        return;
+      }
+      let blob: Buffer;
+      try {
+        blob = serialize(v);
+      } catch (err) {
+        throw new FrameError(`a payload cannot be sent to another node: ${(err as Error).message}`);
+      }
+      reserve(1);
+      scratch[pos++] = TAG_V8;
+      writeVarint(blob.length);
+      reserve(blob.length);
+      pos += blob.copy(scratch, pos);
+  }
+}
+
+function begin(kind: number): void {
+  pos = 0;
+  reserve(3);
+  scratch[pos++] = MAGIC;
+  scratch[pos++] = VERSION;
+  scratch[pos++] = kind;
+}
+
+function finish(): Buffer {
+  if (pos > MAX_FRAME_BYTES) throw new FrameError(`frame of ${pos} bytes exceeds the limit of ${MAX_FRAME_BYTES}; send smaller batches`);
+  const out = Buffer.allocUnsafe(pos);
+  scratch.copy(out, 0, 0, pos);
+  return out;
+}
+
+function writeMessages(m: readonly unknown[]): void {
+  if (m.length % MSG_STRIDE !== 0) throw new FrameError(`message array length ${m.length} is not a multiple of ${MSG_STRIDE}`);
+  // Handler names repeat across a batch: a table sends each once.
+  const handlers = new Map<string, number>();
+  for (let i = 2; i < m.length; i += MSG_STRIDE) {
+    const h = m[i];
+    if (typeof h !== 'string') throw new FrameError(`handler of message ${i / MSG_STRIDE} must be a string, got ${typeof h}`);
+    if (!handlers.has(h)) handlers.set(h, handlers.size);
+  }
+  writeVarint(handlers.size);
+  for (const h of handlers.keys()) writeString(h);
+  writeVarint(m.length / MSG_STRIDE);
+  for (let i = 0; i < m.length; i += MSG_STRIDE) {
+    writeStringField(m[i], 'actor id');
+    writeUint(m[i + 1], 'partition');
+    writeVarint(handlers.get(m[i + 2] as string)!);
+    writePayload(m[i + 3]);
+    writeUint(m[i + 4], 'origin');
+    writeUint(m[i + 5], 'ask id');
+  }
+}
+
+export function encodeHello(node: string, cluster: string, partitions: number): Buffer {
+  begin(KIND_HELLO);
+  writeString(node);
+  writeString(cluster);
+  writeUint(partitions, 'partitions');
+  return finish();
+}
+
+export function encodeBatch(m: readonly unknown[], r: readonly unknown[] = []): Buffer {
+  begin(KIND_BATCH);
+  writeMessages(m);
+  if (r.length % REPLY_STRIDE !== 0) throw new FrameError(`reply array length ${r.length} is not a multiple of ${REPLY_STRIDE}`);
+  writeVarint(r.length / REPLY_STRIDE);
+  for (let i = 0; i < r.length; i += REPLY_STRIDE) {
+    writeUint(r[i], 'ask id');
+    reserve(1);
+    scratch[pos++] = r[i + 1] === 1 ? 1 : 0;
+    writePayload(r[i + 2]);
+  }
+  return finish();
+}
+
+export function encodeRedirect(epoch: number, owner: string, m: readonly unknown[]): Buffer {
+  begin(KIND_REDIRECT);
+  writeUint(epoch, 'epoch');
+  writeString(owner);
+  writeMessages(m);
+  return finish();
+}
+
+// ---- decoding -----------------------------------------------------------------------------------
+
+class Reader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+
+  fail(what: string): never {
+    throw new FrameError(`bad cluster frame (${this.buf.length} bytes): ${what} at byte ${this.pos}`);
+  }
+
+  byte(what: string): number {
+    if (this.pos >= this.buf.length) this.fail(`truncated, expected ${what}`);
+    return this.buf[this.pos++]!;
+  }
+
+  varint(what: string): number {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.byte(what);
+      result += (b & 0x7f) * mul;
+      if (b < 0x80) {
+        if (!Number.isSafeInteger(result)) this.fail(`${what} is too large`);
+        return result;
+      }
+      mul *= 0x80;
+    }
+    this.fail(`${what} is a varint longer than 8 bytes`);
+  }
+
+  /** A count of items of at least `minBytes` each: bounded by what is left, so a hostile count cannot allocate. */
+  count(what: string, minBytes: number): number {
+    const n = this.varint(what);
+    if (n * minBytes > this.buf.length - this.pos) this.fail(`${what} ${n} does not fit in the ${this.buf.length - this.pos} bytes left`);
+    return n;
+  }
+
+  bytes(n: number, what: string): Buffer {
+    if (n > this.buf.length - this.pos) this.fail(`${what} of ${n} bytes runs past the end`);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  string(what: string): string {
+    const n = this.varint(`length of ${what}`);
+    if (n > this.buf.length - this.pos) this.fail(`${what} of ${n} bytes runs past the end`);
+    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    this.pos += n;
+    return s;
+  }
+
+  payload(what: string): unknown {
+    const tag = this.byte(`type of ${what}`);
+    switch (tag) {
+      case TAG_UNDEFINED:
+        return undefined;
+      case TAG_NULL:
+        return null;
+      case TAG_FALSE:
+        return false;
+      case TAG_TRUE:
+        return true;
+      case TAG_INT: {
+        const z = this.varint(what);
+        return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+      }
+      case TAG_FLOAT:
+        if (this.buf.length - this.pos < 8) this.fail(`truncated number in ${what}`);
+        this.pos += 8;
+        return this.buf.readDoubleLE(this.pos - 8);
+      case TAG_STRING:
+        return this.string(what);
+      case TAG_V8: {
+        const blob = this.bytes(this.varint(`length of ${what}`), what);
+        try {
+          return deserialize(blob);
+        } catch (err) {
+          this.fail(`${what} is not a valid serialized value (${(err as Error).message})`);
+        }
+      }
+      default:
+        this.fail(`unknown type tag ${tag} in ${what}`);
+    }
+  }
+
+  messages(): unknown[] {
+    const handlerCount = this.count('handler count', 1);
+    const handlers: string[] = [];
+    for (let i = 0; i < handlerCount; i++) handlers.push(this.string('handler name'));
+    // A message takes at least 6 bytes (empty id, partition, handler, tag, origin, ask id).
+    const n = this.count('message count', 6);
+    const m = new Array<unknown>(n * MSG_STRIDE);
+    for (let k = 0, i = 0; k < n; k++, i += MSG_STRIDE) {
+      m[i] = this.string('actor id');
+      m[i + 1] = this.varint('partition');
+      const h = this.varint('handler index');
+      if (h >= handlers.length) this.fail(`handler index ${h} outside the table of ${handlers.length}`);
+      m[i + 2] = handlers[h];
+      m[i + 3] = this.payload('payload');
+      m[i + 4] = this.varint('origin');
+      m[i + 5] = this.varint('ask id');
+    }
+    return m;
+  }
+
+  end(): void {
+    if (this.pos !== this.buf.length) this.fail(`${this.buf.length - this.pos} unexpected trailing bytes`);
+  }
+}
+
+/** Decodes one frame; throws FrameError on anything malformed, and allocates only what the bytes can hold. */
+export function decodeFrame(buf: Buffer | Uint8Array): Frame {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length > MAX_FRAME_BYTES) throw new FrameError(`cluster frame of ${b.length} bytes exceeds the limit of ${MAX_FRAME_BYTES}`);
+  const r: Reader = new Reader(b);
+  if (r.byte('magic') !== MAGIC) r.fail('not a Troupe cluster frame (bad magic byte)');
+  const version = r.byte('version');
+  if (version !== VERSION) r.fail(`frame version ${version}, this node speaks ${VERSION}; run one Troupe version across the cluster`);
+  const kind = r.byte('kind');
+  let frame: Frame;
+  switch (kind) {
+    case KIND_HELLO:
+      frame = { kind: 'hello', node: r.string('node id'), cluster: r.string('cluster name'), partitions: r.varint('partitions') };
+      break;
+    case KIND_BATCH: {
+      const m = r.messages();
+      const n = r.count('reply count', 3);
+      const replies = new Array<unknown>(n * REPLY_STRIDE);
+      for (let k = 0, i = 0; k < n; k++, i += REPLY_STRIDE) {
+        replies[i] = r.varint('ask id');
+        const ok = r.byte('reply status');
+        if (ok > 1) r.fail(`reply status ${ok} is neither 0 nor 1`);
+        replies[i + 1] = ok;
+        replies[i + 2] = r.payload('reply value');
+      }
+      frame = { kind: 'batch', m, r: replies };
+      break;
+    }
+    case KIND_REDIRECT:
+      frame = { kind: 'redirect', epoch: r.varint('epoch'), owner: r.string('owner'), m: r.messages() };
+      break;
+    default:
+      r.fail(`unknown frame kind ${kind}`);
+  }
+  r.end();
+  return frame;
+}

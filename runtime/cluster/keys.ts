@@ -1,0 +1,44 @@
+// Where a cluster keeps its state in Redis: every key and channel under `troupe:{NAME}:`, so that
+// several clusters share one Redis and, with the {hash tag}, one Redis Cluster slot (the Lua
+// scripts touch several of these keys at once).
+
+export interface ClusterKeys {
+  readonly prefix: string;
+  /** ZSET node id -> deadline (Redis server ms) after which the node counts as dead. */
+  readonly members: string;
+  /** HASH of one node: address, start time. Expires with the node. */
+  node(id: string): string;
+  /** HASH of one node's gauges. Expires with the node. */
+  gauges(id: string): string;
+  /** HASH { epoch } of the ring. */
+  readonly ringMeta: string;
+  /** SET of the ring's member ids. */
+  readonly ringMembers: string;
+  /** STRING "epoch|node" of one partition's lease, with a TTL. */
+  lease(partition: number): string;
+  /** Pub/sub: member joined, left or died (payload: the node id). */
+  readonly membersChannel: string;
+  /** Pub/sub: the ring changed (payload: the new epoch). */
+  readonly ringChannel: string;
+}
+
+/** Cluster names are short and plain, so that keys stay readable in redis-cli. */
+const CLUSTER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export function clusterKeys(cluster: string): ClusterKeys {
+  if (!CLUSTER_NAME.test(cluster)) {
+    throw new TypeError(`cluster name "${cluster}" must be 1 to 64 letters, digits, "_", "." or "-"`);
+  }
+  const prefix = `troupe:{${cluster}}:`;
+  return {
+    prefix,
+    members: prefix + 'members',
+    node: (id) => prefix + 'node:' + id,
+    gauges: (id) => prefix + 'gauges:' + id,
+    ringMeta: prefix + 'ring',
+    ringMembers: prefix + 'ring:members',
+    lease: (p) => prefix + 'lease:' + p,
+    membersChannel: prefix + 'members:changed',
+    ringChannel: prefix + 'ring:changed',
+  };
+}

@@ -1,0 +1,301 @@
+// Partition leases: a node serves a partition only while it holds the partition's lease in Redis.
+// A lease is "epoch|node" with a TTL; grab, renew and release are Lua scripts, renewal covers every
+// held partition in one call, and grabs and renewals from a node behind on the ring epoch are refused.
+
+import type { Redis } from 'ioredis';
+import { performance } from 'node:perf_hooks';
+import { TroupeError } from '../errors.js';
+import { rootLogger, type Logger } from '../log.js';
+import { clusterKeys, type ClusterKeys } from './keys.js';
+import { LuaScript } from './lua-script.js';
+
+const HOLDER_OF = `local function holder_of(v)
+  if not v then return nil end
+  local bar = string.find(v, '|', 1, true)
+  return string.sub(v, bar + 1)
+end
+`;
+
+/**
+ * KEYS: ring meta, lease keys. ARGV: node, epoch, ttlMs. Reply: {0, epoch, per key: '' granted or
+ * the other holder's "epoch|node"}, or {-1, current epoch} when the caller's epoch is not current.
+ */
+const grabPartitionLeases = new LuaScript(
+  'grab_partition_leases_n_keys',
+  HOLDER_OF +
+    `local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if tonumber(ARGV[2]) ~= current then return { -1, current } end
+local out = { 0, current }
+for i = 2, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v or holder_of(v) == ARGV[1] then
+    redis.call('SET', KEYS[i], ARGV[2] .. '|' .. ARGV[1], 'PX', ARGV[3])
+    out[#out + 1] = ''
+  else
+    out[#out + 1] = v
+  end
+end
+return out`,
+);
+
+/** KEYS: ring meta, lease keys. ARGV: node, epoch, ttlMs. Reply: {0, epoch, per key 1 renewed or 0 lost}, or {-1, current epoch}. */
+const renewPartitionLeases = new LuaScript(
+  'renew_partition_leases_n_keys',
+  HOLDER_OF +
+    `local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if tonumber(ARGV[2]) ~= current then return { -1, current } end
+local out = { 0, current }
+for i = 2, #KEYS do
+  if holder_of(redis.call('GET', KEYS[i])) == ARGV[1] then
+    redis.call('SET', KEYS[i], ARGV[2] .. '|' .. ARGV[1], 'PX', ARGV[3])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out`,
+);
+
+/** KEYS: lease keys. ARGV: node. Deletes only leases the node holds; reply: per key 1 released or 0 not held. */
+const releasePartitionLeases = new LuaScript(
+  'release_partition_leases_n_keys',
+  HOLDER_OF +
+    `local out = {}
+for i = 1, #KEYS do
+  if holder_of(redis.call('GET', KEYS[i])) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out`,
+);
+
+/** The caller's ring epoch is not the current one: refresh the ring, then try again. */
+export class StaleEpoch extends TroupeError {
+  constructor(
+    readonly offered: number,
+    readonly current: number,
+    what: string,
+  ) {
+    super('STALE_EPOCH', `${what} refused: this node is at ring epoch ${offered} and the ring is at ${current}; refresh the ring and retry`);
+  }
+}
+
+export interface LeaseHolder {
+  partition: number;
+  node: string;
+  epoch: number;
+}
+
+export interface GrabResult {
+  granted: number[];
+  /** Partitions another node holds (wait for its release or for the TTL). */
+  heldElsewhere: LeaseHolder[];
+}
+
+export interface RenewResult {
+  renewed: number[];
+  /** Partitions whose lease this node no longer holds (expired and maybe taken). */
+  lost: number[];
+}
+
+export interface PartitionLeasesOptions {
+  redis: Redis;
+  cluster: string;
+  self: string;
+  partitions: number;
+  /** Lease time to live; default 2000 ms. */
+  ttlMs?: number;
+  /**
+   * Safety margin: a node counts a lease valid until (time the grab or renewal was SENT + ttl -
+   * margin), which ends before Redis expires it, whatever the network delay. Default max(50, ttl/10).
+   */
+  marginMs?: number;
+  /**
+   * Optional shared table (one Float64 per partition, absolute ms = performance.timeOrigin +
+   * performance.now()) where the deadline of each held lease is written and 0 when it is not held,
+   * so shard threads can refuse turns after a pause without asking the main thread.
+   */
+  deadlines?: Float64Array;
+  log?: Logger;
+}
+
+function absoluteNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export class PartitionLeases {
+  readonly self: string;
+  readonly ttlMs: number;
+  readonly marginMs: number;
+  readonly keys: ClusterKeys;
+  readonly #redis: Redis;
+  readonly #partitions: number;
+  /** partition -> absolute ms until which this node may serve it. */
+  readonly #validUntil = new Map<number, number>();
+  readonly #deadlines: Float64Array | undefined;
+  readonly #log: Logger;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #renewing = false;
+
+  constructor(o: PartitionLeasesOptions) {
+    this.self = o.self;
+    this.ttlMs = o.ttlMs ?? 2000;
+    this.marginMs = o.marginMs ?? Math.max(50, Math.floor(this.ttlMs / 10));
+    if (this.marginMs >= this.ttlMs) throw new RangeError(`lease margin (${this.marginMs} ms) must be shorter than the TTL (${this.ttlMs} ms)`);
+    this.keys = clusterKeys(o.cluster);
+    this.#redis = o.redis;
+    this.#partitions = o.partitions;
+    this.#deadlines = o.deadlines;
+    if (this.#deadlines && this.#deadlines.length < o.partitions) throw new RangeError(`deadlines table has ${this.#deadlines.length} slots for ${o.partitions} partitions`);
+    this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'leases' });
+  }
+
+  #check(partitions: readonly number[]): void {
+    for (const p of partitions) {
+      if (!Number.isInteger(p) || p < 0 || p >= this.#partitions) throw new RangeError(`partition ${p} is outside 0..${this.#partitions - 1}`);
+    }
+  }
+
+  #set(p: number, until: number): void {
+    this.#validUntil.set(p, until);
+    if (this.#deadlines) this.#deadlines[p] = until;
+  }
+
+  #drop(p: number): void {
+    this.#validUntil.delete(p);
+    if (this.#deadlines) this.#deadlines[p] = 0;
+  }
+
+  /** True while this node holds the partition's lease (by its own conservative clock). */
+  holds(partition: number): boolean {
+    const until = this.#validUntil.get(partition);
+    return until !== undefined && absoluteNow() < until;
+  }
+
+  /** Partitions whose lease this node believes it holds now. */
+  held(): number[] {
+    const now = absoluteNow();
+    const out: number[] = [];
+    for (const [p, until] of this.#validUntil) if (now < until) out.push(p);
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Takes the leases of free partitions (or re-tags this node's own) at `epoch`. Throws StaleEpoch. */
+  async grab(partitions: readonly number[], epoch: number): Promise<GrabResult> {
+    this.#check(partitions);
+    if (partitions.length === 0) return { granted: [], heldElsewhere: [] };
+    const sentAt = absoluteNow();
+    const reply = (await grabPartitionLeases.run(
+      this.#redis,
+      [this.keys.ringMeta, ...partitions.map((p) => this.keys.lease(p))],
+      [this.self, epoch, this.ttlMs],
+    )) as [number, number, ...string[]];
+    if (reply[0] === -1) throw new StaleEpoch(epoch, reply[1], `lease grab of ${partitions.length} partitions`);
+    const result: GrabResult = { granted: [], heldElsewhere: [] };
+    const until = sentAt + this.ttlMs - this.marginMs;
+    partitions.forEach((p, i) => {
+      const other = reply[2 + i] as string;
+      if (other === '') {
+        this.#set(p, until);
+        result.granted.push(p);
+      } else {
+        const bar = other.indexOf('|');
+        result.heldElsewhere.push({ partition: p, epoch: Number(other.slice(0, bar)), node: other.slice(bar + 1) });
+      }
+    });
+    return result;
+  }
+
+  /** Extends every lease this node holds, in one script call, and tags them with `epoch`. Throws StaleEpoch. */
+  async renew(epoch: number): Promise<RenewResult> {
+    const mine = [...this.#validUntil.keys()];
+    if (mine.length === 0) return { renewed: [], lost: [] };
+    const sentAt = absoluteNow();
+    const reply = (await renewPartitionLeases.run(
+      this.#redis,
+      [this.keys.ringMeta, ...mine.map((p) => this.keys.lease(p))],
+      [this.self, epoch, this.ttlMs],
+    )) as number[];
+    if (reply[0] === -1) throw new StaleEpoch(epoch, reply[1]!, `renewal of ${mine.length} leases`);
+    const result: RenewResult = { renewed: [], lost: [] };
+    const until = sentAt + this.ttlMs - this.marginMs;
+    mine.forEach((p, i) => {
+      // A partition released while the renewal was in flight stays released.
+      if (!this.#validUntil.has(p)) return;
+      // Still ours in Redis means nobody else held it meanwhile (an expired lease reads as nil),
+      // even if our local deadline lapsed during a pause; so a renewal may revive it.
+      if (reply[2 + i] === 1) {
+        this.#set(p, until);
+        result.renewed.push(p);
+      } else {
+        this.#drop(p);
+        result.lost.push(p);
+      }
+    });
+    return result;
+  }
+
+  /** Gives leases back at once (after a hand-off), so the new owner need not wait for the TTL. */
+  async release(partitions: readonly number[]): Promise<number[]> {
+    this.#check(partitions);
+    if (partitions.length === 0) return [];
+    for (const p of partitions) this.#drop(p);
+    const reply = (await releasePartitionLeases.run(this.#redis, partitions.map((p) => this.keys.lease(p)), [this.self])) as number[];
+    return partitions.filter((_, i) => reply[i] === 1);
+  }
+
+  /** Releases every held lease (graceful leave, after the hand-offs). */
+  async releaseAll(): Promise<number[]> {
+    return this.release([...this.#validUntil.keys()]);
+  }
+
+  /** Who holds a partition's lease in Redis now (for inspection and tests). */
+  async holderOf(partition: number): Promise<LeaseHolder | undefined> {
+    const v = await this.#redis.get(this.keys.lease(partition));
+    if (v === null) return undefined;
+    const bar = v.indexOf('|');
+    return { partition, epoch: Number(v.slice(0, bar)), node: v.slice(bar + 1) };
+  }
+
+  /**
+   * Renews every `everyMs` (default ttl/4). `epoch()` gives this node's ring epoch; on StaleEpoch
+   * `refresh()` must bring the ring up to date (it returns the new epoch) and the renewal is retried
+   * once. `onLost` hears of leases lost to expiry or to another node.
+   */
+  startRenewing(o: { epoch: () => number; refresh: () => Promise<number>; onLost: (partitions: number[]) => void; everyMs?: number }): void {
+    const every = o.everyMs ?? Math.max(50, Math.floor(this.ttlMs / 4));
+    const tick = async (): Promise<void> => {
+      if (this.#renewing) return;
+      this.#renewing = true;
+      try {
+        let result: RenewResult;
+        try {
+          result = await this.renew(o.epoch());
+        } catch (err) {
+          if (!(err instanceof StaleEpoch)) throw err;
+          result = await this.renew(await o.refresh());
+        }
+        if (result.lost.length > 0) o.onLost(result.lost);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'lease renewal failed; leases lapse at their local deadline');
+      } finally {
+        this.#renewing = false;
+        // Whatever Redis said, a lease past its local deadline is not ours to serve.
+        const expired = [...this.#validUntil].filter(([, until]) => absoluteNow() >= until).map(([p]) => p);
+        for (const p of expired) this.#drop(p);
+        if (expired.length > 0) o.onLost(expired);
+      }
+    };
+    this.stopRenewing();
+    this.#renewTimer = setInterval(() => void tick(), every);
+    this.#renewTimer.unref();
+  }
+
+  stopRenewing(): void {
+    clearInterval(this.#renewTimer);
+    this.#renewTimer = undefined;
+  }
+}

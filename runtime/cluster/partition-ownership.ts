@@ -1,0 +1,229 @@
+// Which partitions this node serves, kept true to the ring and the leases: on every ring view it
+// grabs the leases of partitions the ring gives it, hands off and releases the ones it lost, and
+// writes the result into the shared ownership table the shards read. The control loop of a node.
+
+import { OWNED_ELSEWHERE, OWNED_HERE } from '../envelope.js';
+import { rootLogger, type Logger } from '../log.js';
+import { StaleEpoch, type PartitionLeases } from './leases.js';
+import type { RedisMembership } from './redis-membership.js';
+import type { RedisRing, RingView } from './redis-ring.js';
+import type { PartitionMove } from './ring.js';
+
+/** Where a partition stands on this node. */
+export type PartitionState =
+  /** Lease held, ownership table says OWNED_HERE: shards serve it. */
+  | 'serving'
+  /** The ring gives it to this node, the lease is not ours yet (the old owner is handing off, or its lease must expire): buffer its messages. */
+  | 'acquiring'
+  /** The ring gives it to another node and this node is handing it off: buffer its messages. */
+  | 'releasing'
+  /** Another node's: forward its messages to the ring owner. */
+  | 'elsewhere';
+
+export interface PartitionOwnershipOptions {
+  self: string;
+  ring: RedisRing;
+  leases: PartitionLeases;
+  /** The shared table of runtime/envelope.ts (OWNED_HERE / OWNED_ELSEWHERE), one Int32 per partition. */
+  ownership: Int32Array;
+  /** When given, deaths it reports take the dead off the ring, and an eviction of this node drops everything. */
+  membership?: RedisMembership;
+  /**
+   * Before releasing leases of partitions that moved away: stop their turns, commit, ship their
+   * state to the new owners. The partitions are already OWNED_ELSEWHERE when it is called.
+   */
+  handOff?(moves: PartitionMove[], epoch: number): Promise<void>;
+  /** After taking leases, before serving: load the partitions' state (from a hand-off or from recovery). */
+  acquire?(partitions: number[], epoch: number): Promise<void>;
+  /** Partitions now serving (drain their buffers) or lost (fail over their buffers to the router). */
+  onServing?(partitions: number[]): void;
+  onLost?(partitions: number[]): void;
+  /** How often partitions still 'acquiring' are retried; default 100 ms. */
+  retryMs?: number;
+  log?: Logger;
+}
+
+export class PartitionOwnership {
+  readonly self: string;
+  readonly #o: PartitionOwnershipOptions;
+  readonly #log: Logger;
+  readonly #states: PartitionState[];
+  #running = false;
+  #reconciling: Promise<void> | undefined;
+  #again = false;
+  #retry: NodeJS.Timeout | undefined;
+  readonly #unsubscribe: (() => void)[] = [];
+
+  constructor(o: PartitionOwnershipOptions) {
+    this.self = o.self;
+    this.#o = o;
+    this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'ownership' });
+    this.#states = new Array<PartitionState>(o.ring.partitions).fill('elsewhere');
+    if (o.ownership.length < o.ring.partitions) throw new RangeError(`ownership table has ${o.ownership.length} slots for ${o.ring.partitions} partitions`);
+  }
+
+  state(partition: number): PartitionState {
+    return this.#states[partition]!;
+  }
+
+  /** The node the ring gives a partition to now ('' on an empty ring): where to forward its messages. */
+  ownerOf(partition: number): string {
+    return this.#o.ring.view().owners[partition] ?? '';
+  }
+
+  serving(): number[] {
+    const out: number[] = [];
+    this.#states.forEach((s, p) => s === 'serving' && out.push(p));
+    return out;
+  }
+
+  /** Joins the ring and starts following it. */
+  async start(): Promise<void> {
+    const { ring, leases, membership } = this.#o;
+    this.#running = true;
+    this.#unsubscribe.push(ring.onChange(() => this.reconcile()));
+    if (membership) {
+      this.#unsubscribe.push(membership.onChange(() => void ring.removeDead().catch((err) => this.#log.warn({ err: err.message }, 'removing dead nodes from the ring failed'))));
+      this.#unsubscribe.push(membership.onEvicted(() => this.#evicted()));
+    }
+    leases.startRenewing({
+      epoch: () => ring.view().epoch,
+      refresh: async () => (await ring.refresh()).epoch,
+      onLost: (partitions) => this.#lost(partitions),
+    });
+    this.#retry = setInterval(() => {
+      if (this.#states.includes('acquiring')) this.reconcile();
+    }, this.#o.retryMs ?? 100);
+    this.#retry.unref();
+    await ring.join(this.self);
+    await this.reconcile();
+  }
+
+  /** Brings leases and the ownership table in line with the newest ring view (serialized; coalesces calls). */
+  reconcile(): Promise<void> {
+    if (!this.#running) return Promise.resolve();
+    if (this.#reconciling) {
+      this.#again = true;
+      return this.#reconciling;
+    }
+    this.#reconciling = this.#reconcileOnce()
+      .catch((err) => this.#log.warn({ err: (err as Error).message }, 'reconciling partitions with the ring failed; retrying'))
+      .finally(() => {
+        this.#reconciling = undefined;
+        if (this.#again) {
+          this.#again = false;
+          void this.reconcile();
+        }
+      });
+    return this.#reconciling;
+  }
+
+  async #reconcileOnce(): Promise<void> {
+    const view: RingView = this.#o.ring.view();
+    const { leases, ownership } = this.#o;
+    const moves: PartitionMove[] = [];
+    const wanted: number[] = [];
+    for (let p = 0; p < this.#states.length; p++) {
+      const mine = view.owners[p] === this.self;
+      const s = this.#states[p]!;
+      if (mine && (s === 'elsewhere' || s === 'acquiring')) wanted.push(p);
+      else if (!mine && s === 'serving') moves.push({ partition: p, from: this.self, to: view.owners[p] ?? '' });
+      else if (!mine && s === 'acquiring') this.#states[p] = 'elsewhere';
+    }
+
+    if (moves.length > 0) {
+      // Stop serving first (shards now send these partitions' messages to the router, which
+      // buffers them), then ship, and only then let the new owners in.
+      const gone = moves.map((m) => m.partition);
+      for (const p of gone) {
+        this.#states[p] = 'releasing';
+        Atomics.store(ownership, p, OWNED_ELSEWHERE);
+      }
+      try {
+        await this.#o.handOff?.(moves, view.epoch);
+      } catch (err) {
+        // The new owner loads whatever was last committed; the lease goes anyway, or both would stall.
+        this.#log.error({ err, partitions: gone.length }, 'hand-off failed; releasing the leases anyway');
+      }
+      await leases.release(gone);
+      for (const p of gone) this.#states[p] = 'elsewhere';
+      this.#o.onLost?.(gone);
+    }
+
+    if (wanted.length > 0) {
+      let granted: number[];
+      try {
+        const result = await leases.grab(wanted, view.epoch);
+        granted = result.granted;
+        for (const h of result.heldElsewhere) this.#states[h.partition] = 'acquiring';
+      } catch (err) {
+        if (!(err instanceof StaleEpoch)) throw err;
+        await this.#o.ring.refresh(); // a newer view calls reconcile again through onChange
+        for (const p of wanted) this.#states[p] = 'acquiring';
+        return;
+      }
+      if (granted.length > 0) {
+        for (const p of granted) this.#states[p] = 'acquiring';
+        await this.#o.acquire?.(granted, view.epoch);
+        const serving = granted.filter((p) => leases.holds(p));
+        for (const p of serving) {
+          this.#states[p] = 'serving';
+          Atomics.store(ownership, p, OWNED_HERE);
+        }
+        if (serving.length > 0) this.#o.onServing?.(serving);
+      }
+    }
+  }
+
+  #lost(partitions: number[]): void {
+    const lost = partitions.filter((p) => this.#states[p] === 'serving' || this.#states[p] === 'releasing');
+    for (const p of partitions) {
+      Atomics.store(this.#o.ownership, p, OWNED_ELSEWHERE);
+      if (this.#states[p] === 'serving') this.#states[p] = this.ownerOf(p) === this.self ? 'acquiring' : 'elsewhere';
+    }
+    if (lost.length > 0) {
+      this.#log.warn({ partitions: lost.length, first: lost[0] }, 'partition leases lost (expired or taken); stopped serving them');
+      this.#o.onLost?.(lost);
+    }
+    void this.reconcile();
+  }
+
+  #evicted(): void {
+    // Declared dead: others may already serve everything this node had. Drop it all, then come back.
+    const had = this.serving();
+    for (let p = 0; p < this.#states.length; p++) {
+      Atomics.store(this.#o.ownership, p, OWNED_ELSEWHERE);
+      this.#states[p] = 'elsewhere';
+    }
+    if (had.length > 0) this.#o.onLost?.(had);
+    // Leases still ours in Redis are let go, or their renewals would keep the new owners out.
+    void this.#o.leases
+      .releaseAll()
+      .then(() => this.#o.ring.join(this.self))
+      .then(() => this.reconcile())
+      .catch((err: Error) => this.#log.warn({ err: err.message }, 'rejoining the ring after an eviction failed'));
+  }
+
+  /**
+   * Graceful leave: takes this node off the ring and waits until every partition it served was
+   * handed off and released (or `timeoutMs` passed).
+   */
+  async leave(timeoutMs = 10_000): Promise<void> {
+    await this.#o.ring.leave(this.self);
+    await this.reconcile();
+    const deadline = Date.now() + timeoutMs;
+    while (this.#states.some((s) => s === 'serving' || s === 'releasing') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      await this.reconcile();
+    }
+    this.stop();
+  }
+
+  /** Stops following the ring and renewing (leases then lapse after their TTL, as after a crash). */
+  stop(): void {
+    this.#running = false;
+    clearInterval(this.#retry);
+    this.#o.leases.stopRenewing();
+    for (const u of this.#unsubscribe.splice(0)) u();
+  }
+}

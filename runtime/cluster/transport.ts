@@ -1,0 +1,442 @@
+// Node-to-node transport over gRPC: each node dials every peer it sends to and keeps one
+// long-lived Link stream to it, carrying one binary frame (frame-codec.ts) per peer per tick.
+// Sends are gathered per tick, queued while the link is down or the stream is full (write()
+// returned false: wait for 'drain'), bounded by bytes, and the link redials with backoff.
+
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
+import { Overloaded } from '../errors.js';
+import { rootLogger, tracing, type Logger } from '../log.js';
+import { protoPath } from '../paths.js';
+import { decodeFrame, encodeBatch, encodeHello, encodeRedirect, FrameError, MAX_FRAME_BYTES } from './frame-codec.js';
+
+/** Messages gathered for one peer are encoded at once when they reach this many. */
+const FLUSH_AT = 4096 * MSG_STRIDE;
+
+interface WireFrame {
+  data: Buffer;
+}
+
+interface ClusterServiceClient extends grpc.Client {
+  link(): grpc.ClientDuplexStream<WireFrame, WireFrame>;
+}
+
+let clusterService: grpc.GrpcObject | undefined;
+function loadClusterService(): { service: grpc.ServiceDefinition; Client: new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => ClusterServiceClient } {
+  clusterService ??= grpc.loadPackageDefinition(protoLoader.loadSync(protoPath('cluster.proto'), { keepCase: true, defaults: true }));
+  const ctor = ((clusterService['troupe'] as grpc.GrpcObject)['cluster'] as grpc.GrpcObject)['Cluster'] as grpc.ServiceClientConstructor;
+  return { service: ctor.service, Client: ctor as unknown as new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => ClusterServiceClient };
+}
+
+const MAX_MESSAGE = MAX_FRAME_BYTES + 64 * 1024;
+
+export interface ClusterTransportOptions {
+  self: string;
+  cluster: string;
+  partitions: number;
+  /** Bind address; default 127.0.0.1. */
+  host?: string;
+  /** Default 0: any free port (read `port` back). */
+  port?: number;
+  /** host:port of a peer now (from the membership), or undefined if unknown; asked at every dial. */
+  resolve(peer: string): string | undefined;
+  /** Messages and replies from a peer (flat arrays of runtime/envelope.ts). */
+  onBatch(from: string, m: unknown[], r: unknown[]): void;
+  /** Messages a peer sent back: it does not own their partitions at `epoch`; `owner` is who it believes does. */
+  onRedirect(from: string, epoch: number, owner: string, m: unknown[]): void;
+  /** A frame that could not be decoded (it is dropped; the link stays up). */
+  onMalformed?(from: string | undefined, err: FrameError): void;
+  /** Messages that cannot be encoded (a payload v8 cannot serialize): given back, so asks can fail at once. */
+  onUnsendable?(peer: string, m: unknown[], r: unknown[], err: Error): void;
+  /** Bytes queued per peer before send() throws Overloaded; default 64 MiB. */
+  maxQueuedBytes?: number;
+  /** Reconnection backoff; defaults 50 ms doubling to 2000 ms, with jitter. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  log?: Logger;
+}
+
+export interface PeerLinkStats {
+  peer: string;
+  address: string | undefined;
+  connected: boolean;
+  queuedFrames: number;
+  queuedBytes: number;
+  framesSent: number;
+  /** Times write() returned false and the link waited for 'drain'. */
+  stalls: number;
+  dials: number;
+}
+
+/** The outbound side of a link to one peer. */
+class PeerLink {
+  address: string | undefined;
+  client: ClusterServiceClient | undefined;
+  stream: grpc.ClientDuplexStream<WireFrame, WireFrame> | undefined;
+  connected = false;
+  /** write() returned false: hold frames until 'drain'. */
+  blocked = false;
+  connecting = false;
+  queue: Buffer[] = [];
+  head = 0;
+  queuedBytes = 0;
+  m: unknown[] = [];
+  r: unknown[] = [];
+  attempt = 0;
+  retry: NodeJS.Timeout | undefined;
+  framesSent = 0;
+  stalls = 0;
+  dials = 0;
+  constructor(readonly peer: string) {}
+}
+
+export class ClusterTransport {
+  readonly self: string;
+  readonly cluster: string;
+  readonly partitions: number;
+  port = 0;
+  readonly #o: ClusterTransportOptions;
+  readonly #log: Logger;
+  readonly #server: grpc.Server;
+  readonly #links = new Map<string, PeerLink>();
+  readonly #inbound = new Set<grpc.ServerDuplexStream<WireFrame, WireFrame>>();
+  readonly #maxQueuedBytes: number;
+  readonly #backoffInitial: number;
+  readonly #backoffMax: number;
+  #flushScheduled = false;
+  #closed = false;
+  readonly #flushAll = (): void => {
+    this.#flushScheduled = false;
+    for (const link of this.#links.values()) this.#encodeGathered(link);
+  };
+
+  private constructor(o: ClusterTransportOptions) {
+    this.self = o.self;
+    this.cluster = o.cluster;
+    this.partitions = o.partitions;
+    this.#o = o;
+    this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'transport' });
+    this.#maxQueuedBytes = o.maxQueuedBytes ?? 64 * 1024 * 1024;
+    this.#backoffInitial = o.backoff?.initialMs ?? 50;
+    this.#backoffMax = o.backoff?.maxMs ?? 2000;
+    this.#server = new grpc.Server({
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5000,
+    });
+    this.#server.addService(loadClusterService().service, { link: (call: grpc.ServerDuplexStream<WireFrame, WireFrame>) => this.#accept(call) });
+  }
+
+  /** Binds the server (port 0: any free port) and returns the transport. */
+  static async start(o: ClusterTransportOptions): Promise<ClusterTransport> {
+    const t = new ClusterTransport(o);
+    const host = o.host ?? '127.0.0.1';
+    t.port = await new Promise<number>((resolve, reject) =>
+      t.#server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${o.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(new Error(`cluster transport cannot listen on ${host}:${o.port ?? 0}: ${err.message}`)) : resolve(port),
+      ),
+    );
+    return t;
+  }
+
+  // ---- sending ----------------------------------------------------------------------------------
+
+  #link(peer: string): PeerLink {
+    let link = this.#links.get(peer);
+    if (!link) {
+      if (this.#closed) throw new Error(`the cluster transport of ${this.self} is closed`);
+      link = new PeerLink(peer);
+      this.#links.set(peer, link);
+      this.#dial(link);
+    }
+    return link;
+  }
+
+  #checkRoom(link: PeerLink): void {
+    if (link.queuedBytes >= this.#maxQueuedBytes) throw new Overloaded(`the link to node ${link.peer} (${link.queuedBytes} bytes queued${link.connected ? '' : ', disconnected'})`);
+  }
+
+  #scheduleFlush(): void {
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushAll);
+    }
+  }
+
+  /** Sends one message to a peer (gathered with the others of this tick). Throws Overloaded when the link is full. */
+  send(peer: string, id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
+    const link = this.#link(peer);
+    this.#checkRoom(link);
+    link.m.push(id, partition, handler, payload, origin, askId);
+    if (link.m.length >= FLUSH_AT) this.#encodeGathered(link);
+    else this.#scheduleFlush();
+  }
+
+  /** Sends one reply to an ask that came from a peer. */
+  reply(peer: string, askId: number, ok: boolean, value: unknown): void {
+    const link = this.#link(peer);
+    link.r.push(askId, ok ? 1 : 0, value);
+    this.#scheduleFlush();
+  }
+
+  /** Sends flat arrays of messages and replies gathered elsewhere (the router's per-tick batch). */
+  sendBatch(peer: string, m: readonly unknown[], r: readonly unknown[] = []): void {
+    const link = this.#link(peer);
+    this.#checkRoom(link);
+    for (let i = 0; i < m.length; i++) link.m.push(m[i]);
+    for (let i = 0; i < r.length; i++) link.r.push(r[i]);
+    if (link.m.length >= FLUSH_AT) this.#encodeGathered(link);
+    else this.#scheduleFlush();
+  }
+
+  /** Sends messages back to the peer that sent them: this node does not own their partitions at `epoch`. */
+  redirect(peer: string, epoch: number, owner: string, m: readonly unknown[]): void {
+    if (m.length === 0) return;
+    const link = this.#link(peer);
+    this.#encodeGathered(link); // keep the order of what was gathered before
+    this.#enqueue(link, encodeRedirect(epoch, owner, m));
+  }
+
+  #encodeGathered(link: PeerLink): void {
+    if (link.m.length === 0 && link.r.length === 0) return;
+    const { m, r } = link;
+    link.m = [];
+    link.r = [];
+    try {
+      this.#enqueue(link, encodeBatch(m, r));
+    } catch (err) {
+      if (!(err instanceof FrameError)) throw err;
+      this.#encodeOneByOne(link, m, r, err);
+    }
+  }
+
+  /** A batch with a payload that cannot be encoded: send the rest, give the bad ones back. */
+  #encodeOneByOne(link: PeerLink, m: unknown[], r: unknown[], first: FrameError): void {
+    const goodM: unknown[] = [];
+    const badM: unknown[] = [];
+    const goodR: unknown[] = [];
+    const badR: unknown[] = [];
+    for (let i = 0; i < m.length; i += MSG_STRIDE) {
+      const one = m.slice(i, i + MSG_STRIDE);
+      try {
+        encodeBatch(one);
+        goodM.push(...one);
+      } catch {
+        badM.push(...one);
+      }
+    }
+    for (let i = 0; i < r.length; i += REPLY_STRIDE) {
+      const one = r.slice(i, i + REPLY_STRIDE);
+      try {
+        encodeBatch([], one);
+        goodR.push(...one);
+      } catch {
+        badR.push(...one);
+      }
+    }
+    if (goodM.length > 0 || goodR.length > 0) this.#enqueue(link, encodeBatch(goodM, goodR));
+    this.#log.warn({ peer: link.peer, messages: badM.length / MSG_STRIDE, replies: badR.length / REPLY_STRIDE, err: first.message }, 'messages to another node cannot be encoded; giving them back');
+    this.#o.onUnsendable?.(link.peer, badM, badR, first);
+  }
+
+  #enqueue(link: PeerLink, frame: Buffer): void {
+    link.queue.push(frame);
+    link.queuedBytes += frame.length;
+    this.#pump(link);
+  }
+
+  #pump(link: PeerLink): void {
+    const stream = link.stream;
+    if (!link.connected || link.blocked || !stream) return;
+    while (link.head < link.queue.length) {
+      const frame = link.queue[link.head]!;
+      link.queue[link.head++] = undefined as unknown as Buffer;
+      link.queuedBytes -= frame.length;
+      link.framesSent++;
+      if (!stream.write({ data: frame })) {
+        // Backpressure: gRPC holds this frame; the rest wait here until the stream drains.
+        link.blocked = true;
+        link.stalls++;
+        stream.once('drain', () => {
+          link.blocked = false;
+          if (link.stream === stream) this.#pump(link);
+        });
+        break;
+      }
+    }
+    if (link.head === link.queue.length) {
+      link.queue = [];
+      link.head = 0;
+    } else if (link.head > 1024) {
+      link.queue = link.queue.slice(link.head);
+      link.head = 0;
+    }
+  }
+
+  // ---- links ------------------------------------------------------------------------------------
+
+  #dial(link: PeerLink): void {
+    if (this.#closed || link.connecting || link.connected) return;
+    const address = this.#o.resolve(link.peer);
+    if (address === undefined) {
+      this.#retryLater(link, 'address unknown');
+      return;
+    }
+    if (link.client && link.address !== address) {
+      link.client.close();
+      link.client = undefined;
+    }
+    link.address = address;
+    const { Client } = loadClusterService();
+    link.client ??= new Client(address, grpc.credentials.createInsecure(), {
+      'grpc.max_send_message_length': MAX_MESSAGE,
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': this.#backoffInitial,
+      'grpc.max_reconnect_backoff_ms': this.#backoffMax,
+    });
+    const client = link.client;
+    link.connecting = true;
+    link.dials++;
+    client.waitForReady(Date.now() + Math.max(1000, this.#backoffMax), (err) => {
+      link.connecting = false;
+      if (this.#closed || this.#links.get(link.peer) !== link || link.client !== client) return;
+      if (err) {
+        this.#retryLater(link, err.message);
+        return;
+      }
+      const stream = client.link();
+      const down = (why: string): void => {
+        if (link.stream !== stream) return;
+        link.stream = undefined;
+        link.connected = false;
+        link.blocked = false;
+        this.#log.info({ peer: link.peer, address, why }, 'link to peer down; redialing');
+        this.#retryLater(link, why);
+      };
+      stream.on('error', (e: grpc.ServiceError) => down(e.details || e.message));
+      stream.on('end', () => down('peer ended the stream'));
+      stream.on('data', () => {}); // nothing flows back on this stream today; keep it read
+      link.stream = stream;
+      link.connected = true;
+      link.attempt = 0;
+      stream.write({ data: encodeHello(this.self, this.cluster, this.partitions) });
+      if (tracing('transport')) this.#log.debug({ peer: link.peer, address }, 'link to peer up');
+      this.#pump(link);
+    });
+  }
+
+  #retryLater(link: PeerLink, why: string): void {
+    if (this.#closed || link.retry || this.#links.get(link.peer) !== link) return;
+    const base = Math.min(this.#backoffMax, this.#backoffInitial * 2 ** Math.min(link.attempt, 20));
+    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    link.attempt++;
+    if (tracing('transport')) this.#log.debug({ peer: link.peer, delay, why }, 'redial scheduled');
+    link.retry = setTimeout(() => {
+      link.retry = undefined;
+      this.#dial(link);
+    }, delay);
+  }
+
+  /** Drops the link to a peer that left or died, with whatever was queued for it. */
+  forget(peer: string): void {
+    const link = this.#links.get(peer);
+    if (!link) return;
+    this.#links.delete(peer);
+    this.#closeLink(link);
+  }
+
+  #closeLink(link: PeerLink): void {
+    clearTimeout(link.retry);
+    link.retry = undefined;
+    link.connected = false;
+    link.stream?.end();
+    link.stream = undefined;
+    link.client?.close();
+    link.client = undefined;
+  }
+
+  stats(): PeerLinkStats[] {
+    return [...this.#links.values()].map((l) => ({
+      peer: l.peer,
+      address: l.address,
+      connected: l.connected,
+      queuedFrames: l.queue.length - l.head,
+      queuedBytes: l.queuedBytes,
+      framesSent: l.framesSent,
+      stalls: l.stalls,
+      dials: l.dials,
+    }));
+  }
+
+  // ---- receiving --------------------------------------------------------------------------------
+
+  #accept(call: grpc.ServerDuplexStream<WireFrame, WireFrame>): void {
+    this.#inbound.add(call);
+    let from: string | undefined;
+    let refused = false;
+    const refuse = (code: grpc.status, details: string): void => {
+      refused = true;
+      this.#log.warn({ from, details }, 'refused a link from another node');
+      call.emit('error', { code, details });
+    };
+    call.on('data', (msg: WireFrame) => {
+      if (refused) return;
+      let frame;
+      try {
+        frame = decodeFrame(msg.data);
+      } catch (err) {
+        const e = err instanceof FrameError ? err : new FrameError(String(err));
+        this.#o.onMalformed?.(from, e);
+        if (from === undefined) refuse(grpc.status.INVALID_ARGUMENT, `the first frame must be a hello: ${e.message}`);
+        else this.#log.error({ from, err: e.message }, 'dropped a malformed frame from another node');
+        return;
+      }
+      try {
+        if (from === undefined) {
+          if (frame.kind !== 'hello') return refuse(grpc.status.INVALID_ARGUMENT, `the first frame must be a hello, got a ${frame.kind}`);
+          if (frame.cluster !== this.cluster) {
+            return refuse(grpc.status.FAILED_PRECONDITION, `node ${frame.node} is in cluster "${frame.cluster}" and this node (${this.self}) in "${this.cluster}"; check --cluster`);
+          }
+          if (frame.partitions !== this.partitions) {
+            return refuse(grpc.status.FAILED_PRECONDITION, `node ${frame.node} has ${frame.partitions} partitions and this node ${this.partitions}; a cluster has one partition count`);
+          }
+          from = frame.node;
+          return;
+        }
+        if (frame.kind === 'batch') this.#o.onBatch(from, frame.m, frame.r);
+        else if (frame.kind === 'redirect') this.#o.onRedirect(from, frame.epoch, frame.owner, frame.m);
+        else this.#log.warn({ from }, 'ignored a second hello on a link');
+      } catch (err) {
+        // A handler's bug must not take the link (or the node) down with it.
+        this.#log.error({ from, err }, 'handling a frame from another node threw');
+      }
+    });
+    call.on('error', () => this.#inbound.delete(call));
+    call.on('end', () => {
+      this.#inbound.delete(call);
+      if (!refused) call.end();
+    });
+  }
+
+  /** Stops dialing, closes every link and the server. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const link of this.#links.values()) this.#closeLink(link);
+    this.#links.clear();
+    for (const call of this.#inbound) call.end();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, 1000);
+      this.#server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+}
