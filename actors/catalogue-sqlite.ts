@@ -1,0 +1,166 @@
+// The catalogue and cart store in SQLite (the embedded default): one file in the node's data dir,
+// shared by the main thread and every shard in WAL mode; writes of one tick share a transaction.
+
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
+import { GroupCommit } from './catalogue-group-commit.js';
+import { MIGRATIONS, MIGRATIONS_TABLE } from './catalogue-migrations.js';
+
+const SORT_COLUMN: Record<ItemListQuery['sorting'], string> = {
+  name: 'name',
+  price: 'price_minor',
+  created: 'created',
+  updated: 'updated',
+};
+
+interface ItemRow {
+  uuid: string;
+  name: string;
+  description: string;
+  price_minor: number;
+  created: number;
+  updated: number;
+}
+
+function itemFromRow(r: ItemRow): ItemRecord {
+  return { uuid: r.uuid, name: r.name, description: r.description, priceMinor: r.price_minor, created: r.created, updated: r.updated };
+}
+
+interface CartWrite {
+  next: CartRecord;
+  previous: CartRecord | undefined;
+}
+
+export class SqliteCatalogue implements CatalogueStore {
+  readonly kind = 'sqlite' as const;
+  readonly db: Database.Database;
+  readonly #writes: GroupCommit<CartWrite>;
+
+  constructor(file: string) {
+    mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    // Shards and the main thread share the file; a writer waits for the lock rather than failing.
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    this.#writes = new GroupCommit(async (batch) => this.#saveBatch(batch), (w) => w.next.uuid, { maxInFlight: 1 });
+  }
+
+  async migrate(): Promise<number[]> {
+    const applied: number[] = [];
+    // BEGIN IMMEDIATE takes the write lock first, so concurrent migrators run one after the other.
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      this.db.exec(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`);
+      const done = new Set((this.db.prepare(`SELECT version FROM ${MIGRATIONS_TABLE}`).all() as { version: number }[]).map((r) => r.version));
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        this.db.exec(m.sqlite);
+        this.db.prepare(`INSERT INTO ${MIGRATIONS_TABLE} (version, name, applied) VALUES (?, ?, ?)`).run(m.version, m.name, Date.now());
+        applied.push(m.version);
+      }
+      this.db.exec('COMMIT');
+      return applied;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async createItem(item: ItemRecord): Promise<void> {
+    this.db
+      .prepare('INSERT INTO item (uuid, name, description, price_minor, created, updated) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(item.uuid, item.name, item.description, item.priceMinor, item.created, item.updated);
+  }
+
+  async updateItem(item: Omit<ItemRecord, 'created'>): Promise<ItemRecord | undefined> {
+    const row = this.db
+      .prepare('UPDATE item SET name = ?, description = ?, price_minor = ?, updated = ? WHERE uuid = ? RETURNING *')
+      .get(item.name, item.description, item.priceMinor, item.updated, item.uuid) as ItemRow | undefined;
+    return row ? itemFromRow(row) : undefined;
+  }
+
+  async deleteItem(uuid: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      this.db.prepare('DELETE FROM cart_entry WHERE item_uuid = ?').run(uuid);
+      return this.db.prepare('DELETE FROM item WHERE uuid = ?').run(uuid).changes > 0;
+    }).immediate();
+  }
+
+  async getItem(uuid: string): Promise<ItemRecord | undefined> {
+    const row = this.db.prepare('SELECT * FROM item WHERE uuid = ?').get(uuid) as ItemRow | undefined;
+    return row ? itemFromRow(row) : undefined;
+  }
+
+  async getItems(uuids: readonly string[]): Promise<Map<string, ItemRecord>> {
+    const out = new Map<string, ItemRecord>();
+    if (uuids.length === 0) return out;
+    const rows = this.db.prepare('SELECT * FROM item WHERE uuid IN (SELECT value FROM json_each(?))').all(JSON.stringify(uuids)) as ItemRow[];
+    for (const r of rows) out.set(r.uuid, itemFromRow(r));
+    return out;
+  }
+
+  async listItems(q: ItemListQuery): Promise<{ items: ItemRecord[]; total: number }> {
+    const col = SORT_COLUMN[q.sorting];
+    const dir = q.order === 'desc' ? 'DESC' : 'ASC';
+    const read = this.db.transaction(() => {
+      const rows = this.db.prepare(`SELECT * FROM item ORDER BY ${col} ${dir}, uuid ${dir} LIMIT ? OFFSET ?`).all(q.limit, q.offset) as ItemRow[];
+      const total = (this.db.prepare('SELECT count(*) AS n FROM item').get() as { n: number }).n;
+      return { items: rows.map(itemFromRow), total };
+    });
+    return read.deferred();
+  }
+
+  async loadCart(uuid: string): Promise<CartRecord | undefined> {
+    const row = this.db.prepare('SELECT * FROM cart WHERE uuid = ?').get(uuid) as
+      | { uuid: string; user_uuid: string; address: string | null; created: number; updated: number }
+      | undefined;
+    if (!row) return undefined;
+    const lines = this.db
+      .prepare('SELECT item_uuid, quantity, added FROM cart_entry WHERE cart_uuid = ? ORDER BY added, item_uuid')
+      .all(uuid) as { item_uuid: string; quantity: number; added: number }[];
+    return {
+      uuid: row.uuid,
+      userUuid: row.user_uuid,
+      address: row.address ? JSON.parse(row.address) : null,
+      created: row.created,
+      updated: row.updated,
+      lines: lines.map((l): CartLine => ({ itemUuid: l.item_uuid, quantity: l.quantity, added: l.added })),
+    };
+  }
+
+  saveCart(next: CartRecord, previous: CartRecord | undefined): Promise<void> {
+    return this.#writes.submit({ next, previous });
+  }
+
+  #saveBatch(batch: CartWrite[]): void {
+    const upsertCart = this.db.prepare(
+      `INSERT INTO cart (uuid, user_uuid, address, created, updated) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (uuid) DO UPDATE SET address = excluded.address, updated = excluded.updated`,
+    );
+    const removeLine = this.db.prepare('DELETE FROM cart_entry WHERE cart_uuid = ? AND item_uuid = ?');
+    const upsertLine = this.db.prepare(
+      `INSERT INTO cart_entry (cart_uuid, item_uuid, quantity, added) VALUES (?, ?, ?, ?)
+       ON CONFLICT (cart_uuid, item_uuid) DO UPDATE SET quantity = excluded.quantity`,
+    );
+    this.db.transaction(() => {
+      for (const { next, previous } of batch) {
+        upsertCart.run(next.uuid, next.userUuid, next.address ? JSON.stringify(next.address) : null, next.created, next.updated);
+        const before = new Map((previous?.lines ?? []).map((l) => [l.itemUuid, l.quantity]));
+        const now = new Set<string>();
+        for (const l of next.lines) {
+          now.add(l.itemUuid);
+          if (before.get(l.itemUuid) !== l.quantity) upsertLine.run(next.uuid, l.itemUuid, l.quantity, l.added);
+        }
+        for (const item of before.keys()) if (!now.has(item)) removeLine.run(next.uuid, item);
+      }
+    }).immediate();
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,134 @@
+// The carts gRPC server: Cart and Item services behind bearer-token auth, plus health checking
+// and reflection; each call is counted and timed on the node's metrics registry.
+
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { CatalogueStore } from '../../actors/catalogue.js';
+import type { CartClient } from '../../actors/cart-client.js';
+import type { Logger } from '../../runtime/index.js';
+import { bearerOf, verifyToken, type Principal } from './auth.js';
+import { cartHandlers } from './cart-service.js';
+import { itemHandlers } from './item-service.js';
+import { sedeoProtos, serviceOf } from './protos.js';
+import { toStatus } from './status.js';
+
+type Handler = (who: Principal, req: any) => Promise<unknown>;
+
+export interface CartsServerOptions {
+  store: CatalogueStore;
+  carts: CartClient;
+  secret: string;
+  log: Logger;
+  metrics?: Registry;
+  now?: () => number;
+}
+
+function metricsOf(registry: Registry | undefined) {
+  if (!registry) return undefined;
+  const calls =
+    (registry.getSingleMetric('troupe_carts_rpc_total') as Counter<'method' | 'code'> | undefined) ??
+    new Counter({ name: 'troupe_carts_rpc_total', help: 'Carts gateway calls by method and gRPC status', labelNames: ['method', 'code'], registers: [registry] });
+  const seconds =
+    (registry.getSingleMetric('troupe_carts_rpc_seconds') as Histogram<'method'> | undefined) ??
+    new Histogram({
+      name: 'troupe_carts_rpc_seconds',
+      help: 'Carts gateway call latency',
+      labelNames: ['method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    });
+  return { calls, seconds };
+}
+
+/** Verified tokens, so a client's repeated token costs a map lookup, not an HMAC. */
+function tokenCache(secret: string, now: () => number) {
+  const cache = new Map<string, Principal & { expMs: number }>();
+  return (token: string): Principal => {
+    const hit = cache.get(token);
+    if (hit && hit.expMs > now()) return hit;
+    const who = verifyToken(secret, token, now());
+    if (cache.size >= 10_000) cache.clear();
+    // Re-verify at most a minute later, so an expired token is refused within a minute at worst.
+    cache.set(token, { ...who, expMs: Math.min(now() + 60_000, tokenExpiry(token)) });
+    return who;
+  };
+}
+
+function tokenExpiry(token: string): number {
+  const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { exp: number }).exp;
+  return exp * 1000;
+}
+
+function unary(name: string, handler: Handler, verify: (token: string) => Principal, metrics: ReturnType<typeof metricsOf>): grpc.handleUnaryCall<any, any> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const finish = (code: grpc.status) => {
+      metrics?.calls.inc({ method: name, code: grpc.status[code] });
+      metrics?.seconds.observe({ method: name }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    let who: Principal;
+    try {
+      who = verify(bearerOf(call.metadata.get('authorization')));
+    } catch (err) {
+      const s = toStatus(err);
+      finish(s.code);
+      callback({ code: s.code, details: s.details });
+      return;
+    }
+    handler(who, call.request).then(
+      (reply) => {
+        finish(grpc.status.OK);
+        callback(null, reply);
+      },
+      (err: unknown) => {
+        const s = toStatus(err);
+        finish(s.code);
+        callback({ code: s.code, details: s.details });
+      },
+    );
+  };
+}
+
+function implementation(prefix: string, handlers: Record<string, Handler>, verify: (token: string) => Principal, metrics: ReturnType<typeof metricsOf>) {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const [name, h] of Object.entries(handlers)) impl[name] = unary(`${prefix}/${name}`, h, verify, metrics);
+  return impl;
+}
+
+export interface CartsServer {
+  server: grpc.Server;
+  health: HealthImplementation;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startCartsServer(bind: string, options: CartsServerOptions): Promise<CartsServer> {
+  const now = options.now ?? Date.now;
+  const metrics = metricsOf(options.metrics);
+  const server = new grpc.Server();
+  const verify = tokenCache(options.secret, now);
+  server.addService(serviceOf('cart', 'Cart').service, implementation('cart.Cart', cartHandlers(options.carts), verify, metrics));
+  server.addService(serviceOf('item', 'Item').service, implementation('item.Item', itemHandlers({ store: options.store, now }), verify, metrics));
+  const health = new HealthImplementation({ '': 'SERVING', 'cart.Cart': 'SERVING', 'item.Item': 'SERVING' });
+  health.addToServer(server);
+  new ReflectionService(sedeoProtos().definition).addToServer(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(bind, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return {
+    server,
+    health,
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        health.setStatus('', 'NOT_SERVING');
+        const force = setTimeout(() => server.forceShutdown(), 5000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
