@@ -1,0 +1,158 @@
+// The clustered event-batch queue: one BullMQ job per accepted request, shared by every node on the
+// same Redis, retried with exponential backoff; a job whose worker died is redelivered by BullMQ's
+// stalled-job check once its lock expires.
+
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
+
+export interface BullmqQueueOptions {
+  redisUrl: string;
+  /** BullMQ queue name; every node of a cluster uses the same one. */
+  name: string;
+  /** Redis key prefix (BullMQ's `prefix`), default "bull". */
+  prefix?: string;
+  retry: RetryPolicy;
+  /**
+   * How long a worker's hold on a job lasts without renewal. After a crash, the job is delivered
+   * again within about twice this (lock expiry, then the next stalled check).
+   */
+  lockDurationMs?: number;
+}
+
+const ACTIVE_STATES = ['wait', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
+
+export class BullmqEventQueue implements EventBatchQueue {
+  readonly kind = 'bullmq' as const;
+  readonly #opts: BullmqQueueOptions;
+  readonly #prefix: string;
+  readonly #queue: Queue<QueuedBatch>;
+  readonly #redis: Redis;
+  /** BullMQ leaves connections it was given open; these are closed in close(). */
+  readonly #connections: Redis[] = [];
+  #worker?: Worker<QueuedBatch>;
+  /** Events queued and not finished, kept beside the queue: BullMQ counts jobs, not events. */
+  readonly #depthKey: string;
+
+  constructor(options: BullmqQueueOptions) {
+    this.#opts = options;
+    this.#prefix = options.prefix ?? 'bull';
+    this.#redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
+    this.#redis.on('error', () => {}); // reported through ping() and failed enqueues, not as crashes
+    this.#queue = new Queue<QueuedBatch>(options.name, {
+      connection: this.#connect(2),
+      prefix: this.#prefix,
+      defaultJobOptions: {
+        attempts: options.retry.attempts,
+        backoff: { type: 'exponential', delay: options.retry.backoffMs },
+        removeOnComplete: true,
+        removeOnFail: false,
+      },
+    });
+    this.#queue.on('error', () => {});
+    this.#depthKey = `${this.#prefix}:${options.name}:troupe-event-depth`;
+  }
+
+  #connect(maxRetriesPerRequest: number | null): Redis {
+    const r = new Redis(this.#opts.redisUrl, { maxRetriesPerRequest });
+    r.on('error', () => {});
+    this.#connections.push(r);
+    return r;
+  }
+
+  async enqueue(batch: QueuedBatch): Promise<void> {
+    // Queue.add resolves once Redis has the job; the depth counter is bookkeeping for /metrics.
+    await this.#queue.add('batch', batch);
+    // The job is queued: a failed counter update must not turn the 202 into an error (the client
+    // would resend, and events without a client-given id would be stored twice).
+    await this.#redis.incrby(this.#depthKey, batch.count).catch(() => {});
+  }
+
+  start(processor: BatchProcessor, concurrency: number): void {
+    const attempts = this.#opts.retry.attempts;
+    const lockDuration = this.#opts.lockDurationMs ?? 30_000;
+    this.#worker = new Worker<QueuedBatch>(
+      this.#opts.name,
+      async (job: Job<QueuedBatch>) => {
+        const attempt = job.attemptsMade + 1;
+        const final = attempt >= attempts;
+        try {
+          await processor(job.data, { batchId: String(job.id), attempt, redelivered: (job.attemptsStarted ?? 1) > 1 || job.attemptsMade > 0, final });
+        } catch (err) {
+          if (final) await this.#redis.decrby(this.#depthKey, job.data.count).catch(() => {});
+          throw err;
+        }
+        await this.#redis.decrby(this.#depthKey, job.data.count);
+      },
+      {
+        connection: this.#connect(null),
+        prefix: this.#prefix,
+        concurrency: Math.max(1, concurrency),
+        lockDuration,
+        stalledInterval: Math.max(500, Math.floor(lockDuration / 2)),
+        // A job whose worker died is redelivered, not failed: a batch is only dropped by its own
+        // errors (attempts), never because nodes crashed while it was in flight.
+        maxStalledCount: 100,
+        drainDelay: 1,
+      },
+    );
+    this.#worker.on('error', () => {});
+  }
+
+  async depth(): Promise<number> {
+    return Math.max(0, Number((await this.#redis.get(this.#depthKey)) ?? 0));
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.#redis.ping();
+    } catch (err) {
+      throw new Error(`redis at ${redactUrl(this.#opts.redisUrl)} does not answer: ${(err as Error).message}`);
+    }
+  }
+
+  async drained(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const counts = await this.#queue.getJobCounts(...ACTIVE_STATES);
+      if (Object.values(counts).every((n) => n === 0)) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#worker?.close();
+    await this.#queue.close();
+    for (const r of this.#connections) r.disconnect();
+    this.#redis.disconnect();
+  }
+
+  /** Removes a queue and its keys (tests: each uses its own queue name). */
+  static async destroy(redisUrl: string, name: string, prefix = 'bull'): Promise<void> {
+    const connection = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
+    const queue = new Queue(name, { connection, prefix });
+    try {
+      await queue.obliterate({ force: true });
+      await connection.del(`${prefix}:${name}:troupe-event-depth`);
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
+  }
+
+  /** Jobs kept after their last attempt failed. */
+  async failedCount(): Promise<number> {
+    return this.#queue.getJobCountByTypes('failed');
+  }
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable url)';
+  }
+}

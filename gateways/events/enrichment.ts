@@ -1,0 +1,103 @@
+// Validation and enrichment of a queued batch, the CPU work the piscina pool runs off the main
+// thread: the batch's JSON is parsed here, every event is checked again (a queue may hold batches
+// from another node version, or hand-edited ones), gets the derived fields stored in
+// `processed_data`, and the rows leave serialized, ready for one INSERT.
+
+import type { ActivityEvent } from '../../actors/user-activity.js';
+import { acceptEvent, type AcceptedEvent } from './event.js';
+
+export interface EnrichTask {
+  /** QueuedBatch.events: the accepted events as a JSON array. */
+  events: string;
+  receivedAt: number;
+}
+
+export interface EnrichResult {
+  /** JSON array of `{id, type, source, user_id, processed_data, created_at}` (see RowBatch). */
+  rowsJson: string;
+  rowCount: number;
+  /** Per user, in batch order, what its actor needs of the valid events that name a user. */
+  activity: [string, ActivityEvent[]][];
+  /** Events that can never be stored, whatever the retries: they go to the dead letters at once. */
+  rejected: { id: string | null; event: unknown; error: string }[];
+}
+
+const CATEGORY: Record<string, string> = {
+  login: 'engagement',
+  click: 'engagement',
+  purchase: 'revenue',
+  error: 'reliability',
+};
+
+function derive(event: AcceptedEvent): Record<string, unknown> {
+  const at = new Date(event.timestamp);
+  const derived: Record<string, unknown> = {
+    day: event.timestamp.slice(0, 10),
+    hour_utc: at.getUTCHours(),
+    weekday_utc: at.getUTCDay(),
+  };
+  if (event.type === 'user_action') {
+    derived.category = CATEGORY[String(event.data.action)] ?? 'other';
+    if (typeof event.data.value === 'number') derived.value_cents = Math.round(event.data.value * 100);
+  } else if (event.type === 'sensor_data') {
+    derived.category = 'telemetry';
+    let count = 0;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of Object.values(event.data)) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+      count++;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    if (count) derived.readings = { count, min, max };
+  } else {
+    derived.category = 'operations';
+    const level = typeof event.data.level === 'string' ? event.data.level.toLowerCase() : 'info';
+    derived.severity = ['fatal', 'error', 'warn', 'warning'].includes(level) ? 'high' : 'normal';
+  }
+  return derived;
+}
+
+export function enrich(task: EnrichTask): EnrichResult {
+  let queued: unknown;
+  try {
+    queued = JSON.parse(task.events);
+  } catch (err) {
+    return { rowsJson: '[]', rowCount: 0, activity: [], rejected: [{ id: null, event: task.events, error: `the queued batch is not JSON: ${(err as Error).message}` }] };
+  }
+  if (!Array.isArray(queued)) {
+    return { rowsJson: '[]', rowCount: 0, activity: [], rejected: [{ id: null, event: task.events, error: 'the queued batch is not a JSON array of events' }] };
+  }
+  const rows: unknown[] = [];
+  const byUser = new Map<string, ActivityEvent[]>();
+  const rejected: EnrichResult['rejected'] = [];
+  for (const q of queued as Partial<AcceptedEvent>[]) {
+    const queuedId = typeof q?.id === 'string' ? q.id : null;
+    // The queued id and timestamp are kept: validation must not invent new ones here.
+    const { event, problems } = queuedId && typeof q.timestamp === 'string' ? acceptEvent(q, 0) : { event: undefined, problems: [{ field: 'id/timestamp', problem: 'missing in the queue' }] };
+    if (!event) {
+      rejected.push({ id: queuedId, event: q, error: `invalid event: ${problems.map((p) => `${p.field} ${p.problem}`).join('; ')}` });
+      continue;
+    }
+    rows.push({
+      id: event.id,
+      type: event.type,
+      source: event.source,
+      user_id: event.user_id,
+      processed_data: { ...event.data, _enriched: derive(event) },
+      created_at: event.timestamp,
+    });
+    if (event.user_id !== null) {
+      const a: ActivityEvent = { id: event.id, type: event.type, timestamp: event.timestamp, receivedAt: task.receivedAt };
+      if (event.type === 'user_action') {
+        a.action = String(event.data.action);
+        if (typeof event.data.value === 'number') a.value = event.data.value;
+      }
+      let list = byUser.get(event.user_id);
+      if (!list) byUser.set(event.user_id, (list = []));
+      list.push(a);
+    }
+  }
+  return { rowsJson: JSON.stringify(rows), rowCount: rows.length, activity: [...byUser], rejected };
+}

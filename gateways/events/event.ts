@@ -1,0 +1,157 @@
+// The event contract (wire-contracts section 5): what a client may send, checked field by field,
+// and the normalized shape that travels through the queue to the store.
+
+import { randomUUID } from 'node:crypto';
+
+export const EVENT_TYPES = ['user_action', 'sensor_data', 'system_log'] as const;
+export const EVENT_SOURCES = ['web', 'mobile', 'iot_device', 'system'] as const;
+export const USER_ACTIONS = ['login', 'purchase', 'click', 'error'] as const;
+export const MAX_BATCH_EVENTS = 100;
+/** The `processed_events.user_id` and `source` columns hold at most 50 characters. */
+export const MAX_USER_ID_LENGTH = 50;
+/** Deeper `data` is refused: recursive code further down (JSON, structured clone) must not overflow. */
+export const MAX_DATA_DEPTH = 32;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+export type EventSource = (typeof EVENT_SOURCES)[number];
+
+/** An event as accepted at the door: every default filled in, ready to queue. */
+export interface AcceptedEvent {
+  id: string;
+  type: EventType;
+  source: EventSource;
+  /** RFC 3339, normalized to UTC `toISOString()` form. */
+  timestamp: string;
+  user_id: string | null;
+  data: Record<string, unknown>;
+}
+
+/** One thing wrong with one field: `{ field: 'events[3].type', problem: 'must be one of ...' }`. */
+export interface FieldProblem {
+  field: string;
+  problem: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// RFC 3339 date-time: full date, 'T' (or space, as RFC 3339 allows), time, optional fraction, offset.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const KNOWN_FIELDS = new Set(['id', 'type', 'source', 'timestamp', 'user_id', 'data']);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Iterative, so a hostile 100,000-level nesting cannot overflow the stack while being measured. */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+function shown(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'object' && v !== null) return Array.isArray(v) ? 'an array' : 'an object';
+  const s = JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** Parses an RFC 3339 timestamp into epoch ms, or undefined when it is not one (or not a real date). */
+export function parseRfc3339(text: string): number | undefined {
+  const m = RFC3339.exec(text);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s] = m;
+  const month = Number(mo);
+  const day = Number(d);
+  if (month < 1 || month > 12 || day < 1 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 60) return undefined;
+  const daysInMonth = new Date(Date.UTC(Number(y), month, 0)).getUTCDate();
+  if (day > daysInMonth) return undefined;
+  const ms = Date.parse(text.replace(' ', 'T').replace(/\.(\d{3})\d+/, '.$1'));
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+/**
+ * Checks one event and fills in its defaults: a fresh UUID when `id` is absent, the receipt time
+ * when `timestamp` is absent. Returns the accepted event, or every problem found (not just the first).
+ */
+export function acceptEvent(raw: unknown, receivedAt: number, path = ''): { event?: AcceptedEvent; problems: FieldProblem[] } {
+  const at = (f: string) => (path ? `${path}.${f}` : f);
+  const problems: FieldProblem[] = [];
+  if (!isPlainObject(raw)) {
+    return { problems: [{ field: path || 'body', problem: `must be a JSON object, got ${Array.isArray(raw) ? 'an array' : shown(raw)}` }] };
+  }
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN_FIELDS.has(key)) problems.push({ field: at(key), problem: `is not a field of an event (fields: ${[...KNOWN_FIELDS].join(', ')})` });
+  }
+
+  let id: string | undefined;
+  if (raw.id === undefined || raw.id === null) id = randomUUID();
+  else if (typeof raw.id !== 'string' || !UUID.test(raw.id)) problems.push({ field: at('id'), problem: `must be a UUID such as 3f2a9c1e-0b6d-4c8e-9a51-2f0e7d3b6a10, or absent; got ${shown(raw.id)}` });
+  else id = raw.id.toLowerCase();
+
+  if (!(EVENT_TYPES as readonly unknown[]).includes(raw.type)) {
+    problems.push({ field: at('type'), problem: `must be one of ${EVENT_TYPES.join(', ')}; got ${shown(raw.type)}` });
+  }
+  if (!(EVENT_SOURCES as readonly unknown[]).includes(raw.source)) {
+    problems.push({ field: at('source'), problem: `must be one of ${EVENT_SOURCES.join(', ')}; got ${shown(raw.source)}` });
+  }
+
+  let timestamp = new Date(receivedAt).toISOString();
+  if (raw.timestamp !== undefined && raw.timestamp !== null) {
+    const ms = typeof raw.timestamp === 'string' ? parseRfc3339(raw.timestamp) : undefined;
+    if (ms === undefined) problems.push({ field: at('timestamp'), problem: `must be an RFC 3339 date-time such as 2026-11-22T13:00:00Z, or absent; got ${shown(raw.timestamp)}` });
+    else timestamp = new Date(ms).toISOString();
+  }
+
+  let userId: string | null = null;
+  if (raw.user_id !== undefined && raw.user_id !== null) {
+    if (typeof raw.user_id !== 'string' || raw.user_id.length === 0 || raw.user_id.length > MAX_USER_ID_LENGTH) {
+      problems.push({ field: at('user_id'), problem: `must be a string of 1 to ${MAX_USER_ID_LENGTH} characters, or absent; got ${shown(raw.user_id)}` });
+    } else userId = raw.user_id;
+  }
+
+  if (isPlainObject(raw.data) && nestedDeeperThan(raw.data, MAX_DATA_DEPTH)) {
+    problems.push({ field: at('data'), problem: `is nested deeper than ${MAX_DATA_DEPTH} levels` });
+  } else if (!isPlainObject(raw.data)) {
+    problems.push({ field: at('data'), problem: `must be a JSON object; got ${Array.isArray(raw.data) ? 'an array' : shown(raw.data)}` });
+  } else if (raw.type === 'user_action') {
+    const data = raw.data;
+    if (!(USER_ACTIONS as readonly unknown[]).includes(data.action)) {
+      problems.push({ field: at('data.action'), problem: `a user_action needs an action, one of ${USER_ACTIONS.join(', ')}; got ${shown(data.action)}` });
+    }
+    if (data.value !== undefined && (typeof data.value !== 'number' || !Number.isFinite(data.value))) {
+      problems.push({ field: at('data.value'), problem: `must be a finite number, or absent; got ${shown(data.value)}` });
+    } else if (data.action === 'purchase' && data.value === undefined) {
+      problems.push({ field: at('data.value'), problem: 'a purchase needs its amount as a number' });
+    }
+    if (data.metadata !== undefined && !isPlainObject(data.metadata)) {
+      problems.push({ field: at('data.metadata'), problem: `must be a JSON object, or absent; got ${shown(data.metadata)}` });
+    }
+  }
+
+  if (problems.length) return { problems };
+  return {
+    event: { id: id!, type: raw.type as EventType, source: raw.source as EventSource, timestamp, user_id: userId, data: raw.data as Record<string, unknown> },
+    problems,
+  };
+}
+
+/** Checks a batch body `{"events": [...]}`; the caller has already checked the count limit. */
+export function acceptBatch(raw: unknown, receivedAt: number): { events?: AcceptedEvent[]; problems: FieldProblem[] } {
+  if (!isPlainObject(raw)) return { problems: [{ field: 'body', problem: `must be a JSON object {"events": [...]}, got ${Array.isArray(raw) ? 'an array' : shown(raw)}` }] };
+  const problems: FieldProblem[] = [];
+  for (const key of Object.keys(raw)) if (key !== 'events') problems.push({ field: key, problem: 'is not a field of a batch (fields: events)' });
+  if (!Array.isArray(raw.events)) return { problems: [...problems, { field: 'events', problem: `must be an array of 1 to ${MAX_BATCH_EVENTS} events; got ${shown(raw.events)}` }] };
+  if (raw.events.length === 0) return { problems: [...problems, { field: 'events', problem: `must hold 1 to ${MAX_BATCH_EVENTS} events; got none` }] };
+  const events: AcceptedEvent[] = [];
+  raw.events.forEach((e, i) => {
+    const r = acceptEvent(e, receivedAt, `events[${i}]`);
+    if (r.event) events.push(r.event);
+    problems.push(...r.problems);
+  });
+  return problems.length ? { problems } : { events, problems };
+}

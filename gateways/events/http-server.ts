@@ -1,0 +1,220 @@
+// The events front door on node:http: routes, body limits, content type, JSON parsing, validation
+// answers, and the stopping state in which every new request gets 503.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ActivitySummary } from '../../actors/user-activity.js';
+import type { Logger } from '../../runtime/index.js';
+import { MAX_USER_ID_LENGTH, type FieldProblem } from './event.js';
+import type { MetricsSnapshot } from './metrics.js';
+import type { CheckedBody, CheckTask } from './request-check.js';
+import type { QueuedBatch } from './queue.js';
+
+export interface HealthReport {
+  ok: boolean;
+  /** Per dependency: "ok" or why it failed. */
+  checks: Record<string, string>;
+}
+
+export interface EventsHttpDeps {
+  maxBodyBytes: number;
+  /** Most requests waiting for the queue at once; beyond it, 503 at once (backpressure). */
+  maxPendingEnqueues: number;
+  /** Parses and validates a body (checkBody, run in the pool by the pipeline). */
+  check(task: CheckTask): Promise<CheckedBody>;
+  /** Resolves once the batch is durably queued. */
+  accept(batch: QueuedBatch): Promise<void>;
+  metrics(): Promise<MetricsSnapshot>;
+  health(): Promise<HealthReport>;
+  summary(userId: string): Promise<ActivitySummary>;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface EventsHttpServer {
+  readonly port: number;
+  /** From now on every new request gets 503; resolves when requests already in progress are answered. */
+  refuseNew(): Promise<void>;
+  close(): Promise<void>;
+}
+
+class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    message: string,
+    readonly problems?: FieldProblem[],
+  ) {
+    super(message);
+  }
+}
+
+const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/** Reads the body up to `limit` bytes; past it, throws 413 (the connection is closed after the answer). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    return Promise.reject(new HttpProblem(413, 'body_too_large', `the body is ${declared} bytes; at most ${limit} bytes are accepted per request`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        done = true;
+        reject(new HttpProblem(413, 'body_too_large', `the body is over ${limit} bytes; at most ${limit} bytes are accepted per request`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!done) resolve(Buffer.concat(chunks, size));
+      done = true;
+    });
+    req.on('error', (err) => {
+      if (!done) reject(err);
+      done = true;
+    });
+  });
+}
+
+export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: number): Promise<EventsHttpServer> {
+  const now = deps.now ?? Date.now;
+  let refusing = false;
+  let inProgress = 0;
+  let pendingEnqueues = 0;
+  let idle: (() => void) | undefined;
+
+  async function enqueue(batch: QueuedBatch): Promise<void> {
+    if (pendingEnqueues >= deps.maxPendingEnqueues) {
+      throw new HttpProblem(503, 'overloaded', `${pendingEnqueues} requests are already waiting for the event queue; retry shortly`);
+    }
+    pendingEnqueues++;
+    try {
+      await deps.accept(batch);
+    } catch (err) {
+      if (err instanceof HttpProblem) throw err;
+      if ((err as { code?: unknown }).code === 'OVERLOADED') throw new HttpProblem(503, 'overloaded', (err as Error).message);
+      deps.log.warn({ err: (err as Error).message }, 'event batch could not be queued');
+      throw new HttpProblem(503, 'queue_unavailable', `the events were not accepted, the event queue failed: ${(err as Error).message}; retry later`);
+    } finally {
+      pendingEnqueues--;
+    }
+  }
+
+  async function postEvents(req: IncomingMessage, res: ServerResponse, batch: boolean): Promise<void> {
+    const receivedAt = now();
+    const contentType = req.headers['content-type'];
+    if (!contentType || !JSON_TYPE.test(contentType)) {
+      throw new HttpProblem(415, 'unsupported_media_type', `Content-Type must be application/json (UTF-8); got ${contentType ? JSON.stringify(contentType) : 'none'}`);
+    }
+    const text = (await readBody(req, deps.maxBodyBytes)).toString('utf8');
+    const checked = await deps.check({ text, batch, receivedAt });
+    if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
+    await enqueue({ receivedAt, count: checked.count, events: checked.events });
+    send(res, 202, batch ? { accepted: checked.count, ids: checked.ids } : { accepted: 1, id: checked.ids[0], ids: checked.ids });
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const method = req.method ?? 'GET';
+    const allow = (methods: string) => {
+      if (!methods.split(', ').includes(method)) {
+        throw new HttpProblem(405, 'method_not_allowed', `${method} ${path} is not served; use ${methods}`);
+      }
+    };
+    if (path === '/metrics' && method === 'GET') return send(res, 200, await deps.metrics());
+    if (refusing) {
+      return send(res, 503, { error: 'shutting_down', message: 'this node is shutting down and accepts no new requests; send them to another node or retry' }, { connection: 'close', 'retry-after': '1' });
+    }
+    if (path === '/events') {
+      allow('POST');
+      return postEvents(req, res, false);
+    }
+    if (path === '/events/batch') {
+      allow('POST');
+      return postEvents(req, res, true);
+    }
+    if (path === '/metrics') return allow('GET');
+    if (path === '/health') {
+      allow('GET');
+      const h = await deps.health();
+      const failing = Object.entries(h.checks).filter(([, v]) => v !== 'ok').map(([k]) => k);
+      return send(res, h.ok ? 200 : 503, h.ok ? { status: 'ok', checks: h.checks } : { status: 'unavailable', failing, checks: h.checks });
+    }
+    const m = /^\/users\/([^/]+)\/summary$/.exec(path);
+    if (m) {
+      allow('GET');
+      let userId: string;
+      try {
+        userId = decodeURIComponent(m[1]!);
+      } catch {
+        throw new HttpProblem(400, 'invalid_user_id', 'the user id in the path is not valid percent-encoding');
+      }
+      if (userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) {
+        throw new HttpProblem(400, 'invalid_user_id', `a user id has 1 to ${MAX_USER_ID_LENGTH} characters`);
+      }
+      return send(res, 200, await deps.summary(userId));
+    }
+    throw new HttpProblem(404, 'not_found', `nothing at ${method} ${path}; try POST /events, POST /events/batch, GET /metrics, GET /health, GET /users/<id>/summary`);
+  }
+
+  const server: Server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 30_000 }, (req, res) => {
+    inProgress++;
+    res.on('close', () => {
+      inProgress--;
+      if (inProgress === 0) idle?.();
+    });
+    route(req, res).catch((err: unknown) => {
+      if (err instanceof HttpProblem) {
+        const headers: Record<string, string> = err.status === 503 ? { 'retry-after': '1' } : {};
+        if (err.status === 413) headers.connection = 'close';
+        if (err.status === 405) headers.allow = err.message.replace(/^.*use /, '');
+        send(res, err.status, err.problems ? { error: err.error, message: err.message, problems: err.problems } : { error: err.error, message: err.message }, headers);
+        if (err.status === 413) res.on('finish', () => req.destroy());
+        return;
+      }
+      const e = err as { code?: string; message?: string };
+      if (e.code === 'OVERLOADED') return send(res, 503, { error: 'overloaded', message: e.message }, { 'retry-after': '1' });
+      deps.log.error({ err: e.message, path: req.url }, 'events request failed');
+      send(res, 500, { error: 'internal', message: e.message ?? String(err) });
+    });
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    port: (server.address() as AddressInfo).port,
+    async refuseNew() {
+      refusing = true;
+      if (inProgress > 0) await new Promise<void>((resolve) => (idle = resolve));
+    },
+    async close() {
+      refusing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      setTimeout(() => server.closeAllConnections(), 1000).unref();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,92 @@
+// The events gateway: its settings and how it plugs the event pipeline into a node (the user
+// actors through the node's actor system).
+
+import { availableParallelism } from 'node:os';
+import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
+import type { ActorSystem, Gateway, SettingSpec, SettingValues } from '../../runtime/index.js';
+import type { UserActivity } from './batch-processor.js';
+import { startEventsPipeline, type EventsPipelineOptions } from './pipeline.js';
+
+const USER_ACTOR = new URL('../../actors/user.js', import.meta.url).href;
+
+export const eventsSettings: SettingSpec[] = [
+  { name: 'events-port', kind: 'port', default: 8080, description: 'events HTTP port (POST /events, /events/batch, GET /metrics, /health)' },
+  { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL; the cluster ring, and the BullMQ event-batch queue (embedded: a SQLite queue in the data dir)' },
+  { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL for the domain tables such as processed_events (embedded: SQLite in the data dir)' },
+  { name: 'events-queue-name', kind: 'string', default: 'troupe-events', description: 'BullMQ queue name of event batches, shared by the nodes of a cluster' },
+  { name: 'events-pg-schema', kind: 'string', default: 'public', description: 'PostgreSQL schema of processed_events and dead_letter_events' },
+  { name: 'events-queue-workers', kind: 'int', default: 32, min: 1, max: 256, description: 'event batches processed at once by this node' },
+  { name: 'events-pool-threads', kind: 'int', default: Math.max(1, Math.floor(availableParallelism() / 2)), min: 1, max: 64, description: 'threads of the validation and enrichment pool (piscina)' },
+  { name: 'events-max-attempts', kind: 'int', default: 5, min: 1, max: 100, description: 'deliveries of a batch before its events become dead letters' },
+  { name: 'events-retry-backoff', kind: 'duration', default: 200, min: 1, description: 'wait before the first retry of a failed batch; doubles with every retry' },
+  { name: 'events-max-body-bytes', kind: 'int', default: 1_048_576, min: 1024, max: 64 * 1_048_576, description: 'largest request body accepted (413 beyond)' },
+  { name: 'events-max-pending', kind: 'int', default: 2000, min: 1, description: 'requests waiting for the queue at once before new ones get 503' },
+  { name: 'events-max-queue-depth', kind: 'int', default: 200_000, min: 100, description: 'events queued (cluster-wide with BullMQ) beyond which new requests get 503' },
+  { name: 'events-drain-timeout', kind: 'duration', default: 30_000, description: 'at stop, how long to keep processing queued batches before leaving them for the next start' },
+  { name: 'events-lock-duration', kind: 'duration', default: 30_000, min: 1000, description: 'BullMQ job lock; a batch held by a crashed node is redelivered after about twice this' },
+  { name: 'events-ask-timeout', kind: 'duration', default: 10_000, min: 100, description: 'how long a user actor may take to apply a batch before the batch is retried' },
+];
+
+/** The user actors through the node's actor system. */
+export function userActivityOf(system: ActorSystem, askTimeoutMs: number): UserActivity {
+  return {
+    async record(userId: string, events: ActivityEvent[]) {
+      await system.ref('user', userId).ask('recordEvents', { events }, { timeoutMs: askTimeoutMs });
+    },
+    async summary(userId: string) {
+      return (await system.ref('user', userId).ask('activitySummary', undefined, { timeoutMs: askTimeoutMs })) as ActivitySummary;
+    },
+    async ping() {
+      await system.stats();
+    },
+  };
+}
+
+/** Pipeline options from the node's settings (values already validated by the settings engine). */
+export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPipelineOptions, 'host' | 'dataDir' | 'activity' | 'log'>): EventsPipelineOptions {
+  const num = (name: string) => settings[name] as number;
+  return {
+    ...rest,
+    port: num('events-port'),
+    redisUrl: settings['redis'] as string | undefined,
+    postgresUrl: settings['postgres'] as string | undefined,
+    queueName: settings['events-queue-name'] as string,
+    pgSchema: settings['events-pg-schema'] as string,
+    queueWorkers: num('events-queue-workers'),
+    poolThreads: num('events-pool-threads'),
+    retry: { attempts: num('events-max-attempts'), backoffMs: num('events-retry-backoff') },
+    lockDurationMs: num('events-lock-duration'),
+    maxBodyBytes: num('events-max-body-bytes'),
+    maxPendingEnqueues: num('events-max-pending'),
+    maxQueueDepth: num('events-max-queue-depth'),
+    drainTimeoutMs: num('events-drain-timeout'),
+  };
+}
+
+export const eventsGateway: Gateway = {
+  name: 'events',
+  actorModules: [USER_ACTOR],
+  settings: eventsSettings,
+  async start(host) {
+    const log = host.log;
+    const pipeline = await startEventsPipeline(
+      pipelineOptionsFrom(host.settings, {
+        host: host.host,
+        dataDir: host.dataDir,
+        activity: userActivityOf(host.system, host.settings['events-ask-timeout'] as number),
+        log,
+      }),
+    );
+    return {
+      ports: { http: pipeline.port },
+      async notReady() {
+        const h = await pipeline.health();
+        if (h.ok) return undefined;
+        return `events: ${Object.entries(h.checks).filter(([, v]) => v !== 'ok').map(([k, v]) => `${k}: ${v}`).join('; ')}`;
+      },
+      stop: () => pipeline.stop(),
+    };
+  },
+};
+
+export default eventsGateway;

@@ -1,0 +1,173 @@
+// The event pipeline put together: HTTP door -> event-batch queue -> queue workers -> piscina pool
+// -> processed_events + user actors; and its orderly stop. The gateway (index.ts) and tests start it.
+
+import { Piscina } from 'piscina';
+import type { Logger } from '../../runtime/index.js';
+import { createBatchProcessor, type UserActivity } from './batch-processor.js';
+import { BullmqEventQueue } from './bullmq-queue.js';
+import type { EnrichResult, EnrichTask } from './enrichment.js';
+import type { CheckedBody, CheckTask } from './request-check.js';
+import { startEventsHttp, type HealthReport } from './http-server.js';
+import { PipelineMetrics, type MetricsSnapshot } from './metrics.js';
+import { PgEventStore } from './pg-store.js';
+import type { EventBatchQueue, RetryPolicy } from './queue.js';
+import { SqliteEventQueue } from './sqlite-queue.js';
+import { SqliteEventStore } from './sqlite-store.js';
+import type { ProcessedEventStore } from './store.js';
+
+export interface EventsPipelineOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** BullMQ on this Redis when set, else the SQLite queue in dataDir. */
+  redisUrl?: string;
+  queueName: string;
+  /** PostgreSQL when set, else SQLite in dataDir. */
+  postgresUrl?: string;
+  pgSchema: string;
+  queueWorkers: number;
+  poolThreads: number;
+  retry: RetryPolicy;
+  lockDurationMs: number;
+  maxBodyBytes: number;
+  maxPendingEnqueues: number;
+  /** Events queued beyond which new requests get 503 (the queue is bounded, as every queue here). */
+  maxQueueDepth: number;
+  drainTimeoutMs: number;
+  activity: UserActivity;
+  log: Logger;
+  /** Tests: wrap the store (to inject failures). */
+  wrapStore?: (store: ProcessedEventStore) => ProcessedEventStore;
+}
+
+export interface EventsPipeline {
+  readonly port: number;
+  readonly queue: EventBatchQueue;
+  readonly store: ProcessedEventStore;
+  metrics(): Promise<MetricsSnapshot>;
+  health(): Promise<HealthReport>;
+  /**
+   * Graceful: new requests get 503, requests in progress are answered, the queue is drained (up to
+   * drainTimeoutMs; what is left stays queued for the next start), workers finish, stores close.
+   */
+  stop(): Promise<void>;
+}
+
+const HEALTH_TIMEOUT_MS = 2000;
+
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} gave no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export async function startEventsPipeline(o: EventsPipelineOptions): Promise<EventsPipeline> {
+  let store: ProcessedEventStore = o.postgresUrl
+    ? await PgEventStore.open({ url: o.postgresUrl, schema: o.pgSchema, poolSize: Math.max(4, o.queueWorkers + 2) })
+    : new SqliteEventStore(o.dataDir);
+  if (o.wrapStore) store = o.wrapStore(store);
+  const queue: EventBatchQueue = o.redisUrl
+    ? new BullmqEventQueue({ redisUrl: o.redisUrl, name: o.queueName, retry: o.retry, lockDurationMs: o.lockDurationMs })
+    : new SqliteEventQueue({ dataDir: o.dataDir, retry: o.retry });
+  const pool = new Piscina<EnrichTask | CheckTask, EnrichResult | CheckedBody>({
+    filename: new URL('./enrich-worker.js', import.meta.url).href,
+    minThreads: o.poolThreads,
+    maxThreads: o.poolThreads,
+    idleTimeout: 60_000,
+  });
+  const metrics = new PipelineMetrics();
+  const log = o.log;
+
+  const enrichment = { run: (task: EnrichTask) => pool.run(task) as Promise<EnrichResult> };
+  queue.start(createBatchProcessor({ pool: enrichment, store, activity: o.activity, metrics, log }), o.queueWorkers);
+
+  const snapshot = async () => metrics.snapshot(await queue.depth().catch(() => -1));
+
+  // The depth is read at most every 100 ms, not per request; the bound is a brake, not a ledger.
+  let depthSeen = 0;
+  let depthReadAt = 0;
+  let depthReading: Promise<void> | undefined;
+  async function refuseWhenFull(): Promise<void> {
+    if (Date.now() - depthReadAt > 100) {
+      depthReading ??= queue
+        .depth()
+        .then((d) => {
+          depthSeen = d;
+          depthReadAt = Date.now();
+        })
+        .catch(() => {})
+        .finally(() => (depthReading = undefined));
+      if (depthSeen >= o.maxQueueDepth) await depthReading;
+    }
+    if (depthSeen >= o.maxQueueDepth) {
+      throw Object.assign(new Error(`${depthSeen} events are queued, over the bound of ${o.maxQueueDepth}; retry shortly`), { code: 'OVERLOADED' });
+    }
+  }
+  async function health(): Promise<HealthReport> {
+    const checks: Record<string, string> = {};
+    const probe = async (name: string, check: () => Promise<unknown>) => {
+      try {
+        await within(HEALTH_TIMEOUT_MS, name, check());
+        checks[name] = 'ok';
+      } catch (err) {
+        checks[name] = (err as Error).message;
+      }
+    };
+    await Promise.all([
+      probe(o.redisUrl ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
+      probe(o.postgresUrl ? 'store (postgres)' : 'store (sqlite)', () => store.ping()),
+      probe('actors', () => o.activity.ping()),
+      probe('worker pool', async () => {
+        if (pool.threads.length === 0) throw new Error('the enrichment pool has no threads');
+      }),
+    ]);
+    return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+  }
+
+  const http = await startEventsHttp(
+    {
+      maxBodyBytes: o.maxBodyBytes,
+      maxPendingEnqueues: o.maxPendingEnqueues,
+      check: (task) => pool.run(task, { name: 'checkBody' }) as Promise<CheckedBody>,
+      async accept(batch) {
+        await refuseWhenFull();
+        depthSeen += batch.count;
+        await queue.enqueue(batch);
+        metrics.accepted(batch.count);
+      },
+      metrics: snapshot,
+      health,
+      summary: (userId) => o.activity.summary(userId),
+      log,
+    },
+    o.host,
+    o.port,
+  );
+  log.info({ port: http.port, queue: queue.kind, store: store.kind }, 'events gateway listening');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port: http.port,
+    queue,
+    store,
+    metrics: snapshot,
+    health,
+    stop() {
+      stopping ??= (async () => {
+        await http.refuseNew();
+        const drained = await queue.drained(o.drainTimeoutMs).catch(() => false);
+        if (!drained) log.warn({ depth: await queue.depth().catch(() => -1) }, 'events left queued at stop; the next start takes them');
+        await queue.close();
+        await http.close();
+        await pool.destroy();
+        await store.close();
+        log.info(metrics.snapshot(0), 'events gateway stopped');
+      })();
+      return stopping;
+    },
+  };
+}

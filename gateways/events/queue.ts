@@ -1,0 +1,60 @@
+// The event-batch queue: where an accepted request's events wait, durably, until a worker has
+// stored them. One interface, two implementations: BullMQ (with --redis) and SQLite (embedded).
+
+/** What one accepted request puts in the queue. */
+export interface QueuedBatch {
+  /** When the gateway received the request (epoch ms); the start of the 202-to-row latency. */
+  receivedAt: number;
+  /** How many events `events` holds. */
+  count: number;
+  /**
+   * The accepted events (AcceptedEvent[]) as JSON: serialized once at the door and parsed only in
+   * the enrichment pool, so the main thread neither clones nor re-parses them per batch.
+   */
+  events: string;
+}
+
+/** How this delivery of a batch relates to earlier ones. */
+export interface Delivery {
+  /** The queue's id for the batch (BullMQ job id, SQLite row), the same on every delivery. */
+  batchId: string;
+  /** 1 for the first time a worker takes the batch. */
+  attempt: number;
+  /** An earlier delivery started (and failed or crashed): part of the batch may already be applied. */
+  redelivered: boolean;
+  /** No retry follows if this one throws. */
+  final: boolean;
+}
+
+/**
+ * Processes one batch. Resolving means done (the queue forgets the batch); throwing means retry
+ * after a backoff, unless `delivery.final`, in which case the queue keeps the batch as failed.
+ */
+export type BatchProcessor = (batch: QueuedBatch, delivery: Delivery) => Promise<void>;
+
+export interface RetryPolicy {
+  /** Deliveries in all, the first included. */
+  attempts: number;
+  /** Exponential: the wait before delivery n+1 is backoffMs * 2^(n-1). */
+  backoffMs: number;
+}
+
+export interface EventBatchQueue {
+  readonly kind: 'bullmq' | 'sqlite';
+  /** Resolves only once the batch is durably queued: the gateway answers 202 after this. */
+  enqueue(batch: QueuedBatch): Promise<void>;
+  /** Starts taking batches, at most `concurrency` at a time. */
+  start(processor: BatchProcessor, concurrency: number): void;
+  /** Events queued and not yet finished (in flight included). */
+  depth(): Promise<number>;
+  /** Throws, with a reason a person can act on, when the queue's backing store does not answer. */
+  ping(): Promise<void>;
+  /** Waits until nothing is waiting or in flight (true), or until the deadline (false). */
+  drained(timeoutMs: number): Promise<boolean>;
+  /** Stops taking batches and waits for those in flight; what is still queued stays queued. */
+  close(): Promise<void>;
+}
+
+export function backoffDelay(policy: RetryPolicy, attempt: number): number {
+  return policy.backoffMs * 2 ** Math.max(0, attempt - 1);
+}

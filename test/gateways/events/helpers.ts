@@ -1,0 +1,143 @@
+// Shared by the events tests: a node with the events pipeline on the embedded backends (SQLite) or
+// the cluster ones (BullMQ on Redis, PostgreSQL), each test with its own queue name, schema and data
+// directory, all removed afterwards.
+
+import type { ExecutionContext } from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pino } from 'pino';
+import { startNode, type TroupeNode } from '../../../runtime/index.js';
+import { userActivityOf } from '../../../gateways/events/index.js';
+import { BullmqEventQueue } from '../../../gateways/events/bullmq-queue.js';
+import { PgEventStore } from '../../../gateways/events/pg-store.js';
+import { startEventsPipeline, type EventsPipeline, type EventsPipelineOptions } from '../../../gateways/events/pipeline.js';
+
+process.env.TROUPE_LOG_LEVEL ??= 'silent';
+/** Quiet unless TROUPE_TEST_LOG names a level: the tests provoke failures on purpose. */
+export const testLog = pino({ level: process.env.TROUPE_TEST_LOG ?? 'silent' }) as unknown as import('../../../runtime/index.js').Logger;
+
+export const REDIS_URL = process.env.TROUPE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
+export const PG_URL = process.env.TROUPE_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
+export type Backend = 'embedded' | 'cluster';
+export const BACKENDS: Backend[] = ['embedded', 'cluster'];
+
+const USER_ACTOR = new URL('../../../actors/user.js', import.meta.url).href;
+
+/** Options for a pipeline with its own names: a data dir, and on cluster a queue name and a schema. */
+export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, 'activity' | 'log'> {
+  const tag = `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: mkdtempSync(join(tmpdir(), 'troupe-events-')),
+    redisUrl: backend === 'cluster' ? REDIS_URL : undefined,
+    queueName: `events-test-${tag}`,
+    postgresUrl: backend === 'cluster' ? PG_URL : undefined,
+    pgSchema: `events_test_${tag}`,
+    queueWorkers: 4,
+    poolThreads: 1,
+    retry: { attempts: 3, backoffMs: 20 },
+    lockDurationMs: 5000,
+    maxBodyBytes: 1_048_576,
+    maxPendingEnqueues: 2000,
+    maxQueueDepth: 1_000_000,
+    drainTimeoutMs: 20_000,
+  };
+}
+
+/** Removes what isolatedOptions named. */
+export async function cleanUp(o: Omit<EventsPipelineOptions, 'activity' | 'log'>): Promise<void> {
+  if (o.redisUrl) await BullmqEventQueue.destroy(o.redisUrl, o.queueName).catch(() => {});
+  if (o.postgresUrl) await PgEventStore.dropSchema(o.postgresUrl, o.pgSchema).catch(() => {});
+  rmSync(o.dataDir, { recursive: true, force: true });
+}
+
+export interface Harness {
+  url: string;
+  pipeline: EventsPipeline;
+  node: TroupeNode;
+  options: Omit<EventsPipelineOptions, 'activity' | 'log'>;
+  /** Stops the pipeline and the node (idempotent). */
+  stop(): Promise<void>;
+}
+
+/** A node plus pipeline in this process; stopped and cleaned when the test ends. */
+export async function startEvents(t: ExecutionContext, backend: Backend, overrides: Partial<EventsPipelineOptions> = {}): Promise<Harness> {
+  const options = { ...isolatedOptions(backend), ...overrides };
+  const node = await startNode({ dataDir: join(options.dataDir, 'node'), actorModules: [USER_ACTOR], shards: 1 });
+  const pipeline = await startEventsPipeline({ ...options, activity: userActivityOf(node, 10_000), log: testLog });
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await pipeline.stop();
+      await node.stop();
+    })());
+  t.teardown(async () => {
+    await stop();
+    await cleanUp(options);
+  });
+  return { url: `http://127.0.0.1:${pipeline.port}`, pipeline, node, options, stop };
+}
+
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+export async function get(url: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(url);
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+export function userAction(userId: string, action = 'click', extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { id: randomUUID(), type: 'user_action', source: 'web', user_id: userId, data: { action, ...(action === 'purchase' ? { value: 10 } : {}), ...extra } };
+}
+
+/** Polls until `check` is true (bounded; the test fails on timeout rather than hanging). */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export interface ChildNode {
+  port: number;
+  proc: ChildProcess;
+  exited: Promise<number | null>;
+  /** Lines the child printed after the first. */
+  lines: string[];
+}
+
+/** Starts the fixture node in a child process. */
+export async function spawnEventsNode(options: Omit<EventsPipelineOptions, 'activity' | 'log' | 'host'>): Promise<ChildNode> {
+  const script = new URL('./fixtures/events-node.js', import.meta.url);
+  const proc = spawn(process.execPath, [script.pathname], {
+    env: { ...process.env, TROUPE_EVENTS_FIXTURE: JSON.stringify(options), TROUPE_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const lines: string[] = [];
+  const rl = createInterface({ input: proc.stdout! });
+  const port = await new Promise<number>((resolve, reject) => {
+    rl.on('line', (line) => {
+      const msg = JSON.parse(line) as { port?: number };
+      if (msg.port !== undefined) resolve(msg.port);
+      else lines.push(line);
+    });
+    void exited.then((code) => reject(new Error(`events node exited with ${code} before listening`)));
+  });
+  return { port, proc, exited, lines };
+}
