@@ -1,7 +1,8 @@
 // The binary frames nodes exchange: a hello, a batch (the flat message and reply arrays of
-// runtime/envelope.ts), or a redirect (messages sent to a node that no longer owns their partition,
-// going back with the owner it believes in). One Buffer per frame; decoding checks every length,
-// since frames arrive from the network.
+// runtime/envelope.ts), a redirect (messages sent to a node that no longer owns their partition,
+// going back with the owner it believes in), and a hand-off with its acknowledgement (the state of
+// partitions moving to a new owner). One Buffer per frame; decoding checks every length, since
+// frames arrive from the network.
 
 import { deserialize, serialize } from 'node:v8';
 import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
@@ -14,6 +15,11 @@ const VERSION = 1;
 const KIND_HELLO = 1;
 const KIND_BATCH = 2;
 const KIND_REDIRECT = 3;
+const KIND_HANDOFF = 4;
+const KIND_HANDOFF_ACK = 5;
+
+/** Values per row in `HandOffFrame.rows`: actor id, partition, state. */
+export const HANDOFF_ROW_STRIDE = 3;
 
 const TAG_UNDEFINED = 0;
 const TAG_NULL = 1;
@@ -48,7 +54,25 @@ export interface RedirectFrame {
   m: unknown[];
 }
 
-export type Frame = HelloFrame | BatchFrame | RedirectFrame;
+/** The committed state of partitions moving to the receiver; it acknowledges once it has stored them. */
+export interface HandOffFrame {
+  kind: 'handoff';
+  /** Names this hand-off in the acknowledgement. */
+  id: number;
+  epoch: number;
+  partitions: number[];
+  /** HANDOFF_ROW_STRIDE values per actor: id, partition, state. */
+  rows: unknown[];
+}
+
+export interface HandOffAckFrame {
+  kind: 'handoff-ack';
+  id: number;
+  /** '' when stored; otherwise why the receiver could not take the state. */
+  error: string;
+}
+
+export type Frame = HelloFrame | BatchFrame | RedirectFrame | HandOffFrame | HandOffAckFrame;
 
 /** A frame that cannot be decoded (or encoded): says where and why. */
 export class FrameError extends Error {
@@ -215,6 +239,29 @@ export function encodeRedirect(epoch: number, owner: string, m: readonly unknown
   return finish();
 }
 
+export function encodeHandOff(id: number, epoch: number, partitions: readonly number[], rows: readonly unknown[]): Buffer {
+  begin(KIND_HANDOFF);
+  writeUint(id, 'hand-off id');
+  writeUint(epoch, 'epoch');
+  writeVarint(partitions.length);
+  for (const p of partitions) writeUint(p, 'partition');
+  if (rows.length % HANDOFF_ROW_STRIDE !== 0) throw new FrameError(`hand-off row array length ${rows.length} is not a multiple of ${HANDOFF_ROW_STRIDE}`);
+  writeVarint(rows.length / HANDOFF_ROW_STRIDE);
+  for (let i = 0; i < rows.length; i += HANDOFF_ROW_STRIDE) {
+    writeStringField(rows[i], 'actor id');
+    writeUint(rows[i + 1], 'partition');
+    writePayload(rows[i + 2]);
+  }
+  return finish();
+}
+
+export function encodeHandOffAck(id: number, error = ''): Buffer {
+  begin(KIND_HANDOFF_ACK);
+  writeUint(id, 'hand-off id');
+  writeString(error);
+  return finish();
+}
+
 // ---- decoding -----------------------------------------------------------------------------------
 
 class Reader {
@@ -356,6 +403,26 @@ export function decodeFrame(buf: Buffer | Uint8Array): Frame {
     }
     case KIND_REDIRECT:
       frame = { kind: 'redirect', epoch: r.varint('epoch'), owner: r.string('owner'), m: r.messages() };
+      break;
+    case KIND_HANDOFF: {
+      const id = r.varint('hand-off id');
+      const epoch = r.varint('epoch');
+      const pc = r.count('partition count', 1);
+      const partitions: number[] = [];
+      for (let i = 0; i < pc; i++) partitions.push(r.varint('partition'));
+      // A row takes at least 3 bytes (empty id, partition, tag).
+      const n = r.count('row count', 3);
+      const rows = new Array<unknown>(n * HANDOFF_ROW_STRIDE);
+      for (let k = 0, i = 0; k < n; k++, i += HANDOFF_ROW_STRIDE) {
+        rows[i] = r.string('actor id');
+        rows[i + 1] = r.varint('partition');
+        rows[i + 2] = r.payload('state');
+      }
+      frame = { kind: 'handoff', id, epoch, partitions, rows };
+      break;
+    }
+    case KIND_HANDOFF_ACK:
+      frame = { kind: 'handoff-ack', id: r.varint('hand-off id'), error: r.string('error') };
       break;
     default:
       r.fail(`unknown frame kind ${kind}`);

@@ -153,7 +153,12 @@ export class RedisMembership implements Membership {
   /** Registers this node, subscribes to announcements and starts heartbeating. */
   static async join(o: RedisMembershipOptions): Promise<RedisMembership> {
     const m = new RedisMembership(o);
-    await m.#start();
+    try {
+      await m.#start();
+    } catch (err) {
+      await m.close();
+      throw new Error(`node ${o.self} cannot join cluster ${o.cluster} in Redis: ${(err as Error).message}`);
+    }
     return m;
   }
 

@@ -98,8 +98,13 @@ export class RedisRing {
     ring.#subscriber.on('message', (_channel: string, epoch: string) => {
       if (Number(epoch) > ring.#view.epoch) void ring.refresh().catch(() => {});
     });
-    await ring.#subscriber.subscribe(ring.keys.ringChannel);
-    await ring.refresh();
+    try {
+      await ring.#subscriber.subscribe(ring.keys.ringChannel);
+      await ring.refresh();
+    } catch (err) {
+      await ring.close();
+      throw new Error(`cannot read the ring of cluster ${o.cluster} from Redis: ${(err as Error).message}`);
+    }
     ring.#poll = setInterval(() => void ring.refresh().catch((err) => ring.#log.warn({ err: err.message }, 'ring poll failed')), ring.#pollMs);
     ring.#poll.unref();
     return ring;

@@ -1,5 +1,6 @@
 // Node-to-node transport over gRPC: each node dials every peer it sends to and keeps one
-// long-lived Link stream to it, carrying one binary frame (frame-codec.ts) per peer per tick.
+// long-lived Link stream to it, carrying one binary frame (frame-codec.ts) per peer per tick,
+// plus redirects and hand-offs (partition state, acknowledged by the receiver on its own link).
 // Sends are gathered per tick, queued while the link is down or the stream is full (write()
 // returned false: wait for 'drain'), bounded by bytes, and the link redials with backoff.
 
@@ -9,7 +10,7 @@ import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
 import { Overloaded } from '../errors.js';
 import { rootLogger, tracing, type Logger } from '../log.js';
 import { protoPath } from '../paths.js';
-import { decodeFrame, encodeBatch, encodeHello, encodeRedirect, FrameError, MAX_FRAME_BYTES } from './frame-codec.js';
+import { decodeFrame, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, MAX_FRAME_BYTES } from './frame-codec.js';
 
 /** Messages gathered for one peer are encoded at once when they reach this many. */
 const FLUSH_AT = 4096 * MSG_STRIDE;
@@ -45,6 +46,11 @@ export interface ClusterTransportOptions {
   onBatch(from: string, m: unknown[], r: unknown[]): void;
   /** Messages a peer sent back: it does not own their partitions at `epoch`; `owner` is who it believes does. */
   onRedirect(from: string, epoch: number, owner: string, m: unknown[]): void;
+  /**
+   * The state of partitions another node hands to this one (HANDOFF_ROW_STRIDE values per actor).
+   * Store it before resolving: the sender releases the leases when it hears the acknowledgement.
+   */
+  onHandOff?(from: string, epoch: number, partitions: number[], rows: unknown[]): Promise<void> | void;
   /** A frame that could not be decoded (it is dropped; the link stays up). */
   onMalformed?(from: string | undefined, err: FrameError): void;
   /** Messages that cannot be encoded (a payload v8 cannot serialize): given back, so asks can fail at once. */
@@ -105,6 +111,8 @@ export class ClusterTransport {
   readonly #backoffMax: number;
   #flushScheduled = false;
   #closed = false;
+  #handOffs = 0;
+  readonly #awaitingAck = new Map<number, { resolve(): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
   readonly #flushAll = (): void => {
     this.#flushScheduled = false;
     for (const link of this.#links.values()) this.#encodeGathered(link);
@@ -195,6 +203,53 @@ export class ClusterTransport {
     const link = this.#link(peer);
     this.#encodeGathered(link); // keep the order of what was gathered before
     this.#enqueue(link, encodeRedirect(epoch, owner, m));
+  }
+
+  /**
+   * Ships the committed state of partitions to their new owner and resolves when it acknowledged
+   * storing it (rejects on its refusal or after `timeoutMs`). Split very large partitions into
+   * several calls: one frame holds at most MAX_FRAME_BYTES.
+   */
+  handOff(peer: string, epoch: number, partitions: readonly number[], rows: readonly unknown[], timeoutMs = 10_000): Promise<void> {
+    const id = ++this.#handOffs;
+    let frame: Buffer;
+    try {
+      frame = encodeHandOff(id, epoch, partitions, rows);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const link = this.#link(peer);
+    this.#encodeGathered(link); // messages gathered before the hand-off go before it
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#awaitingAck.delete(id);
+        reject(new Error(`hand-off ${id} of ${partitions.length} partitions to node ${peer} was not acknowledged within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#awaitingAck.set(id, { resolve, reject, timer });
+      this.#enqueue(link, frame);
+    });
+  }
+
+  #acknowledge(id: number, error: string): void {
+    const waiting = this.#awaitingAck.get(id);
+    if (!waiting) return;
+    this.#awaitingAck.delete(id);
+    clearTimeout(waiting.timer);
+    if (error === '') waiting.resolve();
+    else waiting.reject(new Error(`hand-off ${id} refused by the new owner: ${error}`));
+  }
+
+  #takeHandOff(from: string, id: number, epoch: number, partitions: number[], rows: unknown[]): void {
+    const ack = (error: string): void => {
+      if (!this.#closed) this.#enqueue(this.#link(from), encodeHandOffAck(id, error));
+    };
+    if (!this.#o.onHandOff) return ack(`node ${this.self} does not take hand-offs`);
+    Promise.resolve()
+      .then(() => this.#o.onHandOff!(from, epoch, partitions, rows))
+      .then(
+        () => ack(''),
+        (err: Error) => ack(err?.message ?? String(err)),
+      );
   }
 
   #encodeGathered(link: PeerLink): void {
@@ -408,6 +463,8 @@ export class ClusterTransport {
         }
         if (frame.kind === 'batch') this.#o.onBatch(from, frame.m, frame.r);
         else if (frame.kind === 'redirect') this.#o.onRedirect(from, frame.epoch, frame.owner, frame.m);
+        else if (frame.kind === 'handoff') this.#takeHandOff(from, frame.id, frame.epoch, frame.partitions, frame.rows);
+        else if (frame.kind === 'handoff-ack') this.#acknowledge(frame.id, frame.error);
         else this.#log.warn({ from }, 'ignored a second hello on a link');
       } catch (err) {
         // A handler's bug must not take the link (or the node) down with it.
@@ -425,6 +482,11 @@ export class ClusterTransport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const [id, waiting] of this.#awaitingAck) {
+      clearTimeout(waiting.timer);
+      waiting.reject(new Error(`hand-off ${id} abandoned: the cluster transport of ${this.self} is closing`));
+    }
+    this.#awaitingAck.clear();
     for (const link of this.#links.values()) this.#closeLink(link);
     this.#links.clear();
     for (const call of this.#inbound) call.end();
