@@ -14,6 +14,7 @@ export const GATEWAY_COMMANDS: Record<string, string> = {
   dating: '../gateways/dating/commands.js',
   'dating-harness': '../gateways/dating/commands.js',
   'presence-client': '../gateways/presence/commands.js',
+  'presence-count': '../gateways/presence/commands.js',
   migrate: '../gateways/carts/commands.js',
   'carts-token': '../gateways/carts/commands.js',
 };

@@ -32,6 +32,15 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     settings: { ...values },
     askTimeoutMs: Number(values['ask-timeout']),
     durability: values.durability as 'normal' | 'full',
+    cluster: values.redis
+      ? {
+          redis: String(values.redis),
+          name: String(values.cluster),
+          host: String(values.host),
+          port: Number(values['cluster-port']),
+          advertise: values.advertise === undefined ? undefined : String(values.advertise),
+        }
+      : undefined,
     log,
   });
   const registry = new Registry();

@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { AnyActorDefinition } from './actor.js';
 import { ActorRef } from './actor-ref.js';
-import { OWNED_HERE } from './envelope.js';
+import { OWNED_ELSEWHERE, OWNED_HERE } from './envelope.js';
+import { joinCluster, type ClusterMember } from './cluster/cluster-member.js';
 import { ConfigError, NotRunning, UnknownActorType } from './errors.js';
 import { rootLogger, type Logger } from './log.js';
 import { LocalMembership, type Membership } from './membership.js';
@@ -38,7 +39,21 @@ export interface NodeOptions {
   shardQueueCapacity?: number;
   /** SQLite synchronous mode: `normal` survives a process crash, `full` also a power cut. */
   durability?: 'normal' | 'full';
+  /** Join a cluster through Redis; without it the node runs alone and serves every partition. */
+  cluster?: ClusterOptions;
   log?: Logger;
+}
+
+export interface ClusterOptions {
+  /** Redis URL holding membership, the ring and the leases. */
+  redis: string;
+  /** Cluster name: the prefix of every key; several clusters may share one Redis. */
+  name: string;
+  /** Where the node-to-node gRPC listens. */
+  host: string;
+  port: number;
+  /** host:port other nodes dial (default: host:port, with 127.0.0.1 for a wildcard host). */
+  advertise?: string;
 }
 
 export interface TroupeNode extends ActorSystem {
@@ -117,7 +132,9 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
 
   const queuedBuffer = new SharedArrayBuffer(4 * shardCount);
   const ownershipBuffer = new SharedArrayBuffer(4 * partitions);
-  new Int32Array(ownershipBuffer).fill(OWNED_HERE);
+  // Alone, a node serves everything; in a cluster, only what it holds leases for.
+  new Int32Array(ownershipBuffer).fill(options.cluster ? OWNED_ELSEWHERE : OWNED_HERE);
+  const deadlinesBuffer = options.cluster ? new SharedArrayBuffer(8 * partitions) : undefined;
 
   // A full mesh of ports between shards, so actor-to-actor messages never cross the main thread.
   const peers: (MessagePort | undefined)[][] = Array.from({ length: shardCount }, () => new Array(shardCount).fill(undefined));
@@ -152,6 +169,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       settings: options.settings ?? {},
       queued: queuedBuffer,
       ownership: ownershipBuffer,
+      leaseDeadlines: deadlinesBuffer,
       queueCapacity,
       askTimeoutMs,
       durability: options.durability ?? 'normal',
@@ -194,8 +212,28 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     queued: new Int32Array(queuedBuffer),
     queueCapacity,
     askTimeoutMs,
+    ownership: new Int32Array(ownershipBuffer),
   });
-  const membership = new LocalMembership(nodeId);
+  let cluster: ClusterMember | undefined;
+  if (options.cluster) {
+    try {
+      cluster = await joinCluster({
+        ...options.cluster,
+        self: nodeId,
+        partitions,
+        router,
+        ownership: new Int32Array(ownershipBuffer),
+        deadlines: new Float64Array(deadlinesBuffer!),
+        shards: controls,
+        log,
+      });
+    } catch (err) {
+      stopping = true;
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw err;
+    }
+  }
+  const membership: Membership = cluster?.membership ?? new LocalMembership(nodeId);
 
   const typeName = (type: AnyActorDefinition | string): string => {
     const name = typeof type === 'string' ? type : type.type;
@@ -226,9 +264,11 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       const name = typeName(type);
       const def = defs.get(name)!;
       if (!def.view) throw new TypeError(`actor type "${name}" has no view to query`);
-      const answers = (await Promise.all(controls.map((c) => c.query(name, args)))) as A[];
       const merge = def.view.merge ?? ((a: any, b: any) => a + b);
-      return answers.reduce((a, b) => merge(a, b) as A);
+      const local = ((await Promise.all(controls.map((c) => c.query(name, args)))) as A[]).reduce((a, b) => merge(a, b) as A);
+      if (!cluster) return local;
+      const remote = (await cluster.queryPeers(name, args)) as A[];
+      return remote.reduce((a, b) => merge(a, b) as A, local);
     },
     async stats(): Promise<NodeStats> {
       return { nodeId, shards: await Promise.all(controls.map((c) => c.stats())), pendingAsks: router.pending.size };
@@ -248,6 +288,8 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     async stop(): Promise<void> {
       if (stopping) return;
       stopping = true;
+      // In a cluster, hand this node's partitions to the others first: nothing accepted is lost.
+      if (cluster) await cluster.leave();
       router.close();
       await Promise.all(
         dataPorts.map(
@@ -264,6 +306,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       for (const c of controls) c[Comlink.releaseProxy]();
       for (const port of dataPorts) port.close();
       await Promise.all(workers.map((w) => w.terminate()));
+      await cluster?.close();
       log.debug({ nodeId }, 'node stopped');
     },
   };

@@ -4,8 +4,8 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { MessageSender } from './actor-ref.js';
-import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, REPLY_STRIDE, type Batch } from './envelope.js';
-import { NotRunning, Overloaded } from './errors.js';
+import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, OWNED_HERE, REPLY_STRIDE, type Batch } from './envelope.js';
+import { NotRunning, Overloaded, toWireError } from './errors.js';
 import { PendingAsks } from './pending-asks.js';
 
 /** A shard's batch is sent at once when it reaches this many messages, without waiting for the tick. */
@@ -16,6 +16,17 @@ export interface RouterOptions {
   queued: Int32Array;
   queueCapacity: number;
   askTimeoutMs: number;
+  /** The shared per-partition ownership table; partitions not OWNED_HERE take the remote path. */
+  ownership: Int32Array;
+}
+
+/**
+ * Where messages go whose partition this node does not serve now (the cluster's forwarding and
+ * buffering). Asks proxied for other nodes use negative ask ids; their replies come back here.
+ */
+export interface RemotePath {
+  route(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void;
+  replyToRemote(proxyAskId: number, ok: boolean, value: unknown): void;
 }
 
 export class Router implements MessageSender {
@@ -24,6 +35,8 @@ export class Router implements MessageSender {
   readonly #capacity: number;
   readonly #askTimeoutMs: number;
   readonly #count: number;
+  readonly #ownership: Int32Array;
+  #remote: RemotePath | undefined;
   #out: unknown[][];
   #replies: unknown[][];
   #flushScheduled = false;
@@ -40,23 +53,53 @@ export class Router implements MessageSender {
     this.#capacity = o.queueCapacity;
     this.#askTimeoutMs = o.askTimeoutMs;
     this.#count = o.shards.length;
+    this.#ownership = o.ownership;
     this.#out = o.shards.map(() => []);
     this.#replies = o.shards.map(() => []);
     for (const port of o.shards) port.on('message', (frame: Batch) => this.#receive(frame));
   }
 
+  /** Plugs the cluster in: from now on partitions not OWNED_HERE are its to route. */
+  setRemotePath(remote: RemotePath): void {
+    this.#remote = remote;
+  }
+
   tell(id: string, partition: number, handler: string, message: unknown): void {
     if (!this.#accepting) throw new NotRunning('this node');
+    if (this.#ownership[partition] !== OWNED_HERE && this.#remote !== undefined) {
+      this.#remote.route(id, partition, handler, message, NO_REPLY, 0);
+      return;
+    }
     this.#enqueue(partition % this.#count, id, partition, handler, message, NO_REPLY, 0);
   }
 
   ask(id: string, partition: number, handler: string, message: unknown, timeoutMs?: number): Promise<unknown> {
     if (!this.#accepting) return Promise.reject(new NotRunning('this node'));
+    const remote = this.#ownership[partition] !== OWNED_HERE ? this.#remote : undefined;
     const shard = partition % this.#count;
-    if (this.#full(shard)) return Promise.reject(new Overloaded(`the queue of shard ${shard}`));
+    if (remote === undefined && this.#full(shard)) return Promise.reject(new Overloaded(`the queue of shard ${shard}`));
     const { id: askId, promise } = this.pending.create(id, handler, timeoutMs ?? this.#askTimeoutMs);
-    this.#enqueue(shard, id, partition, handler, message, MAIN_ORIGIN, askId);
+    try {
+      if (remote !== undefined) remote.route(id, partition, handler, message, MAIN_ORIGIN, askId);
+      else this.#enqueue(shard, id, partition, handler, message, MAIN_ORIGIN, askId);
+    } catch (err) {
+      this.pending.fail(askId, err);
+    }
     return promise;
+  }
+
+  /** For the remote path: a message for a partition served here. Throws Overloaded when full. */
+  deliverLocal(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
+    this.#enqueue(partition % this.#count, id, partition, handler, payload, origin, askId);
+  }
+
+  /** For the remote path: a reply to a shard's ask that went to another node. */
+  replyToShard(shard: number, askId: number, ok: boolean, value: unknown): void {
+    this.#replies[shard]!.push(askId, ok ? 1 : 0, value);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flushAll);
+    }
   }
 
   #full(shard: number): boolean {
@@ -99,17 +142,35 @@ export class Router implements MessageSender {
   #receive(frame: Batch): void {
     const r = frame.r;
     if (r !== undefined) {
-      for (let i = 0; i < r.length; i += REPLY_STRIDE) this.pending.settle(r[i] as number, r[i + 1] === 1, r[i + 2]);
+      for (let i = 0; i < r.length; i += REPLY_STRIDE) {
+        const askId = r[i] as number;
+        if (askId < 0) this.#remote?.replyToRemote(askId, r[i + 1] === 1, r[i + 2]);
+        else this.pending.settle(askId, r[i + 1] === 1, r[i + 2]);
+      }
     }
     const m = frame.m;
     if (m !== undefined) {
-      // On one node every partition is owned here, so shards only send the main thread messages
-      // when ownership moved under them; put them back on the path to their shard.
+      // Shards send the main thread the messages of partitions they do not serve (any more).
       for (let i = 0; i < m.length; i += MSG_STRIDE) {
         const partition = m[i + 1] as number;
-        this.#out[partition % this.#count]!.push(m[i], partition, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
+        if (this.#ownership[partition] !== OWNED_HERE && this.#remote !== undefined) {
+          this.#routeRemoteSafely(m[i] as string, partition, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
+        } else {
+          this.#out[partition % this.#count]!.push(m[i], partition, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
+        }
       }
       this.flush();
+    }
+  }
+
+  #routeRemoteSafely(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
+    try {
+      this.#remote!.route(id, partition, handler, payload, origin, askId);
+    } catch (err) {
+      if (origin === NO_REPLY) return;
+      const wire = toWireError(err);
+      if (origin === MAIN_ORIGIN) this.pending.settle(askId, false, wire);
+      else this.replyToShard(origin - 2, askId, false, wire);
     }
   }
 

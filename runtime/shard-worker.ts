@@ -20,6 +20,8 @@ export interface ShardInit {
   settings: Record<string, unknown>;
   queued: SharedArrayBuffer;
   ownership: SharedArrayBuffer;
+  /** Cluster only: per-partition lease deadlines (Float64, epoch ms). */
+  leaseDeadlines?: SharedArrayBuffer;
   queueCapacity: number;
   askTimeoutMs: number;
   durability: 'normal' | 'full';
@@ -35,6 +37,10 @@ export interface ShardControl {
   listActors(type: string | undefined, limit: number): string[];
   readState(id: string): unknown;
   query(type: string, args: unknown): unknown;
+  /** Cluster hand-off: gives up partitions and returns their actors' rows (id, partition, state). */
+  handOff(partitions: number[]): Promise<unknown[]>;
+  /** Cluster hand-off: takes over actors shipped from another node. */
+  install(rows: unknown[]): number;
   /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
   collectGarbage(): boolean;
 }
@@ -69,6 +75,7 @@ async function main(init: ShardInit): Promise<void> {
     queued: new Int32Array(init.queued),
     queueCapacity: init.queueCapacity,
     ownership: new Int32Array(init.ownership),
+    leaseDeadlines: init.leaseDeadlines ? new Float64Array(init.leaseDeadlines) : undefined,
     askTimeoutMs: init.askTimeoutMs,
     log,
   });
@@ -105,6 +112,8 @@ async function main(init: ShardInit): Promise<void> {
     listActors: (type, limit) => shard.listActors(type, limit),
     readState: (id) => shard.readState(id),
     query: (type, args) => shard.query(type, args),
+    handOff: (partitions) => shard.handOff(partitions),
+    install: (rows) => shard.install(rows),
     collectGarbage: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
       gc?.();

@@ -102,6 +102,11 @@ export interface ShardOptions {
   queueCapacity: number;
   /** Per-partition ownership (OWNED_HERE or not), shared with the main thread. */
   ownership: Int32Array;
+  /**
+   * In a cluster: per-partition lease deadlines (epoch ms). A partition is served only while its
+   * deadline is ahead, so a node resumed after a pause stops before its main thread notices.
+   */
+  leaseDeadlines?: Float64Array;
   askTimeoutMs: number;
   log: Logger;
 }
@@ -217,6 +222,7 @@ export class Shard {
   readonly #queued: Int32Array;
   readonly #queueCapacity: number;
   readonly #ownership: Int32Array;
+  readonly #deadlines: Float64Array | undefined;
   readonly #askTimeoutMs: number;
   readonly #origin: number;
 
@@ -261,6 +267,7 @@ export class Shard {
     this.#queued = o.queued;
     this.#queueCapacity = o.queueCapacity;
     this.#ownership = o.ownership;
+    this.#deadlines = o.leaseDeadlines;
     this.#askTimeoutMs = o.askTimeoutMs;
     this.#origin = shardOrigin(o.index);
     this.#outM = Array.from({ length: o.count + 1 }, () => []);
@@ -294,9 +301,18 @@ export class Shard {
       Atomics.sub(this.#queued, this.index, m.length / MSG_STRIDE);
       this.#inCycle = true;
       this.#tick = ((performance.now() - this.#t0) / TICK_MS) | 0;
+      const ownership = this.#ownership;
+      const deadlines = this.#deadlines;
+      const nowMs = deadlines === undefined ? 0 : performance.timeOrigin + performance.now();
       try {
         for (let i = 0; i < m.length; i += MSG_STRIDE) {
           const id = m[i] as string;
+          const partition = m[i + 1] as number;
+          if (ownership[partition] !== OWNED_HERE || (deadlines !== undefined && !(deadlines[partition]! > nowMs))) {
+            // Not ours (any more): the main thread knows where it goes now.
+            this.#outM[0]!.push(id, partition, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
+            continue;
+          }
           let act = this.#acts.get(id);
           if (act === undefined) {
             const activated = this.#activate(id, m[i + 1] as number);
@@ -725,6 +741,80 @@ export class Shard {
     if (!type) throw new UnknownActorType(typeName, [...this.#types.keys()]);
     if (!type.def.view) throw new TypeError(`actor type "${typeName}" has no view to query`);
     return type.def.view.query(type.view, args);
+  }
+
+  /**
+   * Gives up partitions (a cluster hand-off): runs what their actors already accepted, commits,
+   * and returns every actor's state in them (live volatile ones and all stored durable ones) as
+   * flat rows `id, partition, state`; then forgets them here, from memory, views and disk.
+   */
+  async handOff(partitions: readonly number[], deadlineMs = 10_000): Promise<unknown[]> {
+    const leaving = new Set(partitions);
+    const until = performance.now() + deadlineMs;
+    for (;;) {
+      let pending = false;
+      for (const act of this.#acts.values()) {
+        if (leaving.has(act.partition) && (act.busy || act.queued || act.mailbox !== null || act.dirty)) {
+          pending = true;
+          break;
+        }
+      }
+      if (!pending) break;
+      if (performance.now() > until) {
+        this.log.warn({ partitions: partitions.length }, 'hand-off: turns still running at the deadline; shipping the last committed state');
+        break;
+      }
+      this.#cycle();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    this.#commit();
+    this.#flush();
+    const rows: unknown[] = [];
+    const shipped = new Set<string>();
+    for (const act of [...this.#acts.values()]) {
+      if (!leaving.has(act.partition)) continue;
+      if (!act.type.durable) rows.push(act.id, act.partition, act.state);
+      this.#clearTimers(act);
+      this.#acts.delete(act.id);
+      act.mailbox = null;
+      if (act.type.durable) continue;
+      shipped.add(act.id);
+    }
+    for (const { actor, partition, state } of this.#store.ofPartitions(partitions)) {
+      if (shipped.has(actor)) continue;
+      rows.push(actor, partition, state);
+      const type = this.#types.get(actor.slice(0, actor.indexOf('/')));
+      type?.def.view?.evict?.(type.view, actor.slice(type.name.length + 1), state);
+    }
+    this.#store.deletePartitions(partitions);
+    return rows;
+  }
+
+  /** Takes over partitions' actors from a hand-off: durable states are stored, volatile ones go live. */
+  install(rows: readonly unknown[]): number {
+    const durable: SnapshotRow[] = [];
+    let n = 0;
+    for (let i = 0; i + 2 < rows.length; i += 3) {
+      const id = rows[i] as string;
+      const partition = rows[i + 1] as number;
+      const state = rows[i + 2];
+      const slash = id.indexOf('/');
+      const type = slash > 0 ? this.#types.get(id.slice(0, slash)) : undefined;
+      if (type === undefined) {
+        this.log.warn({ actor: id }, 'hand-off row of an actor type this node does not load; skipped');
+        continue;
+      }
+      n++;
+      if (type.durable) {
+        durable.push({ id, partition, blob: this.#store.encode(state, type.codec) });
+        this.#acts.delete(id);
+        type.def.view?.restore?.(type.view, id.slice(slash + 1), state);
+      } else if (!this.#acts.has(id)) {
+        this.#acts.set(id, new Activation(id, type, partition, state, this.#tick));
+      }
+    }
+    this.#store.commit(durable);
+    return n;
   }
 
   /** Finishes every turn in flight, commits, and sends what is left. */

@@ -86,6 +86,22 @@ export class SnapshotStore {
     for (const row of this.#ofType.iterate(type + '/', type + '0')) yield { actor: row.actor, state: decode(row.state) };
   }
 
+  /** Every stored actor of some partitions (a hand-off ships them). */
+  *ofPartitions(partitions: readonly number[]): Generator<{ actor: string; partition: number; state: unknown }> {
+    const stmt = this.#db.prepare('SELECT actor, state FROM snapshot WHERE partition = ?');
+    for (const partition of partitions) {
+      for (const row of stmt.iterate(partition) as IterableIterator<{ actor: string; state: Buffer }>) yield { actor: row.actor, partition, state: decode(row.state) };
+    }
+  }
+
+  /** Forgets partitions handed to another node: their state lives there now. */
+  deletePartitions(partitions: readonly number[]): void {
+    const stmt = this.#db.prepare('DELETE FROM snapshot WHERE partition = ?');
+    this.#db.transaction(() => {
+      for (const p of partitions) stmt.run(p);
+    })();
+  }
+
   count(): number {
     return (this.#db.prepare('SELECT count(*) AS n FROM snapshot').get() as { n: number }).n;
   }

@@ -1,0 +1,182 @@
+// A node's membership in a cluster: wires the Redis membership, ring, leases and ownership loop,
+// the gRPC transport and the cross-node routing to the node's router and shards, and runs the
+// hand-off on joins and graceful leaves.
+
+import { Redis } from 'ioredis';
+import type { Remote } from 'comlink';
+import { MAIN_ORIGIN } from '../envelope.js';
+import type { Logger } from '../log.js';
+import type { Router } from '../router.js';
+import type { ShardControl } from '../shard-worker.js';
+import { ClusterRouting } from './cluster-routing.js';
+import { HANDOFF_ROW_STRIDE } from './frame-codec.js';
+import { PartitionLeases } from './leases.js';
+import { PartitionOwnership } from './partition-ownership.js';
+import { RedisMembership } from './redis-membership.js';
+import { RedisRing } from './redis-ring.js';
+import type { PartitionMove } from './ring.js';
+import { ClusterTransport } from './transport.js';
+
+
+export interface JoinClusterOptions {
+  redis: string;
+  name: string;
+  host: string;
+  port: number;
+  advertise?: string;
+  self: string;
+  partitions: number;
+  router: Router;
+  ownership: Int32Array;
+  deadlines: Float64Array;
+  shards: Remote<ShardControl>[];
+  log: Logger;
+}
+
+export interface ClusterMember {
+  readonly membership: RedisMembership;
+  readonly ownership: PartitionOwnership;
+  readonly transport: ClusterTransport;
+  /** Asks every other live member for its local answer to a view query. */
+  queryPeers(type: string, args: unknown, timeoutMs?: number): Promise<unknown[]>;
+  /** Graceful: leave the ring, hand every partition off, leave the membership. */
+  leave(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember> {
+  const log = o.log.child({ node: o.self });
+  const redis = new Redis(o.redis, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true });
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot reach Redis at ${o.redis} to join cluster "${o.name}": ${(err as Error).message}`);
+  }
+  const shardCount = o.shards.length;
+  let membership: RedisMembership | undefined;
+  let ownership!: PartitionOwnership;
+
+  const ring = await RedisRing.open({ redis, cluster: o.name, partitions: o.partitions, log });
+  const leases = new PartitionLeases({ redis, cluster: o.name, self: o.self, partitions: o.partitions, deadlines: o.deadlines, log });
+  const router = o.router;
+  const routing = new ClusterRouting({
+    self: o.self,
+    ownership: { state: (p: number) => ownership.state(p), ownerOf: (p: number) => ownership.ownerOf(p) } as PartitionOwnership,
+    ring,
+    log,
+    local: {
+      deliverLocal: (id, p, h, payload, origin, askId) => router.deliverLocal(id, p, h, payload, origin, askId),
+      settleMain: (askId, ok, value) => router.pending.settle(askId, ok, value),
+      replyToShard: (shard, askId, ok, value) => router.replyToShard(shard, askId, ok, value),
+    },
+    nodeRequest: async (handler, payload) => {
+      if (handler !== 'query') throw new Error(`unknown node request "${handler}"`);
+      const { type, args } = payload as { type: string; args: unknown };
+      return Promise.all(o.shards.map((s) => s.query(type, args)));
+    },
+  });
+
+  const transport = await ClusterTransport.start({
+    self: o.self,
+    cluster: o.name,
+    partitions: o.partitions,
+    host: o.host,
+    port: o.port,
+    resolve: (peer) => membership?.info(peer)?.address,
+    onBatch: (from, m, r) => routing.onBatch(from, m, r),
+    onRedirect: (from, epoch, owner, m) => void routing.onRedirect(from, epoch, owner, m),
+    onHandOff: async (_from, _epoch, _partitions, rows) => {
+      // Store the shipped actors in the shards that will serve their partitions, then acknowledge.
+      const perShard: unknown[][] = Array.from({ length: shardCount }, () => []);
+      for (let i = 0; i < rows.length; i += HANDOFF_ROW_STRIDE) perShard[(rows[i + 1] as number) % shardCount]!.push(rows[i], rows[i + 1], rows[i + 2]);
+      await Promise.all(perShard.map((r, s) => (r.length > 0 ? o.shards[s]!.install(r) : 0)));
+    },
+    onUnsendable: (peer, m, r, err) => routing.onUnsendable(peer, m, r, err),
+    onMalformed: (from, err) => log.warn({ from, err: err.message }, 'malformed cluster frame dropped'),
+    log,
+  });
+  routing.attach(transport);
+
+  const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host;
+  membership = await RedisMembership.join({ redis, cluster: o.name, self: o.self, address: o.advertise ?? `${host}:${transport.port}`, log });
+  membership.onChange((members) => {
+    const alive = new Set(members);
+    for (const peer of transport.stats().map((s) => s.peer)) if (!alive.has(peer)) transport.forget(peer);
+  });
+
+  const handOff = async (moves: PartitionMove[], epoch: number): Promise<void> => {
+    const byShard: number[][] = Array.from({ length: shardCount }, () => []);
+    for (const move of moves) byShard[move.partition % shardCount]!.push(move.partition);
+    const rowsByShard = await Promise.all(byShard.map((ps, s) => (ps.length > 0 ? o.shards[s]!.handOff(ps) : Promise.resolve([] as unknown[]))));
+    const ownerOf = new Map(moves.map((m) => [m.partition, m.to]));
+    const byPeer = new Map<string, { partitions: number[]; rows: unknown[] }>();
+    for (const move of moves) {
+      if (move.to === '') continue;
+      let entry = byPeer.get(move.to);
+      if (!entry) byPeer.set(move.to, (entry = { partitions: [], rows: [] }));
+      entry.partitions.push(move.partition);
+    }
+    for (const rows of rowsByShard) {
+      for (let i = 0; i < rows.length; i += HANDOFF_ROW_STRIDE) {
+        const to = ownerOf.get(rows[i + 1] as number);
+        if (to) byPeer.get(to)?.rows.push(rows[i], rows[i + 1], rows[i + 2]);
+      }
+    }
+    await Promise.all([...byPeer].map(([peer, { partitions, rows }]) => transport.handOff(peer, epoch, partitions, rows)));
+    log.info({ partitions: moves.length, peers: byPeer.size, epoch }, 'partitions handed off');
+  };
+
+  ownership = new PartitionOwnership({
+    self: o.self,
+    ring,
+    leases,
+    ownership: o.ownership,
+    membership,
+    handOff,
+    onServing: (ps) => routing.drain(ps),
+    onLost: (ps) => routing.drain(ps),
+    log,
+  });
+  router.setRemotePath(routing);
+  await ownership.start();
+  log.info({ cluster: o.name, address: membership.info(o.self)?.address, serving: ownership.serving().length }, 'joined the cluster');
+
+  let left = false;
+  return {
+    membership,
+    ownership,
+    transport,
+    async queryPeers(type: string, args: unknown, timeoutMs = 2000): Promise<unknown[]> {
+      const peers = membership!.members().filter((m) => m !== o.self);
+      const answers = await Promise.all(
+        peers.map((peer) => {
+          const { id, promise } = router.pending.create(`node ${peer}`, 'query', timeoutMs);
+          routing.sendToNode(peer, 'query', { type, args }, MAIN_ORIGIN, id);
+          return promise.then(
+            (perShard) => perShard as unknown[],
+            (err: Error) => {
+              log.warn({ peer, err: err.message }, 'a member did not answer a view query; answering without it');
+              return [] as unknown[];
+            },
+          );
+        }),
+      );
+      return answers.flat();
+    },
+    async leave(): Promise<void> {
+      if (left) return;
+      left = true;
+      await ownership.leave();
+      await membership!.leave();
+    },
+    async close(): Promise<void> {
+      ownership.stop();
+      routing.close();
+      await transport.close();
+      await membership!.close();
+      await ring.close();
+      redis.disconnect();
+    },
+  };
+}

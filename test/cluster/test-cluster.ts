@@ -1,0 +1,122 @@
+// Starts N whole nodes as child processes against the real Redis, each with its own data dir,
+// under a unique cluster name, and tears them down (and the cluster's keys) after the test.
+
+import type { ExecutionContext } from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
+
+const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
+
+export class TestNode {
+  readonly nodeId: string;
+  readonly child: ChildProcess;
+  #n = 0;
+  readonly #waiting = new Map<number, (r: { ok: boolean; value?: unknown; error?: string }) => void>();
+  exited: Promise<unknown>;
+
+  constructor(child: ChildProcess, nodeId: string, lines: ReturnType<typeof createInterface>) {
+    this.child = child;
+    this.nodeId = nodeId;
+    this.exited = once(child, 'exit');
+    lines.on('line', (line) => {
+      const msg = JSON.parse(line) as { n?: number; ok: boolean; value?: unknown; error?: string };
+      if (msg.n !== undefined) {
+        this.#waiting.get(msg.n)?.(msg);
+        this.#waiting.delete(msg.n);
+      }
+    });
+  }
+
+  #call(cmd: object): Promise<{ ok: boolean; value?: unknown; error?: string }> {
+    const n = ++this.#n;
+    return new Promise((resolve) => {
+      this.#waiting.set(n, resolve);
+      this.child.stdin!.write(JSON.stringify({ n, ...cmd }) + '\n');
+    });
+  }
+
+  async ask<T = unknown>(id: string, handler: string, message?: unknown): Promise<T> {
+    const r = await this.#call({ op: 'ask', id, handler, message });
+    if (!r.ok) throw new Error(r.error);
+    return r.value as T;
+  }
+
+  async members(): Promise<string[]> {
+    return (await this.#call({ op: 'members' })).value as string[];
+  }
+
+  async actors(): Promise<string[]> {
+    return (await this.#call({ op: 'actors' })).value as string[];
+  }
+
+  /** Graceful: SIGTERM, hand-off, exit. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    this.child.kill('SIGTERM');
+    await this.exited;
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child.kill(signal);
+  }
+}
+
+export class TestCluster {
+  readonly name = uniqueCluster();
+  readonly nodes: TestNode[] = [];
+
+  constructor(t: ExecutionContext) {
+    t.teardown(async () => {
+      for (const n of this.nodes) {
+        if (n.child.exitCode === null && n.child.signalCode === null) {
+          n.kill('SIGCONT');
+          n.kill('SIGKILL');
+        }
+      }
+      const redis = newRedis();
+      await dropCluster(redis, this.name);
+      redis.disconnect();
+    });
+  }
+
+  async start(count = 1): Promise<TestNode[]> {
+    const started = await Promise.all(Array.from({ length: count }, () => this.#startOne()));
+    this.nodes.push(...started);
+    return started;
+  }
+
+  async #startOne(): Promise<TestNode> {
+    const dataDir = mkdtempSync(join(tmpdir(), 'troupe-cluster-node-'));
+    const child = spawn(process.execPath, [SCRIPT, dataDir, REDIS_URL, this.name], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn' },
+    });
+    const lines = createInterface({ input: child.stdout! });
+    const nodeId = await new Promise<string>((resolve, reject) => {
+      const onLine = (line: string) => {
+        const msg = JSON.parse(line) as { ready?: boolean; nodeId?: string };
+        if (msg.ready) {
+          lines.off('line', onLine);
+          resolve(msg.nodeId!);
+        }
+      };
+      lines.on('line', onLine);
+      child.once('exit', (code) => reject(new Error(`node exited with ${code} before it was ready`)));
+    });
+    return new TestNode(child, nodeId, lines);
+  }
+}
+
+export async function waitFor(check: () => Promise<boolean>, ms = 10_000, every = 50): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, every));
+  }
+  return check();
+}
