@@ -1,0 +1,297 @@
+// Presence clients: one client that answers each Ping with STATUS_EVEN or STATUS_ODD from its clock
+// and reconnects with backoff, a simulation of many such clients over a few connections (for load
+// tests), and a StatusReader call.
+
+import * as grpc from '@grpc/grpc-js';
+import { presenceProto, USER_ID_METADATA, type OnlineUsersResponse, type Pong } from './proto.js';
+
+const STATUS_EVEN = 1;
+const STATUS_ODD = 2;
+
+/** Codes after which reconnecting cannot help: the same request would be refused again. */
+const FINAL_CODES = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.ABORTED, grpc.status.UNIMPLEMENTED]);
+
+export interface PresenceClientOptions {
+  id: string;
+  /** A Gateway client (one HTTP/2 connection) shared by many PresenceClients. */
+  connection: grpc.Client;
+  /** Answers Pings with this status instead of EVEN/ODD from the clock (tests of bad clients). */
+  answer?: (nowMs: number) => number;
+  /** Called at every Ping received, with performance.now(). */
+  onPing?: (at: number) => void;
+  /** Called when the stream ends with a code after which the client stops (replaced, refused). */
+  onGiveUp?: (code: grpc.status, details: string) => void;
+  /** Called on every stream end, with its status. */
+  onStreamEnd?: (code: grpc.status, details: string) => void;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** The status a well-behaved client answers: even or odd milliseconds since the epoch. */
+export function statusFromClock(nowMs: number): number {
+  return nowMs % 2 === 0 ? STATUS_EVEN : STATUS_ODD;
+}
+
+export function gatewayConnection(address: string): grpc.Client {
+  const { GatewayClient } = presenceProto();
+  // A pool of its own, so that several connections to one address are really several.
+  return new GatewayClient(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+}
+
+export class PresenceClient {
+  readonly id: string;
+  readonly #options: PresenceClientOptions;
+  #call: grpc.ClientDuplexStream<Pong, unknown> | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #backoffMs: number;
+  #stopped = false;
+  /** Pings received over the client's life. */
+  pings = 0;
+  connects = 0;
+  connected = false;
+
+  constructor(options: PresenceClientOptions) {
+    this.id = options.id;
+    this.#options = options;
+    this.#backoffMs = options.initialBackoffMs ?? 250;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#open();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#retry = undefined;
+    const call = this.#call;
+    this.#call = undefined;
+    this.connected = false;
+    if (call) {
+      call.end();
+      call.cancel();
+    }
+  }
+
+  #open(): void {
+    if (this.#stopped) return;
+    const metadata = new grpc.Metadata();
+    metadata.set(USER_ID_METADATA, this.id);
+    const connection = this.#options.connection as unknown as { Connect(m: grpc.Metadata): grpc.ClientDuplexStream<Pong, unknown> };
+    const call = connection.Connect(metadata);
+    this.#call = call;
+    this.connects++;
+    let ended = false;
+    call.on('data', () => {
+      if (this.#call !== call) return;
+      this.connected = true;
+      this.pings++;
+      // A stream that got a Ping worked: the next failure starts the backoff from the beginning.
+      this.#backoffMs = this.#options.initialBackoffMs ?? 250;
+      this.#options.onPing?.(performance.now());
+      const now = Date.now();
+      call.write({ status: this.#options.answer ? this.#options.answer(now) : statusFromClock(now) });
+    });
+    const end = (code: grpc.status, details: string): void => {
+      if (ended) return;
+      ended = true;
+      if (this.#call !== call) return;
+      this.#call = undefined;
+      this.connected = false;
+      this.#options.onStreamEnd?.(code, details);
+      if (this.#stopped) return;
+      if (FINAL_CODES.has(code)) {
+        this.#stopped = true;
+        this.#options.onGiveUp?.(code, details);
+        return;
+      }
+      this.#scheduleReconnect();
+    };
+    call.on('error', (err: grpc.ServiceError) => end(err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
+    call.on('status', (s: grpc.StatusObject) => end(s.code, s.details));
+  }
+
+  #scheduleReconnect(): void {
+    // Full jitter: after a gateway restart, thousands of clients do not come back in one burst.
+    const delay = Math.random() * this.#backoffMs;
+    this.#backoffMs = Math.min(this.#backoffMs * 2, this.#options.maxBackoffMs ?? 10_000);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#open();
+    }, delay);
+  }
+}
+
+/** Counts of values in 1 ms bins up to a ceiling; the quantiles the load test reports. */
+export class MillisecondHistogram {
+  readonly #bins: Uint32Array;
+  count = 0;
+
+  constructor(ceilingMs = 10_000) {
+    this.#bins = new Uint32Array(ceilingMs + 1);
+  }
+
+  record(ms: number): void {
+    const bin = Math.min(this.#bins.length - 1, Math.max(0, Math.round(ms)));
+    this.#bins[bin]!++;
+    this.count++;
+  }
+
+  quantile(q: number): number {
+    if (this.count === 0) return NaN;
+    const rank = Math.ceil(q * this.count);
+    let seen = 0;
+    for (let i = 0; i < this.#bins.length; i++) {
+      seen += this.#bins[i]!;
+      if (seen >= rank) return i;
+    }
+    return this.#bins.length - 1;
+  }
+
+  reset(): void {
+    this.#bins.fill(0);
+    this.count = 0;
+  }
+}
+
+export interface SimulationStats {
+  clients: number;
+  connected: number;
+  pings: number;
+  /** Distribution of |gap between two Pings of one client - 1000 ms|, since the last reset. */
+  deviationP50Ms: number;
+  deviationP99Ms: number;
+  deviationMaxMs: number;
+  gaps: number;
+  gaveUp: number;
+}
+
+/** N clients `<prefix><i>` over a few HTTP/2 connections, measuring Ping regularity. */
+export class PresenceSimulation {
+  readonly clients: PresenceClient[] = [];
+  readonly #address: string;
+  readonly #idPrefix: string;
+  readonly #clientsPerConnection: number;
+  readonly #interval: number;
+  readonly #connections: grpc.Client[] = [];
+  #lastPing = new Float64Array(0);
+  #started = 0;
+  readonly #deviation = new MillisecondHistogram();
+  #maxDeviation = 0;
+  #gaveUp = 0;
+
+  constructor(options: { address: string; clients: number; idPrefix: string; connections?: number; clientsPerConnection?: number; intervalMs?: number }) {
+    this.#address = options.address;
+    this.#idPrefix = options.idPrefix;
+    this.#interval = options.intervalMs ?? 1000;
+    this.#clientsPerConnection = options.clientsPerConnection ?? (options.connections ? Math.ceil(options.clients / options.connections) : 1000);
+    this.add(options.clients);
+  }
+
+  /** Adds `n` more clients (not started yet). */
+  add(n: number): void {
+    const from = this.clients.length;
+    const lastPing = new Float64Array(from + n).fill(-1);
+    lastPing.set(this.#lastPing);
+    this.#lastPing = lastPing;
+    for (let i = from; i < from + n; i++) {
+      const c = Math.floor(i / this.#clientsPerConnection);
+      while (this.#connections.length <= c) this.#connections.push(gatewayConnection(this.#address));
+      this.clients.push(
+        new PresenceClient({
+          id: `${this.#idPrefix}${i}`,
+          connection: this.#connections[c]!,
+          onPing: (at) => {
+            const last = this.#lastPing[i]!;
+            this.#lastPing[i] = at;
+            if (last < 0) return;
+            const deviation = Math.abs(at - last - this.#interval);
+            this.#deviation.record(deviation);
+            if (deviation > this.#maxDeviation) this.#maxDeviation = deviation;
+          },
+          // A reconnection is not a late Ping: measure gaps within one stream only.
+          onStreamEnd: () => {
+            this.#lastPing[i] = -1;
+          },
+          onGiveUp: () => {
+            this.#gaveUp++;
+          },
+        }),
+      );
+    }
+  }
+
+  /** Starts the clients not started yet, spread over `rampMs` so they do not all connect at once. */
+  async start(rampMs = 0): Promise<void> {
+    const pending = this.clients.slice(this.#started);
+    this.#started = this.clients.length;
+    const steps = Math.max(1, Math.floor(rampMs / 10));
+    const perStep = Math.ceil(pending.length / steps);
+    for (let i = 0; i < pending.length; i += perStep) {
+      for (const c of pending.slice(i, i + perStep)) c.start();
+      if (rampMs > 0) await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  stats(): SimulationStats {
+    let connected = 0;
+    let pings = 0;
+    for (const c of this.clients) {
+      if (c.connected) connected++;
+      pings += c.pings;
+    }
+    return {
+      clients: this.clients.length,
+      connected,
+      pings,
+      deviationP50Ms: this.#deviation.quantile(0.5),
+      deviationP99Ms: this.#deviation.quantile(0.99),
+      deviationMaxMs: this.#maxDeviation,
+      gaps: this.#deviation.count,
+      gaveUp: this.#gaveUp,
+    };
+  }
+
+  resetStats(): void {
+    this.#deviation.reset();
+    this.#maxDeviation = 0;
+  }
+
+  stop(): void {
+    for (const c of this.clients) c.stop();
+    for (const conn of this.#connections) conn.close();
+  }
+}
+
+/** A StatusReader over one kept-open connection (for tools that ask often, like the benchmark). */
+export class StatusReaderConnection {
+  readonly #client: grpc.Client & {
+    FetchOnlineUsersInLast3Mins(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: OnlineUsersResponse) => void): void;
+  };
+
+  constructor(address: string) {
+    const { StatusReaderClient } = presenceProto();
+    this.#client = new StatusReaderClient(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as never;
+  }
+
+  fetchOnlineUsers(timeoutMs = 5000): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.#client.FetchOnlineUsersInLast3Mins({}, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(Number(res?.online_users ?? 0))));
+    });
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
+
+/** Calls StatusReader.FetchOnlineUsersInLast3Mins once, on a connection of its own. */
+export async function fetchOnlineUsers(address: string, timeoutMs = 5000): Promise<number> {
+  const reader = new StatusReaderConnection(address);
+  try {
+    return await reader.fetchOnlineUsers(timeoutMs);
+  } finally {
+    reader.close();
+  }
+}
