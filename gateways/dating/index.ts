@@ -1,0 +1,157 @@
+// The dating gateway in listen mode: Event Source on 9090 and Event Listener on 9099, one round
+// after another, each pair's likes decided by its match-pair actor.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Gateway, GatewayHost, Logger, RunningGateway } from '../../runtime/index.js';
+import { actorDecider, Round, type PairDecider } from './round.js';
+import { DATING_SETTINGS } from './settings.js';
+
+export { Round, actorDecider } from './round.js';
+export type { RoundOutcome } from './round.js';
+
+const MATCH_PAIR_MODULE = new URL('../../actors/match-pair.js', import.meta.url).href;
+
+/** A fresh base per process, so round numbers never repeat across restarts of a node. */
+export function firstRoundId(): number {
+  return (Math.floor(Math.random() * 0x7fff) << 16) >>> 0;
+}
+
+export interface DatingServers {
+  readonly sourcePort: number;
+  readonly listenerPort: number;
+  /** The round in progress or waiting for its listener, if any. */
+  readonly current: Round | undefined;
+  stop(): Promise<void>;
+}
+
+/** Listens for Event Sources and Event Listeners and runs rounds; usable without a Gateway host. */
+export async function listenForRounds(options: {
+  decider: PairDecider;
+  log: Logger;
+  host: string;
+  sourcePort: number;
+  listenerPort: number;
+  maxSeq: number;
+  sourceIdleMs: number;
+  listenerWaitMs?: number;
+}): Promise<DatingServers> {
+  const { log } = options;
+  let nextRound = firstRoundId();
+  let current: Round | undefined;
+  /** A listener that came before any round: it gets the next one. */
+  let early: Socket | undefined;
+  const sockets = new Set<Socket>();
+
+  function track(socket: Socket): void {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  }
+
+  const sourceServer = createServer((socket) => {
+    track(socket);
+    socket.on('error', (err) => log.debug({ err: err.message }, 'event source socket error'));
+    if (current && !current.sourceOver && !current.finished) {
+      log.warn({ remote: socket.remoteAddress, round: current.id }, 'a second event source connected during a round; closed it');
+      socket.destroy();
+      return;
+    }
+    let handedOver: Socket | undefined;
+    if (current && !current.finished) {
+      // Its listener, if it has seen nothing yet, came for this new round.
+      handedOver = current.releaseFreshListener();
+      current.abandon('a new event source connected before the round ended');
+    }
+    const round = new Round({ id: nextRound++, decider: options.decider, log, maxSeq: options.maxSeq, listenerWaitMs: options.listenerWaitMs });
+    current = round;
+    log.info({ round: round.id, remote: socket.remoteAddress }, 'event source connected; round started');
+    void round.done.then(() => {
+      if (current === round) current = undefined;
+    });
+    if (handedOver) round.attachListener(handedOver);
+    else if (early) {
+      const waiting = early;
+      early = undefined;
+      if (!waiting.destroyed) round.attachListener(waiting);
+    }
+    socket.setTimeout(options.sourceIdleMs, () => {
+      round.sourceClosed(`silent for ${options.sourceIdleMs} ms`);
+      socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => round.sourceData(chunk));
+    socket.on('close', () => round.sourceClosed('connection closed'));
+  });
+
+  const listenerServer = createServer((socket) => {
+    track(socket);
+    socket.on('error', (err) => log.debug({ err: err.message }, 'event listener socket error'));
+    if (current && !current.finished) {
+      if (!current.attachListener(socket)) {
+        log.warn({ round: current.id }, 'a second event listener connected during a round; closed it');
+        socket.destroy();
+      }
+      return;
+    }
+    if (early && !early.destroyed) {
+      log.warn('a second event listener connected before any round; closed it');
+      socket.destroy();
+      return;
+    }
+    early = socket;
+    socket.on('close', () => {
+      if (early === socket) early = undefined;
+    });
+  });
+
+  const listen = (server: Server, port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, options.host, () => {
+        server.off('error', reject);
+        resolve((server.address() as { port: number }).port);
+      });
+    });
+  const sourcePort = await listen(sourceServer, options.sourcePort);
+  const listenerPort = await listen(listenerServer, options.listenerPort).catch(async (err) => {
+    sourceServer.close();
+    throw err;
+  });
+
+  return {
+    sourcePort,
+    listenerPort,
+    get current() {
+      return current;
+    },
+    async stop() {
+      current?.abandon('the node is stopping');
+      const closed = [sourceServer, listenerServer].map((s) => new Promise<void>((r) => s.close(() => r())));
+      for (const s of sockets) s.destroy();
+      await Promise.all(closed);
+    },
+  };
+}
+
+export const datingGateway: Gateway = {
+  name: 'dating',
+  actorModules: [MATCH_PAIR_MODULE],
+  settings: DATING_SETTINGS,
+  async start(host: GatewayHost): Promise<RunningGateway> {
+    const log = host.log.child({ gateway: 'dating' });
+    const servers = await listenForRounds({
+      decider: actorDecider(host.system),
+      log,
+      host: host.host,
+      sourcePort: host.settings['dating-source-port'] as number,
+      listenerPort: host.settings['dating-listener-port'] as number,
+      maxSeq: host.settings['dating-max-events'] as number,
+      sourceIdleMs: host.settings['dating-source-idle'] as number,
+      listenerWaitMs: host.settings['dating-listener-wait'] as number,
+    });
+    return {
+      ports: { source: servers.sourcePort, listener: servers.listenerPort },
+      stop: () => servers.stop(),
+    };
+  },
+};
+
+export default datingGateway;
