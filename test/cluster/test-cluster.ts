@@ -23,6 +23,13 @@ export class TestNode {
     this.child = child;
     this.nodeId = nodeId;
     this.exited = once(child, 'exit');
+    // Writes racing a node's death fail with EPIPE; the exit below settles those calls.
+    child.stdin!.on('error', () => {});
+    // A node that dies answers nothing more: settle what waits on it.
+    void this.exited.then(() => {
+      for (const done of this.#waiting.values()) done({ ok: false, error: 'the node process exited' });
+      this.#waiting.clear();
+    });
     lines.on('line', (line) => {
       const msg = JSON.parse(line) as { n?: number; ok: boolean; value?: unknown; error?: string };
       if (msg.n !== undefined) {
@@ -34,8 +41,16 @@ export class TestNode {
 
   #call(cmd: object): Promise<{ ok: boolean; value?: unknown; error?: string }> {
     const n = ++this.#n;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve({ ok: false, error: 'the node process exited' });
     return new Promise((resolve) => {
-      this.#waiting.set(n, resolve);
+      const timer = setTimeout(() => {
+        this.#waiting.delete(n);
+        resolve({ ok: false, error: 'no answer from the node process within 15 s' });
+      }, 15_000);
+      this.#waiting.set(n, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
       this.child.stdin!.write(JSON.stringify({ n, ...cmd }) + '\n');
     });
   }
