@@ -62,6 +62,8 @@ export interface TroupeNode extends ActorSystem {
   readonly shardCount: number;
   /** Resolves if a shard dies: the node can no longer serve its partitions. */
   readonly failed: Promise<Error>;
+  /** True while this node serves the partition (always, alone; in a cluster, while it holds the lease). */
+  servesPartition(partition: number): boolean;
   /** Graceful: refuse new messages, finish turns in flight, commit, stop the shards. */
   stop(): Promise<void>;
 }
@@ -207,12 +209,13 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     throw err;
   }
 
+  const ownershipTable = new Int32Array(ownershipBuffer);
   const router = new Router({
     shards: dataPorts,
     queued: new Int32Array(queuedBuffer),
     queueCapacity,
     askTimeoutMs,
-    ownership: new Int32Array(ownershipBuffer),
+    ownership: ownershipTable,
   });
   let cluster: ClusterMember | undefined;
   if (options.cluster) {
@@ -280,6 +283,9 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     },
     async readState(id: string): Promise<unknown> {
       return controls[partitionOf(id, partitions) % shardCount]!.readState(id);
+    },
+    servesPartition(partition: number): boolean {
+      return Atomics.load(ownershipTable, partition) === OWNED_HERE;
     },
     async collectGarbage(): Promise<boolean> {
       const done = await Promise.all(controls.map((c) => c.collectGarbage()));

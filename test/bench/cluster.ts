@@ -1,0 +1,186 @@
+// Cluster benchmark: two nodes on loopback (this process and a child process) against the real
+// Redis, beside the same load inside one node; failure detection after SIGKILL; and the pause
+// each actor sees while its partition is handed off on a join. `npm run bench -- cluster`.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { Overloaded, partitionOf, startNode, type TroupeNode } from '../../runtime/index.js';
+import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from '../cluster/helpers.js';
+import { Cell } from './fixtures/cell.js';
+import type { BenchOptions, BenchResult } from './run.js';
+
+const CELL = new URL('./fixtures/cell.js', import.meta.url).href;
+const NODE_PROCESS = new URL('../cluster/fixtures/troupe-node-process.js', import.meta.url).pathname;
+
+function progress(msg: string): void {
+  process.stderr.write(`  cluster: ${msg}\n`);
+}
+
+async function childNode(cluster: string): Promise<{ child: ChildProcess; nodeId: string }> {
+  const child = spawn(process.execPath, [NODE_PROCESS, mkdtempSync(join(tmpdir(), 'troupe-bench-node-')), REDIS_URL, cluster], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, TROUPE_LOG_LEVEL: 'warn', TROUPE_TEST_ACTORS: CELL },
+  });
+  child.stdin!.on('error', () => {});
+  const lines = createInterface({ input: child.stdout! });
+  const nodeId = await new Promise<string>((resolve, reject) => {
+    lines.on('line', (line) => {
+      const msg = JSON.parse(line) as { ready?: boolean; nodeId?: string };
+      if (msg.ready) resolve(msg.nodeId!);
+    });
+    child.once('exit', (code) => reject(new Error(`node exited with ${code}`)));
+  });
+  return { child, nodeId };
+}
+
+async function until(check: () => Promise<boolean> | boolean, what: string, ms = 120_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`${what} did not happen within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Keys of `count` cell actors whose partitions `node` does not (or does) serve. */
+function keysServed(node: TroupeNode, count: number, servedHere: boolean): string[] {
+  const keys: string[] = [];
+  for (let i = 0; keys.length < count; i++) {
+    const key = `k${i}`;
+    if (node.servesPartition(partitionOf(`cell/${key}`, node.partitions)) === servedHere) keys.push(key);
+  }
+  return keys;
+}
+
+async function tellRate(node: TroupeNode, keys: string[], total: number): Promise<number> {
+  const refs = keys.map((k) => node.ref(Cell, k));
+  const before = (await Promise.all(refs.map((r) => r.ask('get')))).reduce((a, b) => a + b, 0);
+  const t0 = performance.now();
+  for (let i = 0; i < total; ) {
+    try {
+      const end = Math.min(total, i + 10_000);
+      for (; i < end; i++) refs[i % refs.length]!.tell('hit');
+    } catch (err) {
+      if (!(err instanceof Overloaded)) throw err;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await yieldToLoop();
+  }
+  await until(async () => (await Promise.all(refs.map((r) => r.ask('get')))).reduce((a, b) => a + b, 0) - before >= total, 'all tells arriving');
+  return total / ((performance.now() - t0) / 1000);
+}
+
+async function askRate(node: TroupeNode, keys: string[], total: number, inFlight: number): Promise<{ rate: number; p99: number; p50: number }> {
+  const refs = keys.map((k) => node.ref(Cell, k));
+  const latencies = new Float64Array(total);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < total) {
+        const i = next++;
+        const start = performance.now();
+        await refs[i % refs.length]!.ask('echo', i);
+        latencies[i] = performance.now() - start;
+      }
+    }),
+  );
+  const rate = total / ((performance.now() - t0) / 1000);
+  latencies.sort();
+  return { rate, p50: latencies[Math.floor(total * 0.5)]!, p99: latencies[Math.floor(total * 0.99)]! };
+}
+
+export async function run(o: BenchOptions): Promise<BenchResult[]> {
+  const scale = o.quick ? 0.2 : 1;
+  const bench = 'cluster';
+  const rows: BenchResult[] = [];
+  const redis = newRedis();
+  const cluster = uniqueCluster();
+  const children: ChildProcess[] = [];
+  let a: TroupeNode | undefined;
+  let alone: TroupeNode | undefined;
+  try {
+    progress('one node alone (the reference)');
+    alone = await startNode({ dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-alone-')), actorModules: [CELL], askTimeoutMs: 60_000 });
+    const aloneKeys = keysServed(alone, 10_000, true);
+    const tells = Math.round(1_000_000 * scale);
+    await tellRate(alone, aloneKeys, tells / 10);
+    const aloneTells = await tellRate(alone, aloneKeys, tells);
+    const asks = Math.round(200_000 * scale);
+    await askRate(alone, aloneKeys, asks / 10, 64);
+    const aloneAsks = await askRate(alone, aloneKeys, asks, 64);
+    await alone.stop();
+    alone = undefined;
+
+    progress('two nodes: this process and a child process');
+    a = await startNode({
+      dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-a-')),
+      actorModules: [CELL],
+      askTimeoutMs: 60_000,
+      cluster: { redis: REDIS_URL, name: cluster, host: '127.0.0.1', port: 0 },
+    });
+    const b = await childNode(cluster);
+    children.push(b.child);
+    await until(() => a!.membership.members().length === 2, 'the second node joining');
+    await until(() => keysServed(a!, 1, false).length === 1 && [...Array(a!.partitions).keys()].filter((p) => a!.servesPartition(p)).length < a!.partitions * 0.7, 'partitions moving to the second node');
+    const remoteKeys = keysServed(a, 10_000, false);
+    await tellRate(a, remoteKeys, tells / 10);
+    const remoteTells = await tellRate(a, remoteKeys, tells);
+    rows.push({ bench, metric: 'tells/s to actors on another node', value: Math.round(remoteTells), unit: 'msg/s', baseline: Math.round(aloneTells), ratio: remoteTells / aloneTells, target: '>= 250,000 (baseline: same load inside one node)' });
+    await askRate(a, remoteKeys, asks / 10, 64);
+    const remoteAsks = await askRate(a, remoteKeys, asks, 64);
+    rows.push({ bench, metric: 'asks/s to actors on another node (64 in flight)', value: Math.round(remoteAsks.rate), unit: 'ask/s', baseline: Math.round(aloneAsks.rate), ratio: remoteAsks.rate / aloneAsks.rate, target: '>= 20,000' });
+    rows.push({ bench, metric: 'ask latency p50, other node', value: Number(remoteAsks.p50.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p50.toFixed(2)) });
+    rows.push({ bench, metric: 'ask latency p99, other node', value: Number(remoteAsks.p99.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p99.toFixed(2)), target: '<= 10 ms' });
+
+    progress('pause per actor while partitions are handed off to a joining node');
+    const watched = keysServed(a, 300, true).concat(keysServed(a, 300, false));
+    const gaps = new Map<string, number>();
+    let watching = true;
+    const watchers = watched.map(async (key) => {
+      const ref = a!.ref(Cell, key);
+      let last = performance.now();
+      let worst = 0;
+      while (watching) {
+        await ref.ask('echo', 1);
+        const now = performance.now();
+        worst = Math.max(worst, now - last);
+        last = now;
+      }
+      gaps.set(key, worst);
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const c = await childNode(cluster);
+    children.push(c.child);
+    await until(() => a!.membership.members().length === 3, 'the third node joining');
+    await new Promise((r) => setTimeout(r, 2000));
+    watching = false;
+    await Promise.all(watchers);
+    const pauses = [...gaps.values()].sort((x, y) => x - y);
+    rows.push({ bench, metric: `per-actor pause during a join's hand-off, p99 (${pauses.length} actors)`, value: Math.round(pauses[Math.floor(pauses.length * 0.99)]!), unit: 'ms', target: '<= 1,000 ms' });
+    rows.push({ bench, metric: 'per-actor pause during a join, max', value: Math.round(pauses[pauses.length - 1]!), unit: 'ms' });
+
+    progress('failure detection after SIGKILL');
+    const killedAt = performance.now();
+    c.child.kill('SIGKILL');
+    await until(() => !a!.membership.members().includes(c.nodeId), 'detecting the killed node', 10_000);
+    rows.push({ bench, metric: 'failure detection after SIGKILL', value: Math.round(performance.now() - killedAt), unit: 'ms', target: '<= 3,000 ms' });
+  } finally {
+    await alone?.stop();
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))]);
+        child.kill('SIGKILL');
+      }
+    }
+    await a?.stop();
+    await dropCluster(redis, cluster);
+    redis.disconnect();
+  }
+  return rows;
+}
