@@ -3,17 +3,12 @@
 
 import pg from 'pg';
 import type { AddressRecord, CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
+import { SORT_COLUMN } from './catalogue.js';
 import { GroupCommit } from './catalogue-group-commit.js';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './catalogue-migrations.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
-const SORT_COLUMN: Record<ItemListQuery['sorting'], string> = {
-  name: 'name',
-  price: 'price_minor',
-  created: 'created',
-  updated: 'updated',
-};
 
 interface ItemRow {
   uuid: string;

@@ -5,15 +5,10 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
+import { SORT_COLUMN } from './catalogue.js';
 import { GroupCommit } from './catalogue-group-commit.js';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './catalogue-migrations.js';
 
-const SORT_COLUMN: Record<ItemListQuery['sorting'], string> = {
-  name: 'name',
-  price: 'price_minor',
-  created: 'created',
-  updated: 'updated',
-};
 
 interface ItemRow {
   uuid: string;

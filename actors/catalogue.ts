@@ -147,3 +147,11 @@ export function isUuid(text: unknown): text is string {
 export function emptyAddress(): AddressRecord {
   return { uuid: '', line1: '', line2: '', line3: '', city: '', province: '', zipCode: '', countryCode: '', other: '', created: 0, updated: 0 };
 }
+
+/** The columns `List` may sort by (a whitelist: the sort key never reaches SQL as given). */
+export const SORT_COLUMN: Record<ItemListQuery['sorting'], string> = {
+  name: 'name',
+  price: 'price_minor',
+  created: 'created',
+  updated: 'updated',
+};

@@ -9,15 +9,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { generateRound, type GeneratedRound } from '../../gateways/dating/generator.js';
 import { listenAsHarness, type HarnessResult } from '../../gateways/dating/harness.js';
 
-export interface BenchResult {
-  bench: string;
-  metric: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  ratio?: number;
-  target?: string;
-}
+import type { BenchResult } from './run.js';
+export type { BenchResult };
 
 const SELF = fileURLToPath(import.meta.url);
 

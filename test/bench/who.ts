@@ -17,15 +17,8 @@ import { RedisMembership } from '../../runtime/cluster/redis-membership.js';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 
-export interface BenchResult {
-  bench: string;
-  metric: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  ratio?: number;
-  target?: string;
-}
+import type { BenchResult } from './run.js';
+export type { BenchResult };
 
 const SELF = fileURLToPath(import.meta.url);
 const quietLog: Logger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, child: () => quietLog };

@@ -26,12 +26,15 @@ test('three servers on RedisMembership: same WHO from each, connects within 2 s,
   const memberships: RedisMembership[] = [];
   const servers: WhoServer[] = [];
   const clients: RawClient[] = [];
+  // Under a loaded machine the shared connection may drop mid-teardown; ioredis reconnects, and
+  // teardown must not turn that into a failure of what the test checked.
+  redis.on('error', () => {});
   t.teardown(async () => {
     await Promise.all(clients.map((c) => c.close()));
     await Promise.all(servers.map((s) => s.stop()));
     await Promise.all(memberships.map((m) => m.leave().catch(() => {})));
-    await dropCluster(redis, cluster);
-    await redis.quit();
+    await dropCluster(redis, cluster).catch((err: Error) => t.log(`cleanup of ${cluster} failed: ${err.message}`));
+    await redis.quit().catch(() => redis.disconnect());
   });
 
   const ports: number[] = [];
