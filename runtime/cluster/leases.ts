@@ -20,13 +20,20 @@ end
  * KEYS: ring meta, lease keys. ARGV: node, epoch, ttlMs. Reply: {0, epoch, per key: '' granted or
  * the other holder's "epoch|node"}, or {-1, current epoch} when the caller's epoch is not current.
  */
+/**
+ * Prologue of the lease scripts: refuse a caller at a stale ring epoch ({-1, current}), else start
+ * the reply {0, current, ...}. KEYS[1] is the ring meta, ARGV[2] the caller's epoch.
+ */
+const EPOCH_GUARD = `local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if tonumber(ARGV[2]) ~= current then return { -1, current } end
+local out = { 0, current }
+`;
+
 const grabPartitionLeases = new LuaScript(
   'grab_partition_leases_n_keys',
   HOLDER_OF +
-    `local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if tonumber(ARGV[2]) ~= current then return { -1, current } end
-local out = { 0, current }
-for i = 2, #KEYS do
+    EPOCH_GUARD +
+    `for i = 2, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v or holder_of(v) == ARGV[1] then
     redis.call('SET', KEYS[i], ARGV[2] .. '|' .. ARGV[1], 'PX', ARGV[3])
@@ -42,10 +49,8 @@ return out`,
 const renewPartitionLeases = new LuaScript(
   'renew_partition_leases_n_keys',
   HOLDER_OF +
-    `local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if tonumber(ARGV[2]) ~= current then return { -1, current } end
-local out = { 0, current }
-for i = 2, #KEYS do
+    EPOCH_GUARD +
+    `for i = 2, #KEYS do
   if holder_of(redis.call('GET', KEYS[i])) == ARGV[1] then
     redis.call('SET', KEYS[i], ARGV[2] .. '|' .. ARGV[1], 'PX', ARGV[3])
     out[#out + 1] = 1
