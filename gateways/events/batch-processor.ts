@@ -1,11 +1,14 @@
-// What a queue worker does with one batch: enrich it in the pool, insert its rows (idempotent on id),
-// apply the new events to the user actors, count it; on the last failed attempt, dead-letter it.
+// What the queue workers do with batches: take the batches that are waiting together as one group,
+// enrich the group in one pool task, insert its rows in one statement (idempotent on id), apply the
+// new events to the user actors, dead-letter the invalid ones, count each batch. A group that fails
+// is retried batch by batch at once, so one bad batch fails alone; a batch that fails on its own is
+// retried by the queue, and on its last attempt its events are kept as dead letters.
 
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
 import type { Logger } from '../../runtime/index.js';
 import type { EnrichResult, EnrichTask } from './enrichment.js';
 import type { PipelineMetrics } from './metrics.js';
-import type { BatchProcessor, QueuedBatch } from './queue.js';
+import type { BatchProcessor, Delivery, QueuedBatch } from './queue.js';
 import type { DeadLetter, ProcessedEventStore } from './store.js';
 
 /** The user actors, as the pipeline sees them (the actor system in a node, a stand-in in unit tests). */
@@ -27,10 +30,14 @@ export interface BatchProcessorDeps {
   metrics: PipelineMetrics;
   log: Logger;
   now?: () => number;
+  /** Groups being processed at once (default 2); batches arriving meanwhile wait to form the next. */
+  groupsInFlight?: number;
+  /** A group takes waiting batches up to this many events (default 2,000; one batch always fits). */
+  maxGroupEvents?: number;
 }
 
 /** The batch's events as dead letters (parsed here: only on this rare path does the main thread parse). */
-function deadLettersOf(batch: QueuedBatch, error: string, attempts: number, skip: ReadonlySet<string>): DeadLetter[] {
+function deadLettersOf(batch: QueuedBatch, error: string, attempts: number): DeadLetter[] {
   let events: unknown;
   try {
     events = JSON.parse(batch.events);
@@ -39,15 +46,23 @@ function deadLettersOf(batch: QueuedBatch, error: string, attempts: number, skip
   }
   if (!Array.isArray(events)) return [{ id: null, event: batch.events, error, attempts }];
   return events
-    .map((event: { id?: unknown }) => ({ id: typeof event?.id === 'string' ? event.id : null, event, error, attempts }))
-    .filter((d) => d.id === null || !skip.has(d.id));
+    .map((event: { id?: unknown }) => ({ id: typeof event?.id === 'string' ? event.id : null, event, error, attempts }));
 }
 
 /** How many finished batch ids are remembered so a batch is counted once in the metrics. */
 const COUNTED_BATCHES_KEPT = 10_000;
 
+interface Waiting {
+  batch: QueuedBatch;
+  delivery: Delivery;
+  /** Ends the queue worker's call: done (no error), or retry later (the error). */
+  settle(err?: unknown): void;
+}
+
 export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
   const now = deps.now ?? Date.now;
+  const groupsInFlight = deps.groupsInFlight ?? 2;
+  const maxGroupEvents = deps.maxGroupEvents ?? 2_000;
   // A batch can finish twice in one process: BullMQ redelivers a job whose lock lapsed (a long
   // event-loop stall) while the first delivery still runs. Rows and actors are idempotent; the
   // counters must be too.
@@ -58,49 +73,116 @@ export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
     if (counted.size > COUNTED_BATCHES_KEPT) counted.delete(counted.values().next().value!);
     return true;
   };
-  return async (batch, delivery) => {
-    deps.metrics.activeWorkers++;
-    const deadLettered = new Set<string>();
+
+  /**
+   * Processes batches together; throws if any step fails, with nothing counted. `resent`: an
+   * earlier try of these batches in this process may have got past the insert.
+   */
+  async function processTogether(group: readonly Waiting[], resent: boolean): Promise<void> {
+    const enriched = await deps.pool.run({ batches: group.map((w) => ({ events: w.batch.events, receivedAt: w.batch.receivedAt, checked: w.batch.checked })) });
+    const processedAt = now();
+    const inserted = await deps.store.insert({ rowsJson: enriched.rowsJson, rowCount: enriched.rowCount, processedAt });
+
+    // Only rows this delivery inserted are new to the actors, so a repeated id sent by a client
+    // is never counted twice. A batch delivered again may have inserted rows and then died before
+    // the actors committed: it re-sends all, and the actors drop ids they already applied.
+    const byUser = new Map<string, ActivityEvent[]>();
+    group.forEach((w, i) => {
+      const sendAll = resent || w.delivery.redelivered;
+      for (const [user, events] of enriched.batches[i]!.activity) {
+        const fresh = sendAll ? events : events.filter((e) => inserted.has(e.id));
+        if (fresh.length === 0) continue;
+        const list = byUser.get(user);
+        if (list) list.push(...fresh);
+        else byUser.set(user, fresh);
+      }
+    });
+    const asks: Promise<void>[] = [];
+    for (const [user, events] of byUser) asks.push(deps.activity.record(user, events));
+    await Promise.all(asks);
+
+    // Retrying cannot make an invalid event valid: it is dead-lettered at once.
+    const dead: DeadLetter[] = [];
+    group.forEach((w, i) => {
+      for (const r of enriched.batches[i]!.rejected) dead.push({ ...r, attempts: w.delivery.attempt });
+    });
+    if (dead.length) await deps.store.deadLetter(dead);
+
+    group.forEach((w, i) => {
+      const b = enriched.batches[i]!;
+      if (b.rejected.length && countOnce(`${w.delivery.batchId}:rejected`)) deps.metrics.deadLettered(b.rejected.length);
+      if (countOnce(w.delivery.batchId)) deps.metrics.completed(b.valid, Math.max(0, processedAt - w.batch.receivedAt));
+    });
+  }
+
+  /** One batch on its own: on failure, retried by the queue, or on its last attempt dead-lettered. */
+  async function processAlone(w: Waiting, resent: boolean): Promise<void> {
     try {
-      const enriched = await deps.pool.run({ events: batch.events, receivedAt: batch.receivedAt });
-      if (enriched.rejected.length) {
-        // Retrying cannot make an invalid event valid: dead-letter it at once.
-        await deps.store.deadLetter(enriched.rejected.map((r) => ({ ...r, attempts: delivery.attempt })));
-        for (const r of enriched.rejected) if (r.id) deadLettered.add(r.id);
-        if (countOnce(`${delivery.batchId}:rejected`)) deps.metrics.deadLettered(enriched.rejected.length);
-      }
-      const processedAt = now();
-      const latencyMs = Math.max(0, processedAt - batch.receivedAt);
-      const inserted = await deps.store.insert({
-        rowsJson: enriched.rowsJson,
-        rowCount: enriched.rowCount,
-        processingTimeMs: latencyMs,
-        processedAt: new Date(processedAt).toISOString(),
-      });
-
-      // Only rows this delivery inserted are new to the actors, so a repeated id sent by a client
-      // is never counted twice. A redelivered batch may have inserted rows and then died before
-      // the actors committed: it re-sends all, and the actors drop ids they already applied.
-      const asks: Promise<void>[] = [];
-      for (const [user, events] of enriched.activity) {
-        const fresh = delivery.redelivered ? events : events.filter((e) => inserted.has(e.id));
-        if (fresh.length) asks.push(deps.activity.record(user, fresh));
-      }
-      await Promise.all(asks);
-
-      if (countOnce(delivery.batchId)) deps.metrics.completed(enriched.rowCount, latencyMs);
+      await processTogether([w], resent);
+      w.settle();
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
+      const { batch, delivery } = w;
       if (!delivery.final) {
         deps.log.warn({ attempt: delivery.attempt, events: batch.count, err: error }, 'event batch failed, will retry');
-        throw err;
+        w.settle(err);
+        return;
       }
-      const dead = deadLettersOf(batch, error, delivery.attempt, deadLettered);
-      await deps.store.deadLetter(dead);
-      if (countOnce(delivery.batchId)) deps.metrics.deadLettered(dead.length);
-      deps.log.error({ attempt: delivery.attempt, events: dead.length, err: error }, 'event batch failed its last attempt; events kept as dead letters');
-    } finally {
-      deps.metrics.activeWorkers--;
+      try {
+        const dead = deadLettersOf(batch, error, delivery.attempt);
+        await deps.store.deadLetter(dead);
+        if (countOnce(delivery.batchId)) deps.metrics.deadLettered(dead.length);
+        deps.log.error({ attempt: delivery.attempt, events: dead.length, err: error }, 'event batch failed its last attempt; events kept as dead letters');
+        w.settle();
+      } catch (deadErr) {
+        w.settle(deadErr);
+      }
     }
-  };
+  }
+
+  async function processGroup(group: Waiting[]): Promise<void> {
+    if (group.length === 1) return processAlone(group[0]!, false);
+    try {
+      await processTogether(group, false);
+      for (const w of group) w.settle();
+    } catch (err) {
+      // One batch can spoil a group (a row the store refuses): each goes again on its own, so only
+      // the guilty one fails. Part of the group may have been applied: the batches re-send all.
+      deps.log.debug({ batches: group.length, err: err instanceof Error ? err.message : String(err) }, 'event group failed; its batches go again one by one');
+      await Promise.all(group.map((w) => processAlone(w, true)));
+    }
+  }
+
+  const waiting: Waiting[] = [];
+  let running = 0;
+  function pump(): void {
+    while (running < groupsInFlight && waiting.length) {
+      const group = [waiting.shift()!];
+      let events = group[0]!.batch.count;
+      while (waiting.length && events + waiting[0]!.batch.count <= maxGroupEvents) {
+        events += waiting[0]!.batch.count;
+        group.push(waiting.shift()!);
+      }
+      running++;
+      void processGroup(group).finally(() => {
+        running--;
+        pump();
+      });
+    }
+  }
+
+  return (batch, delivery) =>
+    new Promise<void>((resolve, reject) => {
+      deps.metrics.activeWorkers++;
+      waiting.push({
+        batch,
+        delivery,
+        settle(err) {
+          deps.metrics.activeWorkers--;
+          if (err === undefined) resolve();
+          else reject(err);
+        },
+      });
+      pump();
+    });
 }

@@ -1,25 +1,34 @@
-// Validation and enrichment of a queued batch, the CPU work the piscina pool runs off the main
-// thread: the batch's JSON is parsed here, every event is checked again (a queue may hold batches
+// Validation and enrichment of queued batches, the CPU work the piscina pool runs off the main
+// thread: each batch's JSON is parsed here, every event is checked again (a queue may hold batches
 // from another node version, or hand-edited ones), gets the derived fields stored in
-// `processed_data`, and the rows leave serialized, ready for one INSERT.
+// `processed_data`, and the rows of all the batches of one task leave serialized, ready for one
+// INSERT, each id once.
 
 import type { ActivityEvent } from '../../actors/user-activity.js';
-import { acceptEvent, type AcceptedEvent } from './event.js';
+import { acceptEvent, EVENT_FORMAT, hasAcceptedShape, type AcceptedEvent } from './event.js';
 
 export interface EnrichTask {
-  /** QueuedBatch.events: the accepted events as a JSON array. */
-  events: string;
-  receivedAt: number;
+  /** Queued batches taken together: QueuedBatch.events (a JSON array), receipt time, checked format. */
+  batches: { events: string; receivedAt: number; checked?: number }[];
 }
 
-export interface EnrichResult {
-  /** JSON array of `{id, type, source, user_id, processed_data, created_at}` (see RowBatch). */
-  rowsJson: string;
-  rowCount: number;
+/** What became of one batch of a task. */
+export interface EnrichedBatch {
+  /** Its valid events (the metrics count these as processed). */
+  valid: number;
   /** Per user, in batch order, what its actor needs of the valid events that name a user. */
   activity: [string, ActivityEvent[]][];
   /** Events that can never be stored, whatever the retries: they go to the dead letters at once. */
   rejected: { id: string | null; event: unknown; error: string }[];
+}
+
+export interface EnrichResult {
+  /** JSON array of `{id, type, source, user_id, processed_data, created_at, received_at}` (see RowBatch). */
+  rowsJson: string;
+  /** Rows in rowsJson: the valid events, each id once (a repeat, in a batch or across, is left out). */
+  rowCount: number;
+  /** One per task batch, same order. */
+  batches: EnrichedBatch[];
 }
 
 const CATEGORY: Record<string, string> = {
@@ -59,27 +68,38 @@ function derive(event: AcceptedEvent): Record<string, unknown> {
   return derived;
 }
 
-export function enrich(task: EnrichTask): EnrichResult {
+/** Enriches one batch into `rows` (skipping ids in `seen`, which it extends). */
+function enrichBatch({ events, receivedAt, checked }: EnrichTask['batches'][number], rows: unknown[], seen: Set<string>): EnrichedBatch {
   let queued: unknown;
   try {
-    queued = JSON.parse(task.events);
+    queued = JSON.parse(events);
   } catch (err) {
-    return { rowsJson: '[]', rowCount: 0, activity: [], rejected: [{ id: null, event: task.events, error: `the queued batch is not JSON: ${(err as Error).message}` }] };
+    return { valid: 0, activity: [], rejected: [{ id: null, event: events, error: `the queued batch is not JSON: ${(err as Error).message}` }] };
   }
   if (!Array.isArray(queued)) {
-    return { rowsJson: '[]', rowCount: 0, activity: [], rejected: [{ id: null, event: task.events, error: 'the queued batch is not a JSON array of events' }] };
+    return { valid: 0, activity: [], rejected: [{ id: null, event: events, error: 'the queued batch is not a JSON array of events' }] };
   }
-  const rows: unknown[] = [];
   const byUser = new Map<string, ActivityEvent[]>();
-  const rejected: EnrichResult['rejected'] = [];
+  const rejected: EnrichedBatch['rejected'] = [];
+  let valid = 0;
+  const checkedAtDoor = checked === EVENT_FORMAT;
   for (const q of queued as Partial<AcceptedEvent>[]) {
     const queuedId = typeof q?.id === 'string' ? q.id : null;
     // The queued id and timestamp are kept: validation must not invent new ones here.
-    const { event, problems } = queuedId && typeof q.timestamp === 'string' ? acceptEvent(q, 0) : { event: undefined, problems: [{ field: 'id/timestamp', problem: 'missing in the queue' }] };
+    const { event, problems } =
+      checkedAtDoor && hasAcceptedShape(q)
+        ? { event: q, problems: [] }
+        : queuedId && typeof q.timestamp === 'string'
+          ? acceptEvent(q, 0)
+          : { event: undefined, problems: [{ field: 'id/timestamp', problem: 'missing in the queue' }] };
     if (!event) {
       rejected.push({ id: queuedId, event: q, error: `invalid event: ${problems.map((p) => `${p.field} ${p.problem}`).join('; ')}` });
       continue;
     }
+    valid++;
+    // A repeated id is stored (and counted by its actor) once: the first occurrence wins.
+    if (seen.has(event.id)) continue;
+    seen.add(event.id);
     rows.push({
       id: event.id,
       type: event.type,
@@ -87,9 +107,10 @@ export function enrich(task: EnrichTask): EnrichResult {
       user_id: event.user_id,
       processed_data: { ...event.data, _enriched: derive(event) },
       created_at: event.timestamp,
+      received_at: receivedAt,
     });
     if (event.user_id !== null) {
-      const a: ActivityEvent = { id: event.id, type: event.type, timestamp: event.timestamp, receivedAt: task.receivedAt };
+      const a: ActivityEvent = { id: event.id, type: event.type, timestamp: event.timestamp, receivedAt };
       if (event.type === 'user_action') {
         a.action = String(event.data.action);
         if (typeof event.data.value === 'number') a.value = event.data.value;
@@ -99,5 +120,12 @@ export function enrich(task: EnrichTask): EnrichResult {
       list.push(a);
     }
   }
-  return { rowsJson: JSON.stringify(rows), rowCount: rows.length, activity: [...byUser], rejected };
+  return { valid, activity: [...byUser], rejected };
+}
+
+export function enrich(task: EnrichTask): EnrichResult {
+  const rows: unknown[] = [];
+  const seen = new Set<string>();
+  const batches = task.batches.map((b) => enrichBatch(b, rows, seen));
+  return { rowsJson: JSON.stringify(rows), rowCount: rows.length, batches };
 }

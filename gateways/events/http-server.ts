@@ -122,7 +122,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     const text = (await readBody(req, deps.maxBodyBytes)).toString('utf8');
     const checked = await deps.check({ text, batch, receivedAt });
     if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
-    await enqueue({ receivedAt, count: checked.count, events: checked.events });
+    await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format });
     send(res, 202, batch ? { accepted: checked.count, ids: checked.ids } : { accepted: 1, id: checked.ids[0], ids: checked.ids });
   }
 

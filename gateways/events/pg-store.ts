@@ -67,15 +67,15 @@ export class PgEventStore implements ProcessedEventStore {
 
   async insert(batch: RowBatch): Promise<Set<string>> {
     if (batch.rowCount === 0) return new Set();
-    // One statement and one parameter for the whole batch: PostgreSQL unpacks the pool's JSON.
-    // DISTINCT ON: a statement must not touch one key twice when a batch repeats an id.
+    // One statement and one parameter for all the rows: PostgreSQL unpacks the pool's JSON. The
+    // pool sends each id once, so no DISTINCT is needed; an id already stored is skipped.
     const res = await this.#pool.query<{ id: string }>(
       `INSERT INTO ${this.#events} (id, type, source, user_id, processed_data, processing_time_ms, created_at, processed_at)
-       SELECT DISTINCT ON (id) id, type, source, user_id, processed_data, $2::int, created_at, $3::timestamptz
-       FROM json_to_recordset($1::json) AS t(id varchar(36), type varchar(20), source varchar(50), user_id varchar(50), processed_data jsonb, created_at timestamptz)
+       SELECT id, type, source, user_id, processed_data, GREATEST(0, $2::bigint - received_at)::int, created_at, $3::timestamptz
+       FROM json_to_recordset($1::json) AS t(id varchar(36), type varchar(20), source varchar(50), user_id varchar(50), processed_data jsonb, created_at timestamptz, received_at bigint)
        ON CONFLICT (id) DO NOTHING
        RETURNING id`,
-      [batch.rowsJson, batch.processingTimeMs, batch.processedAt],
+      [batch.rowsJson, batch.processedAt, new Date(batch.processedAt).toISOString()],
     );
     return new Set(res.rows.map((r) => r.id));
   }

@@ -12,6 +12,12 @@ export interface QueuedBatch {
    * the enrichment pool, so the main thread neither clones nor re-parses them per batch.
    */
   events: string;
+  /**
+   * The EVENT_FORMAT under which the door checked `events` with acceptEvent. When it is this node's
+   * own, the pool re-checks only their shape; when absent or another (a batch from another version,
+   * or written by hand), every event is checked again in full.
+   */
+  checked?: number;
 }
 
 /** How this delivery of a batch relates to earlier ones. */

@@ -1,10 +1,10 @@
 // A request body from JSON text to queue-ready events, or the exact refusal (status, error, fields).
 // Pure and synchronous: the HTTP door runs it in the piscina pool so the main thread only does I/O.
 
-import { acceptBatch, acceptEvent, MAX_BATCH_EVENTS, type AcceptedEvent, type FieldProblem } from './event.js';
+import { acceptBatch, acceptEvent, EVENT_FORMAT, MAX_BATCH_EVENTS, type AcceptedEvent, type FieldProblem } from './event.js';
 
 export type CheckedBody =
-  | { ok: true; ids: string[]; count: number; /** AcceptedEvent[] as JSON, ready to queue. */ events: string }
+  | { ok: true; ids: string[]; count: number; /** AcceptedEvent[] as JSON, ready to queue. */ events: string; /** The EVENT_FORMAT they were checked under. */ format: number }
   | { ok: false; status: number; error: string; message: string; problems?: FieldProblem[] };
 
 export interface CheckTask {
@@ -39,5 +39,5 @@ export function checkBody({ text, batch, receivedAt }: CheckTask): CheckedBody {
     if (!r.event) return { ok: false, status: 400, error: 'invalid_event', message: describe(r.problems), problems: r.problems };
     events = [r.event];
   }
-  return { ok: true, ids: events.map((e) => e.id), count: events.length, events: JSON.stringify(events) };
+  return { ok: true, ids: events.map((e) => e.id), count: events.length, events: JSON.stringify(events), format: EVENT_FORMAT };
 }

@@ -42,14 +42,14 @@ export class SqliteEventStore implements ProcessedEventStore {
     // json_each unpacks the pool's JSON in SQLite itself; RETURNING yields only rows inserted.
     this.#insert = this.#db.prepare(`INSERT OR IGNORE INTO processed_events
       (id, type, source, user_id, processed_data, processing_time_ms, created_at, processed_at)
-      SELECT value ->> '$.id', value ->> '$.type', value ->> '$.source', value ->> '$.user_id', value -> '$.processed_data', @ms, value ->> '$.created_at', @at
+      SELECT value ->> '$.id', value ->> '$.type', value ->> '$.source', value ->> '$.user_id', value -> '$.processed_data', max(0, @ms - (value ->> '$.received_at')), value ->> '$.created_at', @at
       FROM json_each(@rows)
       RETURNING id`);
     this.#dead = this.#db.prepare(`INSERT INTO dead_letter_events (id, event, error, attempts, failed_at) VALUES (?, ?, ?, ?, ?)`);
   }
 
   async insert(batch: RowBatch): Promise<Set<string>> {
-    const rows = this.#insert.all({ rows: batch.rowsJson, ms: batch.processingTimeMs, at: batch.processedAt }) as { id: string }[];
+    const rows = this.#insert.all({ rows: batch.rowsJson, ms: batch.processedAt, at: new Date(batch.processedAt).toISOString() }) as { id: string }[];
     return new Set(rows.map((r) => r.id));
   }
 

@@ -16,14 +16,16 @@ export interface ProcessedEventRow {
   processed_at: string;
 }
 
-/** A batch of rows as the enrichment pool hands them over: serialized off the main thread. */
+/** Rows as the enrichment pool hands them over: serialized off the main thread, each id once. */
 export interface RowBatch {
-  /** JSON array of `{id, type, source, user_id, processed_data, created_at}`. */
+  /**
+   * JSON array of `{id, type, source, user_id, processed_data, created_at, received_at}`, where
+   * received_at is when the gateway received the event (epoch ms).
+   */
   rowsJson: string;
   rowCount: number;
-  /** The same for every row of a batch: one receipt time, one write. */
-  processingTimeMs: number;
-  processedAt: string;
+  /** When the rows are written (epoch ms), the same for all; processing_time_ms counts from received_at. */
+  processedAt: number;
 }
 
 export interface DeadLetter {
