@@ -55,7 +55,9 @@ export function initialActivity(): ActivityState {
 
 /** Pure: the state after applying `events`, skipping ids already applied; and how many were new. */
 export function applyActivity(state: ActivityState, events: readonly ActivityEvent[]): { state: ActivityState; applied: number } {
-  const recent = new Set(state.recentIds);
+  // Most calls bring one or two events: a scan of the ids beats building a set of them.
+  const recent: { has(id: string): boolean; add(id: string): void } =
+    events.length > 4 ? new Set(state.recentIds) : { has: (id) => recentIds.includes(id), add() {} };
   const byType = { ...state.byType };
   const byAction = { ...state.byAction };
   let { purchaseTotal, lastEventAt, events: count } = state;
