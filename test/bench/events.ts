@@ -102,7 +102,9 @@ async function waitStored(store: ProcessedEventStore, want: number, timeoutMs: n
 }
 
 async function measure(backend: Backend, seconds: number, inFlight: number, eventsPerSecond?: number) {
-  const o = { ...isolatedOptions(backend), queueWorkers: 64, poolThreads: 1, maxPendingEnqueues: 4096 };
+  // The queue bound (about a second of work) holds the door to the rate the pipeline stores at:
+  // sustained, not a backlog that grows while the generator outruns the workers.
+  const o = { ...isolatedOptions(backend), queueWorkers: 64, poolThreads: 1, maxPendingEnqueues: 4096, maxQueueDepth: 20_000 };
   const child = await spawnEventsNode(o).catch(async (err) => {
     await cleanUp(o);
     throw err;
