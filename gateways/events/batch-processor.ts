@@ -54,8 +54,9 @@ const COUNTED_BATCHES_KEPT = 10_000;
 
 interface Waiting {
   batch: QueuedBatch;
+  /** The entry's delivery, with an id of the batch's own when the entry holds several. */
   delivery: Delivery;
-  /** Ends the queue worker's call: done (no error), or retry later (the error). */
+  /** Ends the batch's part of the queue worker's call: done (no error), or retry later (the error). */
   settle(err?: unknown): void;
 }
 
@@ -171,18 +172,22 @@ export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
     }
   }
 
-  return (batch, delivery) =>
-    new Promise<void>((resolve, reject) => {
-      deps.metrics.activeWorkers++;
-      waiting.push({
-        batch,
-        delivery,
-        settle(err) {
-          deps.metrics.activeWorkers--;
-          if (err === undefined) resolve();
-          else reject(err);
-        },
-      });
+  return async (batches, delivery) => {
+    deps.metrics.activeWorkers++;
+    try {
+      const done = batches.map(
+        (batch, i) =>
+          new Promise<void>((resolve, reject) => {
+            const own = batches.length === 1 ? delivery : { ...delivery, batchId: `${delivery.batchId}.${i}` };
+            waiting.push({ batch, delivery: own, settle: (err) => (err === undefined ? resolve() : reject(err)) });
+          }),
+      );
       pump();
-    });
+      // The entry is retried as a whole if any of its batches must be; those done are idempotent.
+      const failed = (await Promise.allSettled(done)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    } finally {
+      deps.metrics.activeWorkers--;
+    }
+  };
 }

@@ -1,6 +1,7 @@
-// The clustered event-batch queue: one BullMQ job per accepted request, shared by every node on the
-// same Redis, retried with exponential backoff; a job whose worker died is redelivered by BullMQ's
-// stalled-job check once its lock expires.
+// The clustered event-batch queue on BullMQ, shared by every node on the same Redis. A job holds the
+// batches of the requests that arrived while the door's previous adds were in flight (one request's
+// when the node is quiet), is retried as a whole with exponential backoff, and is redelivered by
+// BullMQ's stalled-job check once its lock expires if its worker died.
 
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -22,15 +23,34 @@ export interface BullmqQueueOptions {
 
 const ACTIVE_STATES = ['wait', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
 
+/** A job's data: the batches of the requests queued together (jobs of older versions held one). */
+type QueuedJob = { parts: QueuedBatch[] } | QueuedBatch;
+
+const partsOf = (data: QueuedJob): QueuedBatch[] => ('parts' in data ? data.parts : [data]);
+const eventsIn = (parts: readonly QueuedBatch[]) => parts.reduce((n, p) => n + p.count, 0);
+
+/** Adds in flight at once; requests arriving meanwhile wait and go as one job. */
+const ADDS_IN_FLIGHT = 2;
+/** Requests in one job at most. */
+const MAX_PARTS_PER_JOB = 32;
+
+interface PendingAdd {
+  batch: QueuedBatch;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 export class BullmqEventQueue implements EventBatchQueue {
   readonly kind = 'bullmq' as const;
   readonly #opts: BullmqQueueOptions;
   readonly #prefix: string;
-  readonly #queue: Queue<QueuedBatch>;
+  readonly #queue: Queue<QueuedJob>;
   readonly #redis: Redis;
   /** BullMQ leaves connections it was given open; these are closed in close(). */
   readonly #connections: Redis[] = [];
-  #worker?: Worker<QueuedBatch>;
+  #worker?: Worker<QueuedJob>;
+  readonly #pendingAdds: PendingAdd[] = [];
+  #addsInFlight = 0;
   /** Events queued and not finished, kept beside the queue: BullMQ counts jobs, not events. */
   readonly #depthKey: string;
 
@@ -39,7 +59,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     this.#prefix = options.prefix ?? 'bull';
     this.#redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
     this.#redis.on('error', () => {}); // reported through ping() and failed enqueues, not as crashes
-    this.#queue = new Queue<QueuedBatch>(options.name, {
+    this.#queue = new Queue<QueuedJob>(options.name, {
       connection: this.#connect(2),
       prefix: this.#prefix,
       defaultJobOptions: {
@@ -60,29 +80,56 @@ export class BullmqEventQueue implements EventBatchQueue {
     return r;
   }
 
-  async enqueue(batch: QueuedBatch): Promise<void> {
-    // Queue.add resolves once Redis has the job; the depth counter is bookkeeping for /metrics.
-    await this.#queue.add('batch', batch);
+  enqueue(batch: QueuedBatch): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pendingAdds.push({ batch, resolve, reject });
+      this.#startAdds();
+    });
+  }
+
+  #startAdds(): void {
+    while (this.#addsInFlight < ADDS_IN_FLIGHT && this.#pendingAdds.length) {
+      const group = this.#pendingAdds.splice(0, MAX_PARTS_PER_JOB);
+      this.#addsInFlight++;
+      void this.#add(group).finally(() => {
+        this.#addsInFlight--;
+        this.#startAdds();
+      });
+    }
+  }
+
+  async #add(group: PendingAdd[]): Promise<void> {
+    const parts = group.map((p) => p.batch);
+    try {
+      // Queue.add resolves once Redis has the job; the depth counter is bookkeeping for /metrics.
+      await this.#queue.add('batch', { parts });
+    } catch (err) {
+      for (const p of group) p.reject(err);
+      return;
+    }
     // The job is queued: a failed counter update must not turn the 202 into an error (the client
     // would resend, and events without a client-given id would be stored twice).
-    await this.#redis.incrby(this.#depthKey, batch.count).catch(() => {});
+    await this.#redis.incrby(this.#depthKey, eventsIn(parts)).catch(() => {});
+    for (const p of group) p.resolve();
   }
 
   start(processor: BatchProcessor, concurrency: number): void {
     const attempts = this.#opts.retry.attempts;
     const lockDuration = this.#opts.lockDurationMs ?? 30_000;
-    this.#worker = new Worker<QueuedBatch>(
+    this.#worker = new Worker<QueuedJob>(
       this.#opts.name,
-      async (job: Job<QueuedBatch>) => {
+      async (job: Job<QueuedJob>) => {
         const attempt = job.attemptsMade + 1;
         const final = attempt >= attempts;
+        const parts = partsOf(job.data);
         try {
-          await processor(job.data, { batchId: String(job.id), attempt, redelivered: (job.attemptsStarted ?? 1) > 1 || job.attemptsMade > 0, final });
+          await processor(parts, { batchId: String(job.id), attempt, redelivered: (job.attemptsStarted ?? 1) > 1 || job.attemptsMade > 0, final });
         } catch (err) {
-          if (final) await this.#redis.decrby(this.#depthKey, job.data.count).catch(() => {});
+          if (final) await this.#redis.decrby(this.#depthKey, eventsIn(parts)).catch(() => {});
           throw err;
         }
-        await this.#redis.decrby(this.#depthKey, job.data.count);
+        // Done whatever the counter does: a failed update must not have the job processed again.
+        await this.#redis.decrby(this.#depthKey, eventsIn(parts)).catch(() => {});
       },
       {
         connection: this.#connect(null),

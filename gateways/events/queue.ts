@@ -33,10 +33,11 @@ export interface Delivery {
 }
 
 /**
- * Processes one batch. Resolving means done (the queue forgets the batch); throwing means retry
- * after a backoff, unless `delivery.final`, in which case the queue keeps the batch as failed.
+ * Processes the batches of one queue entry: one request's, or several that the door queued together.
+ * Resolving means done (the queue forgets the entry); throwing means retry after a backoff, unless
+ * `delivery.final`, in which case the queue keeps the entry as failed.
  */
-export type BatchProcessor = (batch: QueuedBatch, delivery: Delivery) => Promise<void>;
+export type BatchProcessor = (batches: readonly QueuedBatch[], delivery: Delivery) => Promise<void>;
 
 export interface RetryPolicy {
   /** Deliveries in all, the first included. */

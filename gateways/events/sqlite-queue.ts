@@ -123,7 +123,7 @@ export class SqliteEventQueue implements EventBatchQueue {
   async #deliver(seq: number, batch: QueuedBatch, attempt: number): Promise<void> {
     const final = attempt >= this.#retry.attempts;
     try {
-      await this.#processor!(batch, { batchId: String(seq), attempt, redelivered: attempt > 1, final });
+      await this.#processor!([batch], { batchId: String(seq), attempt, redelivered: attempt > 1, final });
       this.#done.run(seq);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);

@@ -94,8 +94,8 @@ function standIns(opts: { refuseRowsWith?: string; holdFirstTask?: Promise<void>
 test('batches that wait together are enriched in one task and inserted in one statement', async (t) => {
   let release!: () => void;
   const s = standIns({ holdFirstTask: new Promise<void>((r) => (release = r)) });
-  const first = s.processor(queued([accepted('u1')]), delivery());
-  const waiting = Array.from({ length: 5 }, (_, i) => s.processor(queued([accepted(`u${i}`), accepted(`v${i}`)]), delivery()));
+  const first = s.processor([queued([accepted('u1')])], delivery());
+  const waiting = Array.from({ length: 5 }, (_, i) => s.processor([queued([accepted(`u${i}`), accepted(`v${i}`)])], delivery()));
   release();
   await Promise.all([first, ...waiting]);
   t.is(s.tasks.length, 2, 'the first batch alone, then the five that waited, together');
@@ -111,9 +111,9 @@ test('an id repeated within a group is stored once and applied to its actor once
   let release!: () => void;
   const s = standIns({ holdFirstTask: new Promise<void>((r) => (release = r)) });
   const shared = randomUUID();
-  const first = s.processor(queued([accepted('w')]), delivery());
-  const a = s.processor(queued([accepted('dup', shared), accepted('dup', shared)]), delivery());
-  const b = s.processor(queued([accepted('dup', shared), accepted('other')]), delivery());
+  const first = s.processor([queued([accepted('w')])], delivery());
+  const a = s.processor([queued([accepted('dup', shared), accepted('dup', shared)])], delivery());
+  const b = s.processor([queued([accepted('dup', shared), accepted('other')])], delivery());
   release();
   await Promise.all([first, a, b]);
   t.is(s.tasks[1]!.batches.length, 2);
@@ -125,11 +125,11 @@ test('an id repeated within a group is stored once and applied to its actor once
 test('a batch that spoils its group fails alone: the others are stored, it is retried, then dead-lettered', async (t) => {
   let release!: () => void;
   const s = standIns({ refuseRowsWith: 'poison', holdFirstTask: new Promise<void>((r) => (release = r)) });
-  const first = s.processor(queued([accepted('warm-up')]), delivery());
+  const first = s.processor([queued([accepted('warm-up')])], delivery());
   const good = [queued([accepted('g1'), accepted('g2')]), queued([accepted('g3')])];
   const bad = queued([accepted('poison'), accepted('bystander')]);
-  const goodDone = good.map((b) => s.processor(b, delivery()));
-  const badTry = s.processor(bad, delivery({ batchId: 'bad', attempt: 1 }));
+  const goodDone = good.map((b) => s.processor([b], delivery()));
+  const badTry = s.processor([bad], delivery({ batchId: 'bad', attempt: 1 }));
   release();
   await Promise.all([first, ...goodDone]);
   await t.throwsAsync(badTry, { message: /value too long/ });
@@ -137,7 +137,7 @@ test('a batch that spoils its group fails alone: the others are stored, it is re
   t.deepEqual([...s.applied.keys()].sort(), ['g1', 'g2', 'g3', 'warm-up']);
 
   // The queue delivers it again; on its last attempt its events become dead letters, not an error.
-  await s.processor(bad, delivery({ batchId: 'bad', attempt: 3, redelivered: true, final: true }));
+  await s.processor([bad], delivery({ batchId: 'bad', attempt: 3, redelivered: true, final: true }));
   t.is(s.dead.length, 2);
   t.true(s.dead.every((d) => d.attempts === 3 && /value too long/.test(d.error)));
   t.is(s.metrics.snapshot(0).events_failed, 2);
@@ -149,13 +149,28 @@ test('a batch checked at the door is trusted for its shape only; anything else i
   const good = accepted('shape');
   const wrongShape = { ...accepted('shape'), type: 'bogus' };
   const badTimestamp = { ...accepted('unchecked'), timestamp: 'yesterday' };
-  await s.processor(queued([good, wrongShape]), delivery());
-  await s.processor(queued([badTimestamp], null), delivery());
-  await s.processor(queued([{ ...badTimestamp, id: randomUUID() }], EVENT_FORMAT + 1), delivery());
+  await s.processor([queued([good, wrongShape])], delivery());
+  await s.processor([queued([badTimestamp], null)], delivery());
+  await s.processor([queued([{ ...badTimestamp, id: randomUUID() }], EVENT_FORMAT + 1)], delivery());
   t.true(s.rows.has(good.id));
   t.is(s.rows.size, 1);
   t.is(s.dead.length, 3);
   t.regex(s.dead[0]!.error, /type must be one of/);
   t.regex(s.dead[1]!.error, /timestamp must be an RFC 3339/);
   t.regex(s.dead[2]!.error, /timestamp must be an RFC 3339/);
+});
+
+test('an entry of several batches fails as a whole if one must retry, and its good batches count once', async (t) => {
+  const s = standIns({ refuseRowsWith: 'poison' });
+  const good = queued([accepted('fine'), accepted('fine')]);
+  const bad = queued([accepted('poison')]);
+  await t.throwsAsync(s.processor([good, bad], delivery({ batchId: 'job', attempt: 1 })), { message: /value too long/ });
+  t.is(s.rows.size, 2);
+  t.is(s.metrics.activeWorkers, 0);
+  await s.processor([good, bad], delivery({ batchId: 'job', attempt: 2, redelivered: true, final: true }));
+  t.is(s.rows.size, 2);
+  t.deepEqual(s.applied.get('fine')?.length, 2);
+  const m = s.metrics.snapshot(0);
+  t.is(m.events_processed, 2, 'the good batch counted once over both deliveries');
+  t.is(m.events_failed, 1);
 });
