@@ -41,6 +41,8 @@ export interface ShardControl {
   handOff(partitions: number[]): Promise<unknown[]>;
   /** Cluster hand-off: takes over actors shipped from another node. */
   install(rows: unknown[]): number;
+  /** Cluster: forgets partitions lost without a hand-off (a lapsed or taken lease). */
+  forget(partitions: number[]): number;
   /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
   collectGarbage(): boolean;
 }
@@ -114,6 +116,7 @@ async function main(init: ShardInit): Promise<void> {
     query: (type, args) => shard.query(type, args),
     handOff: (partitions) => shard.handOff(partitions),
     install: (rows) => shard.install(rows),
+    forget: (partitions) => shard.forget(partitions),
     collectGarbage: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
       gc?.();

@@ -805,16 +805,55 @@ export class Shard {
         continue;
       }
       n++;
+      // The shipped state is the newest: an activation this node kept from before (its lease
+      // lapsed while it was paused, say) must not live on beside it.
+      const old = this.#acts.get(id);
+      if (old !== undefined) this.#retire(old);
       if (type.durable) {
+        const key = id.slice(slash + 1);
+        if (type.def.view?.evict) {
+          // The view counted what this node had: take that out before counting the shipped state.
+          const before = old !== undefined ? old.state : this.#store.load(id);
+          if (before !== undefined) type.def.view.evict(type.view, key, before);
+        }
         durable.push({ id, partition, blob: this.#store.encode(state, type.codec) });
-        this.#acts.delete(id);
-        type.def.view?.restore?.(type.view, id.slice(slash + 1), state);
-      } else if (!this.#acts.has(id)) {
+        type.def.view?.restore?.(type.view, key, state);
+      } else {
         this.#acts.set(id, new Activation(id, type, partition, state, this.#tick));
       }
     }
     this.#store.commit(durable);
+    this.#flush();
     return n;
+  }
+
+  /**
+   * Forgets partitions this node stopped serving without handing them off (its lease lapsed or was
+   * taken, or it was declared dead): their activations leave memory, and the messages waiting in
+   * their mailboxes go back to the main thread, which routes them to the partitions' owners. So a
+   * partition that comes back later starts from what is stored or shipped, never from an
+   * activation that lived on while another node served it. Turns in flight are left to finish.
+   */
+  forget(partitions: readonly number[]): number {
+    const gone = new Set(partitions);
+    let n = 0;
+    for (const act of [...this.#acts.values()]) {
+      if (!gone.has(act.partition) || act.busy) continue;
+      this.#retire(act);
+      n++;
+    }
+    this.#flush();
+    return n;
+  }
+
+  /** Drops an activation: its timers stop, its waiting messages go back to the main thread to be routed. */
+  #retire(act: Activation): void {
+    this.#clearTimers(act);
+    this.#acts.delete(act.id);
+    const mb = act.mailbox;
+    act.mailbox = null;
+    if (mb === null) return;
+    for (let i = act.head; i < mb.length; i += MAIL_STRIDE) this.#outM[0]!.push(act.id, act.partition, mb[i], mb[i + 1], mb[i + 2], mb[i + 3]);
   }
 
   /** Finishes every turn in flight, commits, and sends what is left. */

@@ -75,6 +75,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
       const { type, args } = payload as { type: string; args: unknown };
       return Promise.all(o.shards.map((s) => s.query(type, args)));
     },
+    // Until the membership is joined, every peer counts as one (nothing is routed before that).
+    isMember: (peer) => membership === undefined || membership.info(peer) !== undefined,
   });
 
   const transport = await ClusterTransport.start({
@@ -102,7 +104,11 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
   membership = await RedisMembership.join({ redis, cluster: o.name, self: o.self, address: o.advertise ?? `${host}:${transport.port}`, log });
   membership.onChange((members) => {
     const alive = new Set(members);
-    for (const peer of transport.stats().map((s) => s.peer)) if (!alive.has(peer)) transport.forget(peer);
+    for (const peer of transport.stats().map((s) => s.peer)) {
+      if (alive.has(peer)) continue;
+      transport.forget(peer);
+      routing.peerGone(peer);
+    }
   });
 
   const handOff = async (moves: PartitionMove[], epoch: number): Promise<void> => {
@@ -135,7 +141,15 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     membership,
     handOff,
     onServing: (ps) => routing.drain(ps),
-    onLost: (ps) => routing.drain(ps),
+    onLost: (ps) => {
+      // Activations of lost partitions go (their waiting messages come back here to be routed on),
+      // then what the router held for them follows.
+      const byShard: number[][] = Array.from({ length: shardCount }, () => []);
+      for (const p of ps) byShard[p % shardCount]!.push(p);
+      void Promise.all(byShard.map((parts, s) => (parts.length > 0 ? o.shards[s]!.forget(parts) : 0)))
+        .catch((err: Error) => log.warn({ err: err.message }, 'forgetting lost partitions in the shards failed'))
+        .finally(() => routing.drain(ps));
+    },
     log,
   });
   router.setRemotePath(routing);

@@ -21,6 +21,8 @@ interface OutboundAsk {
   origin: number;
   askId: number;
   at: number;
+  /** The node it was forwarded to. */
+  peer: string;
 }
 
 interface ProxiedAsk {
@@ -40,6 +42,12 @@ export interface ClusterRoutingOptions {
   forgetAfterMs?: number;
   /** Answers requests addressed to this node itself (`$node/<id>`), such as view queries. */
   nodeRequest?(handler: string, payload: unknown): Promise<unknown>;
+  /**
+   * Whether a node is a live member now. A partition whose ring owner is not (it died, and the ring
+   * has not moved its partitions yet) holds its messages until it has a live owner, rather than
+   * sending them down a link to a dead node. Default: every node is.
+   */
+  isMember?(peer: string): boolean;
 }
 
 /** Node-level requests travel as messages to `$node/<node id>`, on partition 0, answered by the node. */
@@ -91,7 +99,7 @@ export class ClusterRouting implements RemotePath {
       return;
     }
     const owner = state === 'elsewhere' ? this.#o.ownership.ownerOf(partition) : '';
-    if (owner === '' || owner === this.#o.self || this.#transport === undefined) {
+    if (owner === '' || owner === this.#o.self || this.#transport === undefined || this.#o.isMember?.(owner) === false) {
       this.#hold(id, partition, handler, payload, origin, askId);
       return;
     }
@@ -99,7 +107,7 @@ export class ClusterRouting implements RemotePath {
     if (origin !== NO_REPLY) {
       outAsk = this.#nextOut;
       this.#nextOut = outAsk >= 0x3fffffff ? 1 : outAsk + 1;
-      this.#outbound.set(outAsk, { origin, askId, at: Date.now() });
+      this.#outbound.set(outAsk, { origin, askId, at: Date.now(), peer: owner });
     }
     try {
       this.#transport.send(owner, id, partition, handler, payload, outAsk === 0 ? NO_REPLY : MAIN_ORIGIN, outAsk);
@@ -113,8 +121,20 @@ export class ClusterRouting implements RemotePath {
   sendToNode(peer: string, handler: string, payload: unknown, origin: number, askId: number): void {
     const outAsk = this.#nextOut;
     this.#nextOut = outAsk >= 0x3fffffff ? 1 : outAsk + 1;
-    this.#outbound.set(outAsk, { origin, askId, at: Date.now() });
+    this.#outbound.set(outAsk, { origin, askId, at: Date.now(), peer });
     this.#transport!.send(peer, NODE_PREFIX + peer, 0, handler, payload, MAIN_ORIGIN, outAsk);
+  }
+
+  /**
+   * A node left the membership (died, or left without answering): the asks forwarded to it fail at
+   * once, rather than when their askers' timeouts run out. Whether they were handled is unknown.
+   */
+  peerGone(peer: string): void {
+    for (const [id, ask] of this.#outbound) {
+      if (ask.peer !== peer) continue;
+      this.#outbound.delete(id);
+      this.#answer(ask.origin, ask.askId, false, toWireError(new Error(`node ${peer} left the cluster before answering; the message may or may not have been handled`)));
+    }
   }
 
   #hold(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
