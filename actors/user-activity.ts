@@ -2,6 +2,7 @@
 // type and by action, purchase total), applied idempotently by event id.
 
 import type { ActorContext } from '../runtime/index.js';
+import { entryCount, holds, idDigest, trimmed, withEntry } from './recent-ids.js';
 import type { UserState } from './user.js';
 
 /**
@@ -23,10 +24,15 @@ export interface ActivityState {
   purchaseTotal: number;
   /** Latest event timestamp seen (RFC 3339), null before any. */
   lastEventAt: string | null;
-  /** Ids of the latest events applied, oldest first (see RECENT_IDS_KEPT). */
-  recentIds: string[];
-  /** When each of recentIds was received at the gateway (epoch ms), same order. */
-  recentReceivedAt: number[];
+  /** Digests of the latest event ids applied with their receipt seconds, oldest first (recent-ids.ts). */
+  recent: string;
+}
+
+/** A snapshot written before ids were kept as digests. */
+interface ActivityStateOfOld {
+  recent?: string;
+  recentIds?: string[];
+  recentReceivedAt?: number[];
 }
 
 /** One event as the actor needs it. */
@@ -50,26 +56,31 @@ export interface ActivitySummary {
 }
 
 export function initialActivity(): ActivityState {
-  return { events: 0, byType: {}, byAction: {}, purchaseTotal: 0, lastEventAt: null, recentIds: [], recentReceivedAt: [] };
+  return { events: 0, byType: {}, byAction: {}, purchaseTotal: 0, lastEventAt: null, recent: '' };
+}
+
+/** The remembered ids of `state`, also when its snapshot still holds them as a list of full ids. */
+function recentOf(state: ActivityState): string {
+  const old = state as ActivityState & ActivityStateOfOld;
+  if (typeof old.recent === 'string') return old.recent;
+  let recent = '';
+  (old.recentIds ?? []).forEach((id, i) => (recent = withEntry(recent, idDigest(id), old.recentReceivedAt?.[i] ?? 0)));
+  return recent;
 }
 
 /** Pure: the state after applying `events`, skipping ids already applied; and how many were new. */
 export function applyActivity(state: ActivityState, events: readonly ActivityEvent[]): { state: ActivityState; applied: number } {
-  // Most calls bring one or two events: a scan of the ids beats building a set of them.
-  const recent: { has(id: string): boolean; add(id: string): void } =
-    events.length > 4 ? new Set(state.recentIds) : { has: (id) => recentIds.includes(id), add() {} };
   const byType = { ...state.byType };
   const byAction = { ...state.byAction };
   let { purchaseTotal, lastEventAt, events: count } = state;
-  const recentIds = [...state.recentIds];
-  // `?? []`: snapshots written before the field existed still load.
-  const recentReceivedAt = [...(state.recentReceivedAt ?? state.recentIds.map(() => 0))];
+  let recent = recentOf(state);
   let applied = 0;
+  let newest = 0;
   for (const e of events) {
-    if (recent.has(e.id)) continue;
-    recent.add(e.id);
-    recentIds.push(e.id);
-    recentReceivedAt.push(e.receivedAt);
+    const digest = idDigest(e.id);
+    if (holds(recent, digest)) continue;
+    recent = withEntry(recent, digest, e.receivedAt);
+    newest = Math.max(newest, e.receivedAt);
     applied++;
     count++;
     byType[e.type] = (byType[e.type] ?? 0) + 1;
@@ -79,14 +90,13 @@ export function applyActivity(state: ActivityState, events: readonly ActivityEve
     if (lastEventAt === null || e.timestamp > lastEventAt) lastEventAt = e.timestamp;
   }
   if (applied === 0) return { state, applied };
-  let newest = 0;
-  for (let i = recentReceivedAt.length - applied; i < recentReceivedAt.length; i++) newest = Math.max(newest, recentReceivedAt[i]!);
-  let from = Math.max(0, recentIds.length - RECENT_IDS_KEPT);
-  while (from < recentIds.length && recentReceivedAt[from]! < newest - RECENT_IDS_WINDOW_MS) from++;
-  return {
-    state: { events: count, byType, byAction, purchaseTotal, lastEventAt, recentIds: recentIds.slice(from), recentReceivedAt: recentReceivedAt.slice(from) },
-    applied,
-  };
+  recent = trimmed(recent, RECENT_IDS_KEPT, RECENT_IDS_WINDOW_MS, newest);
+  return { state: { events: count, byType, byAction, purchaseTotal, lastEventAt, recent }, applied };
+}
+
+/** How many event ids `state` remembers. */
+export function rememberedIds(state: ActivityState): number {
+  return entryCount(recentOf(state));
 }
 
 export const activityHandlers = {

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { activityHandlers, applyActivity, initialActivity, RECENT_IDS_KEPT, RECENT_IDS_WINDOW_MS, type ActivityEvent } from '../../actors/user-activity.js';
+import { activityHandlers, applyActivity, initialActivity, rememberedIds, RECENT_IDS_KEPT, RECENT_IDS_WINDOW_MS, type ActivityEvent, type ActivityState } from '../../actors/user-activity.js';
 import type { UserState } from '../../actors/user.js';
 import { startNode, type ActorContext } from '../../runtime/index.js';
 
@@ -49,7 +49,7 @@ test('property: any redelivery within the window is applied once, and the ids ke
       });
       // Ids are 0..40, fewer than the window: every repeat is caught.
       t.true(41 <= RECENT_IDS_KEPT);
-      return state.events === distinct.size && state.recentIds.length <= RECENT_IDS_KEPT;
+      return state.events === distinct.size && rememberedIds(state) <= RECENT_IDS_KEPT;
     }),
   );
 });
@@ -57,13 +57,40 @@ test('property: any redelivery within the window is applied once, and the ids ke
 test('the ids kept are bounded by count and by time', (t) => {
   let state = initialActivity();
   for (let i = 0; i < RECENT_IDS_KEPT + 50; i++) state = applyActivity(state, [ev(`n${i}`)]).state;
-  t.is(state.recentIds.length, RECENT_IDS_KEPT);
-  t.is(state.recentIds[0], 'n50');
-  t.is(state.recentReceivedAt.length, RECENT_IDS_KEPT);
-  // An event received a window later pushes out everything older than the window.
-  state = applyActivity(state, [ev('late', 'click', undefined, 1_000_000 + RECENT_IDS_WINDOW_MS + 1)]).state;
-  t.deepEqual(state.recentIds, ['late']);
+  t.is(rememberedIds(state), RECENT_IDS_KEPT);
+  // The oldest 50 were pushed out, so they would count again; the 51st is still remembered.
+  t.is(applyActivity(state, [ev('n50')]).applied, 0);
+  t.is(applyActivity(state, [ev('n49')]).applied, 1);
+  // An event received a window (and the second of resolution) later pushes out everything older.
+  state = applyActivity(state, [ev('late', 'click', undefined, 1_000_000 + RECENT_IDS_WINDOW_MS + 1000)]).state;
+  t.is(rememberedIds(state), 1);
+  t.is(applyActivity(state, [ev('late')]).applied, 0);
   t.is(state.events, RECENT_IDS_KEPT + 51);
+});
+
+test('an entry is remembered for at least the window, to the second', (t) => {
+  const state = applyActivity(initialActivity(), [ev('a', 'click', undefined, 1_000_999)]).state;
+  const later = applyActivity(state, [ev('b', 'click', undefined, 1_000_999 + RECENT_IDS_WINDOW_MS)]).state;
+  t.is(rememberedIds(later), 2);
+  t.is(applyActivity(later, [ev('a')]).applied, 0);
+});
+
+test('the snapshot stays small: ids are kept as digests, not whole', (t) => {
+  let state = initialActivity();
+  for (let i = 0; i < RECENT_IDS_KEPT; i++) state = applyActivity(state, [ev(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`)]).state;
+  // 19 characters per id instead of 36 plus quotes, a comma and a 13-digit receipt time.
+  t.true(JSON.stringify(state).length < RECENT_IDS_KEPT * 20 + 200);
+});
+
+test('a snapshot that kept whole ids (before digests) still drops their repeats', (t) => {
+  const old = { events: 2, byType: { user_action: 2 }, byAction: { click: 2 }, purchaseTotal: 0, lastEventAt: null, recentIds: ['1', '2'], recentReceivedAt: [1_000_000, 1_000_000] };
+  const state = old as unknown as ActivityState;
+  t.is(rememberedIds(state), 2);
+  const next = applyActivity(state, [ev('2'), ev('3')]);
+  t.is(next.applied, 1);
+  t.is(next.state.events, 3);
+  t.is(rememberedIds(next.state), 3);
+  t.false('recentIds' in next.state);
 });
 
 test('handlers: recordEvents stages a new state only when something is new; activitySummary reads it', (t) => {
