@@ -43,7 +43,7 @@ export class PgEventStore implements ProcessedEventStore {
         type varchar(20) NOT NULL,
         source varchar(50) NOT NULL,
         user_id varchar(50),
-        processed_data jsonb NOT NULL,
+        processed_data json NOT NULL,
         processing_time_ms integer NOT NULL,
         created_at timestamptz NOT NULL,
         processed_at timestamptz NOT NULL
@@ -72,7 +72,7 @@ export class PgEventStore implements ProcessedEventStore {
     const res = await this.#pool.query<{ id: string }>(
       `INSERT INTO ${this.#events} (id, type, source, user_id, processed_data, processing_time_ms, created_at, processed_at)
        SELECT id, type, source, user_id, processed_data, GREATEST(0, $2::bigint - received_at)::int, created_at, $3::timestamptz
-       FROM json_to_recordset($1::json) AS t(id varchar(36), type varchar(20), source varchar(50), user_id varchar(50), processed_data jsonb, created_at timestamptz, received_at bigint)
+       FROM json_to_recordset($1::json) AS t(id varchar(36), type varchar(20), source varchar(50), user_id varchar(50), processed_data json, created_at timestamptz, received_at bigint)
        ON CONFLICT (id) DO NOTHING
        RETURNING id`,
       [batch.rowsJson, batch.processedAt, new Date(batch.processedAt).toISOString()],
