@@ -18,8 +18,13 @@ export interface HealthReport {
 
 export interface EventsHttpDeps {
   maxBodyBytes: number;
-  /** Most requests waiting for the queue at once; beyond it, 503 at once (backpressure). */
+  /** Most requests admitted and not yet queued (being checked or queued); beyond it, 503 at once. */
   maxPendingEnqueues: number;
+  /**
+   * Throws (code OVERLOADED) when the queue holds too much to take more. Asked before a body is
+   * parsed, so a refused request costs no validation work.
+   */
+  admit?(): Promise<void>;
   /** Parses and validates a body (checkBody, run in the pool by the pipeline). */
   check(task: CheckTask): Promise<CheckedBody>;
   /** Resolves once the batch is durably queued. */
@@ -96,20 +101,32 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
   let pendingEnqueues = 0;
   let idle: (() => void) | undefined;
 
-  async function enqueue(batch: QueuedBatch): Promise<void> {
+  function overloaded(err: unknown): HttpProblem | undefined {
+    if (err instanceof HttpProblem) return err;
+    if ((err as { code?: unknown }).code === 'OVERLOADED') return new HttpProblem(503, 'overloaded', (err as Error).message);
+    return undefined;
+  }
+
+  /** Backpressure before any parsing: too many requests admitted and not yet queued, or the queue full. */
+  async function admit(): Promise<void> {
     if (pendingEnqueues >= deps.maxPendingEnqueues) {
       throw new HttpProblem(503, 'overloaded', `${pendingEnqueues} requests are already waiting for the event queue; retry shortly`);
     }
-    pendingEnqueues++;
+    try {
+      await deps.admit?.();
+    } catch (err) {
+      throw overloaded(err) ?? new HttpProblem(503, 'queue_unavailable', `the queue cannot be read: ${(err as Error).message}; retry later`);
+    }
+  }
+
+  async function enqueue(batch: QueuedBatch): Promise<void> {
     try {
       await deps.accept(batch);
     } catch (err) {
-      if (err instanceof HttpProblem) throw err;
-      if ((err as { code?: unknown }).code === 'OVERLOADED') throw new HttpProblem(503, 'overloaded', (err as Error).message);
+      const problem = overloaded(err);
+      if (problem) throw problem;
       deps.log.warn({ err: (err as Error).message }, 'event batch could not be queued');
       throw new HttpProblem(503, 'queue_unavailable', `the events were not accepted, the event queue failed: ${(err as Error).message}; retry later`);
-    } finally {
-      pendingEnqueues--;
     }
   }
 
@@ -120,9 +137,17 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       throw new HttpProblem(415, 'unsupported_media_type', `Content-Type must be application/json (UTF-8); got ${contentType ? JSON.stringify(contentType) : 'none'}`);
     }
     const text = (await readBody(req, deps.maxBodyBytes)).toString('utf8');
-    const checked = await deps.check({ text, batch, receivedAt });
-    if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
-    await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format });
+    await admit();
+    // From admission until queued (or refused), the request counts against maxPendingEnqueues.
+    pendingEnqueues++;
+    let checked: CheckedBody;
+    try {
+      checked = await deps.check({ text, batch, receivedAt });
+      if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
+      await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format });
+    } finally {
+      pendingEnqueues--;
+    }
     send(res, 202, batch ? { accepted: checked.count, ids: checked.ids } : { accepted: 1, id: checked.ids[0], ids: checked.ids });
   }
 

@@ -132,9 +132,9 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     {
       maxBodyBytes: o.maxBodyBytes,
       maxPendingEnqueues: o.maxPendingEnqueues,
+      admit: refuseWhenFull,
       check: (task) => pool.run(task, { name: 'checkBody' }) as Promise<CheckedBody>,
       async accept(batch) {
-        await refuseWhenFull();
         depthSeen += batch.count;
         await queue.enqueue(batch);
         metrics.accepted(batch.count);

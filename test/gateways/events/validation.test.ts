@@ -84,13 +84,20 @@ test('prototype keys are unknown fields, not a way in', (t) => {
 });
 
 // The HTTP door, with stand-ins for the queue and the rest.
-async function door(t: import('ava').ExecutionContext, opts: { maxBodyBytes?: number; failQueue?: boolean } = {}) {
+async function door(t: import('ava').ExecutionContext, opts: { maxBodyBytes?: number; failQueue?: boolean; queueFull?: () => boolean } = {}) {
   const accepted: AcceptedEvent[][] = [];
+  const checks = { count: 0 };
   const server = await startEventsHttp(
     {
       maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
       maxPendingEnqueues: 100,
-      check: async (task) => checkBody(task),
+      async admit() {
+        if (opts.queueFull?.()) throw Object.assign(new Error('20000 events are queued, over the bound of 20000; retry shortly'), { code: 'OVERLOADED' });
+      },
+      check: async (task) => {
+        checks.count++;
+        return checkBody(task);
+      },
       async accept(batch) {
         if (opts.failQueue) throw new Error('redis is gone');
         accepted.push(JSON.parse(batch.events) as AcceptedEvent[]);
@@ -110,7 +117,7 @@ async function door(t: import('ava').ExecutionContext, opts: { maxBodyBytes?: nu
     0,
   );
   t.teardown(() => server.close());
-  return { server, url: `http://127.0.0.1:${server.port}`, accepted };
+  return { server, url: `http://127.0.0.1:${server.port}`, accepted, checks };
 }
 
 async function call(url: string, init: RequestInit = {}) {
@@ -204,6 +211,20 @@ test('HTTP: unknown paths 404, wrong methods 405, a failed queue 503, summary id
   const r = await call(`${down.url}/events`, json(valid));
   t.is(r.status, 503);
   t.is(r.body.error, 'queue_unavailable');
+});
+
+test('HTTP: a full queue refuses with 503 overloaded before the body is parsed or checked', async (t) => {
+  let full = true;
+  const { url, accepted, checks } = await door(t, { queueFull: () => full });
+  const refused = await call(`${url}/events/batch`, json({ events: [valid, valid] }, '/events/batch'));
+  t.is(refused.status, 503);
+  t.is(refused.body.error, 'overloaded');
+  t.regex(refused.body.message, /retry/);
+  t.is(checks.count, 0);
+  t.is(accepted.length, 0);
+  full = false;
+  t.is((await call(`${url}/events/batch`, json({ events: [valid, valid] }, '/events/batch'))).status, 202);
+  t.is(checks.count, 1);
 });
 
 test('HTTP: once stopping, new requests get 503 shutting_down', async (t) => {
