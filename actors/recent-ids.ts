@@ -3,7 +3,7 @@
 // A user's whole state is written on every change, so a list of full ids (up to 512 × 36 chars)
 // made every write, and the WAL behind it, many times larger than the aggregates themselves.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Characters of an entry's id digest: 12 base64url characters, 72 bits of SHA-1. */
 const DIGEST_CHARS = 12;
@@ -16,7 +16,7 @@ const ENTRY_CHARS = DIGEST_CHARS + SECOND_CHARS;
  * entries kept, a new event is mistaken for a repeat about once in 10^19 events.
  */
 export function idDigest(id: string): string {
-  return createHash('sha1').update(id).digest('base64url').slice(0, DIGEST_CHARS);
+  return hash('sha1', id, 'base64url').slice(0, DIGEST_CHARS);
 }
 
 export function entryCount(recent: string): number {

@@ -51,6 +51,7 @@ function generate(port: number, inFlight: number, seconds: number, users: number
       req.end(body);
     });
   const loops = Array.from({ length: inFlight }, async () => {
+    let retry: ReturnType<typeof event>[] | undefined;
     while (running && performance.now() < deadline) {
       if (interval) {
         const due = started + slot++ * interval;
@@ -58,13 +59,16 @@ function generate(port: number, inFlight: number, seconds: number, users: number
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         if (!running || performance.now() >= deadline) break;
       }
-      const events = Array.from({ length: BATCH }, () => event(`bench-${n++ % users}`));
+      // A refused batch is sent again as it was (as a client would), after a short pause.
+      retry ??= Array.from({ length: BATCH }, () => event(`bench-${n++ % users}`));
+      const events = retry;
       const status = await post(events);
       if (status === 202) {
         acceptedBatches.push({ ids: events.map((e) => e.id), at: Date.now() });
+        retry = undefined;
       } else {
         out.refused++;
-        await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 50));
       }
     }
   });
