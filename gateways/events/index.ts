@@ -20,7 +20,7 @@ export const eventsSettings: SettingSpec[] = [
   { name: 'events-max-attempts', kind: 'int', default: 5, min: 1, max: 100, description: 'deliveries of a batch before its events become dead letters' },
   { name: 'events-retry-backoff', kind: 'duration', default: 200, min: 1, description: 'wait before the first retry of a failed batch; doubles with every retry' },
   { name: 'events-max-body-bytes', kind: 'int', default: 1_048_576, min: 1024, max: 64 * 1_048_576, description: 'largest request body accepted (413 beyond)' },
-  { name: 'events-max-pending', kind: 'int', default: 2000, min: 1, description: 'requests waiting for the queue at once before new ones get 503' },
+  { name: 'events-max-pending', kind: 'int', default: 2000, min: 1, description: 'requests being checked or waiting for the queue at once before new ones get 503' },
   { name: 'events-max-queue-depth', kind: 'int', default: 200_000, min: 100, description: 'events queued (cluster-wide with BullMQ) beyond which new requests get 503' },
   { name: 'events-drain-timeout', kind: 'duration', default: 30_000, description: 'at stop, how long to keep processing queued batches before leaving them for the next start' },
   { name: 'events-lock-duration', kind: 'duration', default: 30_000, min: 1000, description: 'BullMQ job lock; a batch held by a crashed node is redelivered after about twice this' },
