@@ -137,6 +137,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
   // Alone, a node serves everything; in a cluster, only what it holds leases for.
   new Int32Array(ownershipBuffer).fill(options.cluster ? OWNED_ELSEWHERE : OWNED_HERE);
   const deadlinesBuffer = options.cluster ? new SharedArrayBuffer(8 * partitions) : undefined;
+  const tenuresBuffer = options.cluster ? new SharedArrayBuffer(4 * partitions) : undefined;
 
   // A full mesh of ports between shards, so actor-to-actor messages never cross the main thread.
   const peers: (MessagePort | undefined)[][] = Array.from({ length: shardCount }, () => new Array(shardCount).fill(undefined));
@@ -172,6 +173,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       queued: queuedBuffer,
       ownership: ownershipBuffer,
       leaseDeadlines: deadlinesBuffer,
+      tenures: tenuresBuffer,
       queueCapacity,
       askTimeoutMs,
       durability: options.durability ?? 'normal',
@@ -227,6 +229,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
         router,
         ownership: new Int32Array(ownershipBuffer),
         deadlines: new Float64Array(deadlinesBuffer!),
+        tenures: new Int32Array(tenuresBuffer!),
         shards: controls,
         log,
       });

@@ -22,6 +22,8 @@ export interface ShardInit {
   ownership: SharedArrayBuffer;
   /** Cluster only: per-partition lease deadlines (Float64, epoch ms). */
   leaseDeadlines?: SharedArrayBuffer;
+  /** Cluster only: per-partition tenures (Int32; see ShardOptions.tenures). */
+  tenures?: SharedArrayBuffer;
   queueCapacity: number;
   askTimeoutMs: number;
   durability: 'normal' | 'full';
@@ -78,6 +80,7 @@ async function main(init: ShardInit): Promise<void> {
     queueCapacity: init.queueCapacity,
     ownership: new Int32Array(init.ownership),
     leaseDeadlines: init.leaseDeadlines ? new Float64Array(init.leaseDeadlines) : undefined,
+    tenures: init.tenures ? new Int32Array(init.tenures) : undefined,
     askTimeoutMs: init.askTimeoutMs,
     log,
   });

@@ -74,6 +74,8 @@ class Activation {
   dirty = false;
   lastTick: number;
   timers: Set<TimerId> | null = null;
+  /** The partition's tenure on this node when this activation was made (see ShardOptions.tenures). */
+  tenure = 0;
 
   constructor(id: string, type: ShardActorType, partition: number, state: unknown, tick: number) {
     this.id = id;
@@ -107,6 +109,11 @@ export interface ShardOptions {
    * deadline is ahead, so a node resumed after a pause stops before its main thread notices.
    */
   leaseDeadlines?: Float64Array;
+  /**
+   * In a cluster: per partition, how many times this node stopped serving it (bumped by the main
+   * thread as the partition leaves). An activation made in an earlier tenure is stale.
+   */
+  tenures?: Int32Array;
   askTimeoutMs: number;
   log: Logger;
 }
@@ -223,6 +230,7 @@ export class Shard {
   readonly #queueCapacity: number;
   readonly #ownership: Int32Array;
   readonly #deadlines: Float64Array | undefined;
+  readonly #tenures: Int32Array | undefined;
   readonly #askTimeoutMs: number;
   readonly #origin: number;
 
@@ -268,6 +276,7 @@ export class Shard {
     this.#queueCapacity = o.queueCapacity;
     this.#ownership = o.ownership;
     this.#deadlines = o.leaseDeadlines;
+    this.#tenures = o.tenures;
     this.#askTimeoutMs = o.askTimeoutMs;
     this.#origin = shardOrigin(o.index);
     this.#outM = Array.from({ length: o.count + 1 }, () => []);
@@ -313,7 +322,7 @@ export class Shard {
             this.#outM[0]!.push(id, partition, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
             continue;
           }
-          let act = this.#acts.get(id);
+          let act = this.#current(this.#acts.get(id));
           if (act === undefined) {
             const activated = this.#activate(id, m[i + 1] as number);
             if (!(activated instanceof Activation)) {
@@ -344,8 +353,25 @@ export class Shard {
     this.#scheduleCycle();
   }
 
+  /**
+   * The activation if it belongs to its partition's current tenure here. One made before this node
+   * last stopped serving the partition (a lease lost while paused, say, and the partition taken back
+   * since) lived on while another node served the actor: it goes, and the messages waiting in its
+   * mailbox go, in order, to a fresh activation (undefined is returned when there were none).
+   */
+  #current(act: Activation | undefined): Activation | undefined {
+    if (act === undefined || this.#tenures === undefined || act.busy) return act;
+    if (act.tenure === Atomics.load(this.#tenures, act.partition)) return act;
+    this.#clearTimers(act);
+    this.#acts.delete(act.id);
+    const mb = act.mailbox;
+    act.mailbox = null;
+    if (mb !== null) for (let i = act.head; i < mb.length; i += MAIL_STRIDE) this.#deliver(act.id, act.partition, mb[i] as string, mb[i + 1], mb[i + 2] as number, mb[i + 3] as number);
+    return this.#acts.get(act.id);
+  }
+
   #deliver(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
-    let act = this.#acts.get(id);
+    let act = this.#current(this.#acts.get(id));
     if (act === undefined) {
       const activated = this.#activate(id, partition);
       if (!(activated instanceof Activation)) {
@@ -386,6 +412,7 @@ export class Shard {
       return err instanceof Error ? err : new Error(String(err));
     }
     const act = new Activation(id, type, partition, state, this.#tick);
+    if (this.#tenures !== undefined) act.tenure = Atomics.load(this.#tenures, partition);
     this.#acts.set(id, act);
     this.#stats.activationsTotal++;
     if (type.def.activate) {
@@ -794,10 +821,17 @@ export class Shard {
   install(rows: readonly unknown[]): number {
     const durable: SnapshotRow[] = [];
     let n = 0;
+    let staleRows = 0;
     for (let i = 0; i + 2 < rows.length; i += 3) {
       const id = rows[i] as string;
       const partition = rows[i + 1] as number;
       const state = rows[i + 2];
+      // A hand-off comes before its sender lets the lease go, so never for a partition served here:
+      // one that does was sent by a node whose lease lapsed, and what it ships is older than ours.
+      if (Atomics.load(this.#ownership, partition) === OWNED_HERE) {
+        staleRows++;
+        continue;
+      }
       const slash = id.indexOf('/');
       const type = slash > 0 ? this.#types.get(id.slice(0, slash)) : undefined;
       if (type === undefined) {
@@ -819,9 +853,12 @@ export class Shard {
         durable.push({ id, partition, blob: this.#store.encode(state, type.codec) });
         type.def.view?.restore?.(type.view, key, state);
       } else {
-        this.#acts.set(id, new Activation(id, type, partition, state, this.#tick));
+        const act = new Activation(id, type, partition, state, this.#tick);
+        if (this.#tenures !== undefined) act.tenure = Atomics.load(this.#tenures, partition);
+        this.#acts.set(id, act);
       }
     }
+    if (staleRows > 0) this.log.warn({ actors: staleRows }, 'hand-off rows for partitions already served here were dropped (sent by a node whose lease had lapsed)');
     this.#store.commit(durable);
     this.#flush();
     return n;

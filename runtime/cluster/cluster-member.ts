@@ -29,6 +29,8 @@ export interface JoinClusterOptions {
   router: Router;
   ownership: Int32Array;
   deadlines: Float64Array;
+  /** Per-partition tenures shared with the shards (see PartitionOwnershipOptions.tenures). */
+  tenures?: Int32Array;
   shards: Remote<ShardControl>[];
   log: Logger;
 }
@@ -138,6 +140,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     ring,
     leases,
     ownership: o.ownership,
+    tenures: o.tenures,
     membership,
     handOff,
     onServing: (ps) => routing.drain(ps),

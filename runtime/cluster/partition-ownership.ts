@@ -26,6 +26,11 @@ export interface PartitionOwnershipOptions {
   leases: PartitionLeases;
   /** The shared table of runtime/envelope.ts (OWNED_HERE / OWNED_ELSEWHERE), one Int32 per partition. */
   ownership: Int32Array;
+  /**
+   * Shared with the shards: per partition, how many times this node stopped serving it. Bumped at
+   * each stop, so a shard knows an activation made before it is stale (runtime/shard.ts).
+   */
+  tenures?: Int32Array;
   /** When given, deaths it reports take the dead off the ring, and an eviction of this node drops everything. */
   membership?: RedisMembership;
   /**
@@ -131,13 +136,27 @@ export class PartitionOwnership {
       else if (!mine && s === 'acquiring') this.#states[p] = 'elsewhere';
     }
 
+    // A lease that lapsed (this node was paused, say) may have been someone else's since: what this
+    // node holds of such a partition is stale and must not be shipped over the newer owner's state.
+    const lapsed = moves.filter((m) => !leases.holds(m.partition)).map((m) => m.partition);
+    if (lapsed.length > 0) {
+      for (const p of lapsed) {
+        this.#stopServing(p);
+        this.#states[p] = 'elsewhere';
+      }
+      moves.splice(0, moves.length, ...moves.filter((m) => !lapsed.includes(m.partition)));
+      this.#log.warn({ partitions: lapsed.length, first: lapsed[0] }, 'partitions moved away after their leases lapsed here; not handed off');
+      await leases.release(lapsed);
+      this.#o.onLost?.(lapsed);
+    }
+
     if (moves.length > 0) {
       // Stop serving first (shards now send these partitions' messages to the router, which
       // buffers them), then ship, and only then let the new owners in.
       const gone = moves.map((m) => m.partition);
       for (const p of gone) {
         this.#states[p] = 'releasing';
-        Atomics.store(ownership, p, OWNED_ELSEWHERE);
+        this.#stopServing(p);
       }
       try {
         await this.#o.handOff?.(moves, view.epoch);
@@ -175,10 +194,15 @@ export class PartitionOwnership {
     }
   }
 
+  /** Shards stop taking the partition's messages; if it was served here, its tenure ends. */
+  #stopServing(p: number): void {
+    if (Atomics.exchange(this.#o.ownership, p, OWNED_ELSEWHERE) === OWNED_HERE && this.#o.tenures) Atomics.add(this.#o.tenures, p, 1);
+  }
+
   #lost(partitions: number[]): void {
     const lost = partitions.filter((p) => this.#states[p] === 'serving' || this.#states[p] === 'releasing');
     for (const p of partitions) {
-      Atomics.store(this.#o.ownership, p, OWNED_ELSEWHERE);
+      this.#stopServing(p);
       if (this.#states[p] === 'serving') this.#states[p] = this.ownerOf(p) === this.self ? 'acquiring' : 'elsewhere';
     }
     if (lost.length > 0) {
@@ -192,7 +216,7 @@ export class PartitionOwnership {
     // Declared dead: others may already serve everything this node had. Drop it all, then come back.
     const had = this.serving();
     for (let p = 0; p < this.#states.length; p++) {
-      Atomics.store(this.#o.ownership, p, OWNED_ELSEWHERE);
+      this.#stopServing(p);
       this.#states[p] = 'elsewhere';
     }
     if (had.length > 0) this.#o.onLost?.(had);

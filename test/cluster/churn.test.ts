@@ -55,6 +55,9 @@ test('under joins, leaves, pauses and kills no actor ever has two live activatio
   t.true(await waitFor(async () => (await live[0]!.members()).length === 3));
   const keys = Array.from({ length: 24 }, (_, i) => `witness/w${i}`);
   const histories = new Map<string, string[]>(keys.map((k) => [k, []]));
+  /** Per key, what each answer said: nonce, visits, the answering process, and when. */
+  const traces = new Map<string, string[]>(keys.map((k) => [k, []]));
+  const t0 = Date.now();
   let running = true;
   let answered = 0;
   const workers = keys.map(async (key, i) => {
@@ -64,27 +67,36 @@ test('under joins, leaves, pauses and kills no actor ever has two live activatio
       const via = alive[n++ % alive.length];
       if (!via) break;
       try {
-        const r = await via.ask<{ nonce: string }>(key, 'visit');
+        const r = await via.ask<{ nonce: string; visits: number; pid: number }>(key, 'visit');
         histories.get(key)!.push(r.nonce);
+        traces.get(key)!.push(`${Date.now() - t0}ms ${r.nonce.slice(0, 8)} #${r.visits} pid ${r.pid}`);
         answered++;
       } catch {
         // A paused or killed node's asks time out; the history only records what was answered.
       }
     }
   });
+  const churned: string[] = [];
+  const note = (what: string, node: TestNode) => churned.push(`${Date.now() - t0}ms ${what} pid ${node.child.pid}`);
   const churn = async () => {
     await sleep(500);
     const [joined] = await cluster.start(1); // join
     live.push(joined!);
+    note('joined', joined!);
     await sleep(700);
     const paused = live[1]!; // pause past the lease TTL, then resume
     paused.kill('SIGSTOP');
+    note('SIGSTOP', paused);
     await sleep(3000);
     paused.kill('SIGCONT');
+    note('SIGCONT', paused);
     await sleep(1000);
+    note('leaving', live[0]!);
     await live[0]!.stop(); // graceful leave
+    note('left', live[0]!);
     await sleep(700);
     live[2]!.kill('SIGKILL'); // crash
+    note('SIGKILL', live[2]!);
     await sleep(3000);
   };
   await churn();
@@ -95,9 +107,10 @@ test('under joins, leaves, pauses and kills no actor ever has two live activatio
     // Runs of one nonce; once a nonce is left behind it never answers again.
     const seen = new Set<string>();
     let current = '';
-    for (const nonce of history) {
+    for (const [i, nonce] of history.entries()) {
       if (nonce === current) continue;
-      t.false(seen.has(nonce), `${key}: activation ${nonce} answered again after a newer one`);
+      const around = traces.get(key)!.slice(Math.max(0, i - 6), i + 3).join('; ');
+      t.false(seen.has(nonce), `${key}: activation ${nonce} answered again after a newer one (${around}) [churn: ${churned.join('; ')}]`);
       seen.add(nonce);
       current = nonce;
     }
