@@ -2,7 +2,8 @@
 // `presence-count` (the StatusReader answer, like the original demo's grpcurl call).
 
 import type { SettingSpec, SettingValues } from '../../runtime/index.js';
-import { fetchOnlineUsers, gatewayConnection, PresenceClient, PresenceSimulation } from './client.js';
+import { fetchOnlineUsers, gatewayConnection, PresenceClient } from './client.js';
+import { PresenceSimulation } from './simulation.js';
 
 const gatewaySetting: SettingSpec = {
   name: 'gateway',

@@ -6,7 +6,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { PresenceSimulation, StatusReaderConnection, type SimulationStats } from '../../gateways/presence/client.js';
+import { StatusReaderConnection } from '../../gateways/presence/client.js';
+import { PresenceSimulation, type SimulationStats } from '../../gateways/presence/simulation.js';
 import { startPresenceNode, tempDir } from '../gateways/presence/helpers.js';
 import type { BenchOptions, BenchResult } from './run.js';
 

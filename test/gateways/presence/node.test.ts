@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import { createInterface, type Interface } from 'node:readline';
 import User from '../../../actors/user.js';
 import type { PresenceState } from '../../../actors/user-presence.js';
-import { fetchOnlineUsers, gatewayConnection, PresenceClient, PresenceSimulation } from '../../../gateways/presence/client.js';
+import { fetchOnlineUsers, gatewayConnection, PresenceClient } from '../../../gateways/presence/client.js';
+import { PresenceSimulation } from '../../../gateways/presence/simulation.js';
 import { startPresenceNode, tempDir, until } from './helpers.js';
 
 test('clients over gRPC: each Pong reaches user/<id>, and the count is the number of unique users', async (t) => {

@@ -13,6 +13,7 @@ import type { UserState } from '../../../actors/user.js';
 import { initialPresence, presenceHandlers, presenceView, type PresenceState } from '../../../actors/user-presence.js';
 import { PresenceServer, type PresenceSink } from '../../../gateways/presence/server.js';
 import { fetchOnlineUsers, gatewayConnection, PresenceClient } from '../../../gateways/presence/client.js';
+import { PresenceSimulation } from '../../../gateways/presence/simulation.js';
 import { USER_ID_METADATA } from '../../../gateways/presence/proto.js';
 
 const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
@@ -298,4 +299,62 @@ test('gRPC health checking answers SERVING, and reflection lists the presence se
   t.true(names.includes('tenten.interview.Gateway'));
   reflection.close();
   await s.server.stop();
+});
+
+test('the load-test simulation (gRPC framed by hand over node:http2) is served and counted like real clients', async (t) => {
+  const s = await startServer();
+  t.teardown(() => s.server.stop(100));
+  const sim = new PresenceSimulation({ address: s.address, clients: 20, idPrefix: 'sim-', connections: 2 });
+  t.teardown(() => sim.stop());
+  await sim.start();
+  await until('every simulated client answered two Pings', () => sim.clients.every((c) => c.pings >= 2));
+  t.is(s.server.connectedClients, 20);
+  t.is(await fetchOnlineUsers(s.address), 20);
+  // Their Pongs were decoded by the server as EVEN or ODD, never unknown.
+  t.true(s.reports.length >= 40);
+  t.true(s.reports.every((r) => r.status === 1 || r.status === 2));
+  const stats = sim.stats();
+  t.is(stats.connected, 20);
+  t.true(stats.gaps >= 20);
+  t.true(stats.deviationMaxMs < 1000);
+
+  // Newest wins: the same ids from elsewhere close the older streams with ABORTED, and the older
+  // clients give up instead of fighting back.
+  const newer = new PresenceSimulation({ address: s.address, clients: 5, idPrefix: 'sim-' });
+  t.teardown(() => newer.stop());
+  await newer.start();
+  await until('the five older clients gave up', () => sim.stats().gaveUp === 5);
+  await until('the newer clients are pinged', () => newer.clients.every((c) => c.pings >= 1));
+  t.is(s.server.connectedClients, 20);
+
+  sim.stop();
+  newer.stop();
+  await until('every stream closed on the server', () => s.server.connectedClients === 0);
+});
+
+test('a simulated client refused for its id gives up at once', async (t) => {
+  const s = await startServer();
+  t.teardown(() => s.server.stop(100));
+  const sim = new PresenceSimulation({ address: s.address, clients: 3, idPrefix: 'has space ' });
+  t.teardown(() => sim.stop());
+  await sim.start();
+  await until('all three gave up', () => sim.stats().gaveUp === 3);
+  t.is(sim.stats().pings, 0);
+  t.is(s.server.connectedClients, 0);
+});
+
+test('a simulated client comes back after the gateway restarts on the same port', async (t) => {
+  const first = await startServer();
+  const port = Number(first.address.split(':')[1]);
+  const sim = new PresenceSimulation({ address: first.address, clients: 4, idPrefix: 'back-' });
+  t.teardown(() => sim.stop());
+  await sim.start();
+  await until('pinged', () => sim.clients.every((c) => c.pings >= 1));
+  await first.server.stop(100);
+  const again = new PresenceServer({ sink: inProcessUsers().sink, log: silent, pingIntervalMs: 100 });
+  t.teardown(() => again.stop(100));
+  await again.listen('127.0.0.1', port);
+  const before = sim.clients.map((c) => c.pings);
+  await until('every client reconnected and was pinged again', () => sim.clients.every((c, i) => c.pings >= before[i]! + 2), 10_000);
+  t.true(sim.clients.every((c) => c.connects >= 2));
 });
