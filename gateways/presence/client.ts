@@ -4,6 +4,7 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { presenceProto, USER_ID_METADATA, type OnlineUsersResponse, type Pong } from './proto.js';
+import { ReconnectBackoff } from './reconnect.js';
 
 const STATUS_EVEN = 1;
 const STATUS_ODD = 2;
@@ -42,8 +43,7 @@ export class PresenceClient {
   readonly id: string;
   readonly #options: PresenceClientOptions;
   #call: grpc.ClientDuplexStream<Pong, unknown> | undefined;
-  #retry: NodeJS.Timeout | undefined;
-  #backoffMs: number;
+  readonly #backoff: ReconnectBackoff;
   #stopped = false;
   /** Pings received over the client's life. */
   pings = 0;
@@ -53,7 +53,7 @@ export class PresenceClient {
   constructor(options: PresenceClientOptions) {
     this.id = options.id;
     this.#options = options;
-    this.#backoffMs = options.initialBackoffMs ?? 250;
+    this.#backoff = new ReconnectBackoff(options.initialBackoffMs, options.maxBackoffMs);
   }
 
   start(): void {
@@ -63,8 +63,7 @@ export class PresenceClient {
 
   stop(): void {
     this.#stopped = true;
-    if (this.#retry) clearTimeout(this.#retry);
-    this.#retry = undefined;
+    this.#backoff.cancel();
     const call = this.#call;
     this.#call = undefined;
     this.connected = false;
@@ -87,8 +86,7 @@ export class PresenceClient {
       if (this.#call !== call) return;
       this.connected = true;
       this.pings++;
-      // A stream that got a Ping worked: the next failure starts the backoff from the beginning.
-      this.#backoffMs = this.#options.initialBackoffMs ?? 250;
+      this.#backoff.reset();
       this.#options.onPing?.(performance.now());
       const now = Date.now();
       call.write({ status: this.#options.answer ? this.#options.answer(now) : statusFromClock(now) });
@@ -106,21 +104,12 @@ export class PresenceClient {
         this.#options.onGiveUp?.(code, details);
         return;
       }
-      this.#scheduleReconnect();
+      this.#backoff.schedule(() => this.#open());
     };
     call.on('error', (err: grpc.ServiceError) => end(err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
     call.on('status', (s: grpc.StatusObject) => end(s.code, s.details));
   }
 
-  #scheduleReconnect(): void {
-    // Full jitter: after a gateway restart, thousands of clients do not come back in one burst.
-    const delay = Math.random() * this.#backoffMs;
-    this.#backoffMs = Math.min(this.#backoffMs * 2, this.#options.maxBackoffMs ?? 10_000);
-    this.#retry = setTimeout(() => {
-      this.#retry = undefined;
-      this.#open();
-    }, delay);
-  }
 }
 
 /** A StatusReader over one kept-open connection (for tools that ask often, like the benchmark). */

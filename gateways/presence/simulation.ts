@@ -6,6 +6,7 @@
 
 import * as http2 from 'node:http2';
 import { GATEWAY_SERVICE, USER_ID_METADATA } from './proto.js';
+import { ReconnectBackoff } from './reconnect.js';
 
 /** gRPC status codes this file needs (the numbers are the protocol's). */
 const INVALID_ARGUMENT = 3;
@@ -105,8 +106,7 @@ export class SimulatedClient {
   readonly id: string;
   readonly #o: SimulatedClientOptions;
   #stream: http2.ClientHttp2Stream | undefined;
-  #retry: NodeJS.Timeout | undefined;
-  #backoffMs: number;
+  readonly #backoff: ReconnectBackoff;
   #stopped = false;
   /** Pings received over the client's life. */
   pings = 0;
@@ -116,7 +116,7 @@ export class SimulatedClient {
   constructor(o: SimulatedClientOptions) {
     this.id = o.id;
     this.#o = o;
-    this.#backoffMs = o.initialBackoffMs ?? 250;
+    this.#backoff = new ReconnectBackoff(o.initialBackoffMs, o.maxBackoffMs);
   }
 
   start(): void {
@@ -126,8 +126,7 @@ export class SimulatedClient {
 
   stop(): void {
     this.#stopped = true;
-    if (this.#retry) clearTimeout(this.#retry);
-    this.#retry = undefined;
+    this.#backoff.cancel();
     const stream = this.#stream;
     this.#stream = undefined;
     this.connected = false;
@@ -194,8 +193,7 @@ export class SimulatedClient {
     if (this.#stream !== stream) return;
     this.connected = true;
     this.pings++;
-    // A stream that got a Ping worked: the next failure starts the backoff from the beginning.
-    this.#backoffMs = this.#o.initialBackoffMs ?? 250;
+    this.#backoff.reset();
     this.#o.onPing(performance.now());
     stream.write(Date.now() % 2 === 0 ? PONG_EVEN : PONG_ODD);
   }
@@ -212,13 +210,7 @@ export class SimulatedClient {
       return;
     }
     // Any other end (the gateway going away, saying goodbye with OK): come back after a while.
-    // Full jitter: after a gateway restart, thousands of clients do not come back in one burst.
-    const delay = Math.random() * this.#backoffMs;
-    this.#backoffMs = Math.min(this.#backoffMs * 2, this.#o.maxBackoffMs ?? 10_000);
-    this.#retry = setTimeout(() => {
-      this.#retry = undefined;
-      this.#open();
-    }, delay);
+    this.#backoff.schedule(() => this.#open());
   }
 }
 
