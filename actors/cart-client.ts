@@ -4,6 +4,7 @@
 
 import type { ActorSystem } from '../runtime/index.js';
 import CartActor from './cart.js';
+import type { ItemsChanged } from './catalogue-item-cache.js';
 import { CartError, type CartOperation, type CartView, type OperationResult } from './cart-operations.js';
 
 interface Waiting {
@@ -35,13 +36,13 @@ export class CartBusy extends Error {
 }
 
 export class CartClient {
-  readonly #system: Pick<ActorSystem, 'ref'>;
+  readonly #system: Pick<ActorSystem, 'ref' | 'query'>;
   readonly #queues = new Map<string, CartQueue>();
   readonly #maxBatch: number;
   readonly #maxWaiting: number;
   readonly #askTimeoutMs: number | undefined;
 
-  constructor(system: Pick<ActorSystem, 'ref'>, options: CartClientOptions = {}) {
+  constructor(system: Pick<ActorSystem, 'ref' | 'query'>, options: CartClientOptions = {}) {
     this.#system = system;
     this.#maxBatch = options.maxBatch ?? 256;
     this.#maxWaiting = options.maxWaiting ?? 10_000;
@@ -60,6 +61,15 @@ export class CartClient {
     const done = new Promise<CartView>((resolve, reject) => q.waiting.push({ op, resolve, reject }));
     if (!queue.inFlight) this.#send(key, queue);
     return done;
+  }
+
+  /**
+   * Tells the cart shards of every member that these items changed or went away, so that no cart
+   * prices them from its cache after this resolves (members that do not answer within the query's
+   * timeout catch up when their cache entries expire, within seconds).
+   */
+  async itemsChanged(uuids: readonly string[]): Promise<void> {
+    await this.#system.query<number>(CartActor, { itemsChanged: [...uuids] } satisfies ItemsChanged);
   }
 
   #send(key: string, queue: CartQueue): void {

@@ -5,6 +5,8 @@
 import { defineActor, type ActorContext } from '../runtime/index.js';
 import { catalogueOptionsFromSettings, openCatalogue, type CartRecord, type CatalogueStore } from './catalogue.js';
 import { applyOperation, CartError, itemsNeeded, viewOf, withoutDeletedItems, type CartOperation, type OperationResult } from './cart-operations.js';
+import { isItemsChanged, ItemCache } from './catalogue-item-cache.js';
+import type { ItemRecord } from './catalogue.js';
 
 export interface CartState {
   /** False until the row was read from the store in this activation. */
@@ -13,7 +15,7 @@ export interface CartState {
   cart: CartRecord | undefined;
 }
 
-type Ctx = ActorContext<CartState, unknown, CatalogueStore>;
+type Ctx = ActorContext<CartState, ItemCache, CatalogueStore>;
 
 async function load(ctx: Ctx): Promise<CartRecord | undefined> {
   if (ctx.state.loaded) return ctx.state.cart;
@@ -22,11 +24,24 @@ async function load(ctx: Ctx): Promise<CartRecord | undefined> {
   return cart;
 }
 
+/** The items a turn needs: from the shard's cache, the rest in one store read (shared by the tick). */
+async function itemsOf(ctx: Ctx, uuids: readonly string[]): Promise<Map<string, ItemRecord>> {
+  const cache = ctx.view;
+  const found = new Map<string, ItemRecord>();
+  const missing = cache.lookup(uuids, ctx.now(), found);
+  if (missing.length === 0) return found;
+  const generation = cache.generation;
+  const read = await ctx.resources.getItems(missing);
+  cache.fill(read, generation, ctx.now());
+  for (const [uuid, item] of read) found.set(uuid, item);
+  return found;
+}
+
 /** Runs a batch of operations in order; each gets the cart as it stands after it, or its refusal. */
 export async function applyBatch(ctx: Ctx, ops: readonly CartOperation[]): Promise<OperationResult[]> {
   const store = ctx.resources;
   const committed = await load(ctx);
-  const items = await store.getItems(itemsNeeded(committed, ops));
+  const items = await itemsOf(ctx, itemsNeeded(committed, ops));
   const now = ctx.now();
   let cart = withoutDeletedItems(committed, items);
   const results: OperationResult[] = [];
@@ -63,5 +78,14 @@ export default defineActor({
   },
   handlers: {
     apply: (ctx, ops: CartOperation[]) => applyBatch(ctx as Ctx, ops),
+  },
+  // The shard's item cache; `system.query('cart', { itemsChanged })` makes every shard forget
+  // those items and answers how many entries were dropped.
+  view: {
+    create: () => new ItemCache(),
+    query: (cache: ItemCache, args: unknown) => {
+      if (!isItemsChanged(args)) throw new TypeError('a cart query is { itemsChanged: [uuid, ...] }');
+      return cache.forget(args.itemsChanged);
+    },
   },
 });

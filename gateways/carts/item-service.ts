@@ -30,10 +30,12 @@ function notFound(uuid: string): RpcError {
 export interface ItemServiceDeps {
   store: CatalogueStore;
   now: () => number;
+  /** Resolves once no cart of the cluster prices these items from an older row (CartClient.itemsChanged). */
+  itemsChanged: (uuids: string[]) => Promise<void>;
 }
 
 /** The handlers of item.Item, as plain async functions of (caller, request). */
-export function itemHandlers({ store, now }: ItemServiceDeps) {
+export function itemHandlers({ store, now, itemsChanged }: ItemServiceDeps) {
   return {
     async Create(who: Principal, req: Req) {
       requireAdmin(who, 'Item/Create');
@@ -63,6 +65,7 @@ export function itemHandlers({ store, now }: ItemServiceDeps) {
         updated: now(),
       });
       if (!updated) throw notFound(uuid);
+      await itemsChanged([uuid]);
       return itemMsg(updated);
     },
 
@@ -70,6 +73,7 @@ export function itemHandlers({ store, now }: ItemServiceDeps) {
       requireAdmin(who, 'Item/Delete');
       const uuid = uuidField(req.item_uuid, 'item_uuid');
       if (!(await store.deleteItem(uuid))) throw notFound(uuid);
+      await itemsChanged([uuid]);
       return {};
     },
 

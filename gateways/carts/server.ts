@@ -110,7 +110,7 @@ export async function startCartsServer(bind: string, options: CartsServerOptions
   const server = new grpc.Server();
   const verify = tokenCache(options.secret, now);
   server.addService(serviceOf('cart', 'Cart').service, implementation('cart.Cart', cartHandlers(options.carts), verify, metrics));
-  server.addService(serviceOf('item', 'Item').service, implementation('item.Item', itemHandlers({ store: options.store, now }), verify, metrics));
+  server.addService(serviceOf('item', 'Item').service, implementation('item.Item', itemHandlers({ store: options.store, now, itemsChanged: (uuids) => options.carts.itemsChanged(uuids) }), verify, metrics));
   const health = new HealthImplementation({ '': 'SERVING', 'cart.Cart': 'SERVING', 'item.Item': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(sedeoProtos().definition).addToServer(server);

@@ -1,8 +1,12 @@
 // The services on a real three-node cluster: `troupe node --redis` processes (the CLI itself),
 // WHO summing clients over every node and dropping a killed node's, and the presence count the
-// same from every node's StatusReader whichever gateway the clients use.
+// same from every node's StatusReader whichever gateway the clients use, and carts on one
+// PostgreSQL schema: AddItem from every node to one cart adds up, and an item's new price shows in
+// carts on every node as soon as Item/Update returns.
 
+import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
+import { randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
@@ -10,6 +14,9 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { signToken } from '../../gateways/carts/auth.js';
+import { serviceOf } from '../../gateways/carts/protos.js';
+import { dropSchema, PG_URL } from '../gateways/carts/harness.js';
 import { fetchOnlineUsers, gatewayConnection, PresenceClient } from '../../gateways/presence/client.js';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
 import { waitFor } from './test-cluster.js';
@@ -21,12 +28,15 @@ interface CliNode {
   ports: Record<string, number>;
 }
 
-async function startCliNode(cluster: string, name: string): Promise<CliNode> {
+/** The port each gateway prints (`troupe: <gateway>.<port name> host:port`) that startup waits for. */
+const PORT_NAMES: Record<string, string> = { who: 'who.who', presence: 'presence.grpc', carts: 'carts.grpc' };
+
+async function startCliNode(cluster: string, name: string, gateways = ['who', 'presence'], extra: string[] = []): Promise<CliNode> {
   const child = spawn(
     process.execPath,
-    [TROUPE, 'node', '--node-name', name, '--redis', REDIS_URL, '--cluster', cluster, '--gateways', 'who,presence', '--host', '127.0.0.1',
-      '--who-port', '0', '--presence-port', '0', '--cluster-port', '0', '--ops-port', '0', '--shards', '1',
-      '--data-dir', mkdtempSync(join(tmpdir(), `troupe-cli-${name}-`)), '--log-level', 'warn'],
+    [TROUPE, 'node', '--node-name', name, '--redis', REDIS_URL, '--cluster', cluster, '--gateways', gateways.join(','), '--host', '127.0.0.1',
+      ...gateways.flatMap((g) => [`--${g}-port`, '0']), '--cluster-port', '0', '--ops-port', '0', '--shards', '1',
+      '--data-dir', mkdtempSync(join(tmpdir(), `troupe-cli-${name}-`)), '--log-level', 'warn', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const ports: Record<string, number> = {};
@@ -37,7 +47,7 @@ async function startCliNode(cluster: string, name: string): Promise<CliNode> {
       const port = /^troupe:\s+(\S+)\s+\S+:(\d+)$/.exec(line);
       if (port) ports[port[1]!] = Number(port[2]);
       if (line.includes(' ready; data in ')) ready = true;
-      if (ready && ports['who.who'] && ports['presence.grpc']) resolve();
+      if (ready && gateways.every((g) => ports[PORT_NAMES[g]!])) resolve();
     });
     child.once('exit', (code) => reject(new Error(`troupe node ${name} exited with ${code}`)));
   });
@@ -61,7 +71,7 @@ function who(port: number, via?: Socket): Promise<number> {
   });
 }
 
-async function cluster3(t: import('ava').ExecutionContext): Promise<CliNode[]> {
+async function cluster3(t: import('ava').ExecutionContext, gateways?: string[], extra?: string[]): Promise<CliNode[]> {
   const name = uniqueCluster();
   const nodes: CliNode[] = [];
   t.teardown(async () => {
@@ -70,7 +80,7 @@ async function cluster3(t: import('ava').ExecutionContext): Promise<CliNode[]> {
     await dropCluster(redis, name);
     redis.disconnect();
   });
-  for (const i of [1, 2, 3]) nodes.push(await startCliNode(name, `n${i}`));
+  for (const i of [1, 2, 3]) nodes.push(await startCliNode(name, `n${i}`, gateways, extra));
   return nodes;
 }
 
@@ -108,4 +118,41 @@ test('presence clients spread over three gateways are counted once, the same fro
     const address = `127.0.0.1:${node.ports['presence.grpc']}`;
     t.true(await waitFor(async () => (await fetchOnlineUsers(address)) === 30, 8000, 100), `count from ${address}`);
   }
+});
+
+test('carts on three nodes share one schema: AddItem from every node adds up, a new price shows on every node at once', async (t) => {
+  const schema = `carts_cluster_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
+  const secret = 'cluster-test-secret-0123456789abcdef';
+  t.teardown(() => dropSchema(schema));
+  const nodes = await cluster3(t, ['carts'], ['--postgres', PG_URL, '--carts-schema', schema, '--carts-secret', secret]);
+  const user = randomUUID();
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${signToken(secret, user, { roles: ['admin'], ttlSeconds: 600 })}`);
+  const clients = nodes.map((n) => ({
+    cart: new (serviceOf('cart', 'Cart'))(`127.0.0.1:${n.ports['carts.grpc']}`, grpc.credentials.createInsecure()),
+    item: new (serviceOf('item', 'Item'))(`127.0.0.1:${n.ports['carts.grpc']}`, grpc.credentials.createInsecure()),
+  }));
+  t.teardown(() => clients.forEach((c) => (c.cart.close(), c.item.close())));
+  const call = (client: grpc.Client, method: string, req: unknown): Promise<any> =>
+    new Promise((resolve, reject) => (client as any)[method](req, md, { deadline: Date.now() + 20_000 }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+
+  const item = await call(clients[0]!.item, 'Create', { name: 'Tea', price: 2.5 });
+  // Three carts, so that their actors most likely live on different nodes.
+  const carts = [randomUUID(), randomUUID(), randomUUID()];
+  await Promise.all(
+    carts.flatMap((cart) => Array.from({ length: 30 }, (_, i) => call(clients[i % 3]!.cart, 'AddItem', { cart_uuid: cart, item_uuid: item.uuid, quantity: 1 }))),
+  );
+  for (const cart of carts) {
+    for (const c of clients) {
+      const r = (await call(c.cart, 'Get', { uuid: cart })).result;
+      t.is(r.entries[0].quantity, 30, 'every node reads the same cart, with every AddItem in it');
+      t.is(r.price_total, 75);
+    }
+  }
+  // Item/Update through one node: every cart, wherever its actor lives, prices the item anew as
+  // soon as the call returns (the carts' shards had cached it).
+  await call(clients[1]!.item, 'Update', { item: { uuid: item.uuid, name: 'Tea', description: '', price: 3 } });
+  for (const [i, cart] of carts.entries()) t.is((await call(clients[i]!.cart, 'Get', { uuid: cart })).result.price_total, 90);
+  await call(clients[2]!.item, 'Delete', { item_uuid: item.uuid });
+  for (const [i, cart] of carts.entries()) t.deepEqual((await call(clients[(i + 1) % 3]!.cart, 'Get', { uuid: cart })).result.entries, [], 'the deleted item left the cart');
 });
