@@ -1,10 +1,12 @@
 // The Cart service: checks what the client sent, then hands the operation to the cart's actor
 // (through the batching CartClient); the owner comes from the token, never from the request.
+// Replies are protobuf bytes already (cart-codec.ts); the server passes them through.
 
 import type { CartClient } from '../../actors/cart-client.js';
 import type { Caller } from '../../actors/cart-operations.js';
 import type { Principal } from './auth.js';
-import { addressInput, cartMsg, invalid, uuidField } from './wire.js';
+import { encodeCartResult } from './cart-codec.js';
+import { addressInput, invalid, uuidField } from './wire.js';
 
 type Req = Record<string, any>;
 
@@ -24,32 +26,32 @@ export function cartHandlers(carts: CartClient) {
   return {
     async Get(who: Principal, req: Req) {
       const key = uuidField(req.uuid, 'uuid');
-      return { result: cartMsg(await carts.run(key, { kind: 'get', caller: caller(who) })) };
+      return encodeCartResult(await carts.run(key, { kind: 'get', caller: caller(who) }));
     },
 
     async ConfigureAddress(who: Principal, req: Req) {
       const key = uuidField(req.cart_uuid, 'cart_uuid');
       const address = addressInput(req.address);
-      return { result: cartMsg(await carts.run(key, { kind: 'configureAddress', caller: caller(who), address })) };
+      return encodeCartResult(await carts.run(key, { kind: 'configureAddress', caller: caller(who), address }));
     },
 
     async AddItem(who: Principal, req: Req) {
       const key = uuidField(req.cart_uuid, 'cart_uuid');
       const itemUuid = uuidField(req.item_uuid, 'item_uuid');
       const n = quantity(req.quantity, 1);
-      return { result: cartMsg(await carts.run(key, { kind: 'addItem', caller: caller(who), itemUuid, quantity: n })) };
+      return encodeCartResult(await carts.run(key, { kind: 'addItem', caller: caller(who), itemUuid, quantity: n }));
     },
 
     async UpdateQuantity(who: Principal, req: Req) {
       const key = uuidField(req.cart_uuid, 'cart_uuid');
       const itemUuid = uuidField(req.item_uuid, 'item_uuid');
       const n = quantity(req.quantity, 0);
-      return { result: cartMsg(await carts.run(key, { kind: 'updateQuantity', caller: caller(who), itemUuid, quantity: n })) };
+      return encodeCartResult(await carts.run(key, { kind: 'updateQuantity', caller: caller(who), itemUuid, quantity: n }));
     },
 
     async Empty(who: Principal, req: Req) {
       const key = uuidField(req.cart_uuid, 'cart_uuid');
-      return { result: cartMsg(await carts.run(key, { kind: 'empty', caller: caller(who) })) };
+      return encodeCartResult(await carts.run(key, { kind: 'empty', caller: caller(who) }));
     },
   };
 }

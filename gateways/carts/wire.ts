@@ -2,9 +2,9 @@
 // timestamps, prices in minor units, addresses, and the checks on what clients send.
 
 import * as grpc from '@grpc/grpc-js';
-import type { AddressRecord, ItemRecord } from '../../actors/catalogue.js';
+import type { ItemRecord } from '../../actors/catalogue.js';
 import { isUuid, minorToPrice } from '../../actors/catalogue.js';
-import type { AddressInput, CartView } from '../../actors/cart-operations.js';
+import type { AddressInput } from '../../actors/cart-operations.js';
 
 export interface Timestamp {
   seconds: string | number;
@@ -38,34 +38,6 @@ export function itemMsg(item: ItemRecord): Record<string, unknown> {
     price: minorToPrice(item.priceMinor),
     created: timestamp(item.created),
     updated: timestamp(item.updated),
-  };
-}
-
-export function addressMsg(a: AddressRecord): Record<string, unknown> {
-  return {
-    UUID: a.uuid,
-    line1: a.line1,
-    line2: a.line2,
-    line3: a.line3,
-    city: a.city,
-    province: a.province,
-    zipCode: a.zipCode,
-    countryCode: a.countryCode,
-    other: a.other,
-    updated: timestamp(a.updated),
-    created: timestamp(a.created),
-  };
-}
-
-export function cartMsg(cart: CartView): Record<string, unknown> {
-  return {
-    uuid: cart.uuid,
-    user_uuid: cart.userUuid,
-    entries: cart.entries.map((e) => ({ item: itemMsg(e.item), quantity: e.quantity })),
-    configuration: cart.address ? { address: addressMsg(cart.address) } : null,
-    price_total: minorToPrice(cart.priceTotalMinor),
-    created: timestamp(cart.created),
-    updated: timestamp(cart.updated),
   };
 }
 
