@@ -9,7 +9,7 @@ import test from 'ava';
 import { randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,17 +26,19 @@ const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
 interface CliNode {
   child: ChildProcess;
   ports: Record<string, number>;
+  dataDir: string;
 }
 
 /** The port each gateway prints (`troupe: <gateway>.<port name> host:port`) that startup waits for. */
 const PORT_NAMES: Record<string, string> = { who: 'who.who', presence: 'presence.grpc', carts: 'carts.grpc' };
 
 async function startCliNode(cluster: string, name: string, gateways = ['who', 'presence'], extra: string[] = []): Promise<CliNode> {
+  const dataDir = mkdtempSync(join(tmpdir(), `troupe-cli-${name}-`));
   const child = spawn(
     process.execPath,
     [TROUPE, 'node', '--node-name', name, '--redis', REDIS_URL, '--cluster', cluster, '--gateways', gateways.join(','), '--host', '127.0.0.1',
       ...gateways.flatMap((g) => [`--${g}-port`, '0']), '--cluster-port', '0', '--ops-port', '0', '--shards', '1',
-      '--data-dir', mkdtempSync(join(tmpdir(), `troupe-cli-${name}-`)), '--log-level', 'warn', ...extra],
+      '--data-dir', dataDir, '--log-level', 'warn', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const ports: Record<string, number> = {};
@@ -51,7 +53,7 @@ async function startCliNode(cluster: string, name: string, gateways = ['who', 'p
     });
     child.once('exit', (code) => reject(new Error(`troupe node ${name} exited with ${code}`)));
   });
-  return { child, ports };
+  return { child, ports, dataDir };
 }
 
 function who(port: number, via?: Socket): Promise<number> {
@@ -75,7 +77,13 @@ async function cluster3(t: import('ava').ExecutionContext, gateways?: string[], 
   const name = uniqueCluster();
   const nodes: CliNode[] = [];
   t.teardown(async () => {
-    for (const n of nodes) if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
+    for (const n of nodes) {
+      if (n.child.exitCode === null && n.child.signalCode === null) {
+        n.child.kill('SIGKILL');
+        await once(n.child, 'exit');
+      }
+      rmSync(n.dataDir, { recursive: true, force: true });
+    }
     const redis = newRedis();
     await dropCluster(redis, name);
     redis.disconnect();
