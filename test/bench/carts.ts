@@ -1,13 +1,21 @@
-// `npm run bench -- carts`: AddItem through the gRPC gateway and the cart actors on PostgreSQL,
-// side by side with a plain `pg` single-row upsert loop on the same database:
-// spread over 10,000 carts, one hot cart, and Get latency at 50% of the spread load.
+// `npm run bench -- carts` (`--quick` for a shorter run): AddItem through the carts gRPC gateway
+// and the cart actors on PostgreSQL, side by side with a plain `pg` single-row upsert on the same
+// database: spread over 10,000 carts, one hot cart, and Get latency at 50% of the spread load.
+//
+// The load comes from a child process (carts-load.ts) speaking gRPC straight over node:http2 with
+// hand-made frames (carts-wire.ts), and Get latency from a second child that does nothing else, so
+// neither the load generator's CPU nor its event loop is charged to the node being measured. The
+// parent runs the node (gateway on its main thread, cart shards in worker threads), the direct
+// CartClient run and the plain pg baseline, and reports where the machine's CPU went during the
+// spread run (load generator, node, the rest: PostgreSQL and anything else on the machine).
 
 import * as grpc from '@grpc/grpc-js';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { CartClient } from '../../actors/cart-client.js';
@@ -15,6 +23,7 @@ import { cartsGateway } from '../../gateways/carts/index.js';
 import { signToken } from '../../gateways/carts/auth.js';
 import { serviceOf } from '../../gateways/carts/protos.js';
 import { rootLogger, startNode } from '../../runtime/index.js';
+import type { LoadCommand, LoadResult } from './carts-load.js';
 import type { BenchOptions, BenchResult } from './run.js';
 
 const PG_URL = process.env.TROUPE_BENCH_POSTGRES ?? process.env.TROUPE_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -22,15 +31,11 @@ const SECRET = 'bench-secret';
 const CARTS = 10_000;
 const CONCURRENCY = 256;
 const POOL = 4;
-
-type Unary = (req: unknown) => Promise<unknown>;
-
-function unary(client: grpc.Client, method: string, token: string): Unary {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  return (req) =>
-    new Promise((resolve, reject) => (client as any)[method](req, md, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
-}
+/** HTTP/2 connections of the load generator, used round-robin. */
+const SESSIONS = 4;
+/** Gets per second of the latency prober. */
+const PROBE_RATE = 200;
+const SPREAD_STRIDE = 7919;
 
 /** Runs `total` calls of `one(i)` with `concurrency` in flight; returns calls per second. */
 async function closedLoop(total: number, concurrency: number, one: (i: number) => Promise<unknown>): Promise<number> {
@@ -44,99 +49,127 @@ async function closedLoop(total: number, concurrency: number, one: (i: number) =
   return total / ((performance.now() - started) / 1000);
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
+// ---- the child processes (carts-load.ts) ----
 
-// ---- the load generator: a worker thread with its own gRPC clients, so the clients' CPU is
-// not charged to the gateway's event loop (real clients run elsewhere) ----
+/** One forked child (`role` names it in errors); one command at a time, answered over IPC. */
+class LoadChild {
+  readonly #child: ChildProcess;
+  readonly #role: string;
+  #exited: Error | undefined;
 
-interface ClientSetup {
-  port: number;
-  token: string;
-  items: string[];
-  carts: string[];
-}
-
-type Phase =
-  | { kind: 'closed'; total: number; concurrency: number; hot?: string; stride: number }
-  | { kind: 'open'; rate: number; seconds: number };
-
-interface PhaseResult {
-  rate: number;
-  latencies?: number[];
-  sent?: number;
-  failures: number;
-}
-
-async function clientThread(setup: ClientSetup): Promise<void> {
-  const clients = Array.from({ length: 4 }, () => new (serviceOf('cart', 'Cart'))(`127.0.0.1:${setup.port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
-  const addItem = clients.map((c) => unary(c, 'AddItem', setup.token));
-  const getCart = clients.map((c) => unary(c, 'Get', setup.token));
-  const { items, carts } = setup;
-  const add = (cart: string, i: number) => addItem[i % addItem.length]!({ cart_uuid: cart, item_uuid: items[i % items.length]!, quantity: 1 });
-  parentPort!.on('message', async (phase: Phase | 'exit') => {
-    if (phase === 'exit') {
-      for (const c of clients) c.close();
-      parentPort!.close();
-      return;
-    }
-    let failures = 0;
-    if (phase.kind === 'closed') {
-      const rate = await closedLoop(phase.total, phase.concurrency, (i) => add(phase.hot ?? carts[(i * phase.stride) % carts.length]!, i).catch(() => failures++));
-      parentPort!.postMessage({ rate, failures } satisfies PhaseResult);
-      return;
-    }
-    const latencies: number[] = [];
-    const started = performance.now();
-    let sent = 0;
-    const inflight = new Set<Promise<unknown>>();
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        const elapsed = (performance.now() - started) / 1000;
-        if (elapsed >= phase.seconds) {
-          clearInterval(timer);
-          resolve();
-          return;
-        }
-        const due = Math.floor(elapsed * phase.rate) - sent;
-        for (let j = 0; j < due; j++, sent++) {
-          const p = add(carts[(sent * 104729) % carts.length]!, sent).catch(() => failures++);
-          inflight.add(p);
-          void p.finally(() => inflight.delete(p));
-        }
-        // One Get per tick (about 200/s), timed from send to reply.
-        const cart = carts[Math.floor(Math.random() * carts.length)]!;
-        const t0 = performance.now();
-        const g = getCart[sent % getCart.length]!({ uuid: cart }).then(() => latencies.push(performance.now() - t0), () => failures++);
-        inflight.add(g);
-        void g.finally(() => inflight.delete(g));
-      }, 5);
+  constructor(role: string) {
+    this.#role = role;
+    this.#child = fork(fileURLToPath(new URL('./carts-load.js', import.meta.url)), [], {
+      stdio: 'inherit',
+      execArgv: [],
+      env: { ...process.env, TROUPE_LOG_LEVEL: 'warn' },
     });
-    await Promise.all(inflight);
-    parentPort!.postMessage({ rate: sent / phase.seconds, latencies, sent, failures } satisfies PhaseResult);
-  });
+    this.#child.on('exit', (code, signal) => {
+      this.#exited = new Error(`carts bench ${this.#role} exited (code ${code}, signal ${signal})`);
+    });
+  }
+
+  send<R = LoadResult>(cmd: LoadCommand): Promise<R> {
+    return new Promise((resolve, reject) => {
+      if (this.#exited) return reject(this.#exited);
+      const onMessage = (m: unknown) => {
+        this.#child.off('exit', onExit);
+        const err = (m as { error?: string }).error;
+        if (err) reject(new Error(`carts bench ${this.#role}: ${err}`));
+        else resolve(m as R);
+      };
+      const onExit = () => {
+        this.#child.off('message', onMessage);
+        reject(this.#exited);
+      };
+      this.#child.once('message', onMessage);
+      this.#child.once('exit', onExit);
+      this.#child.send(cmd);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.#exited || this.#child.exitCode !== null) return;
+    const gone = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
+    if (this.#child.connected) this.#child.send({ cmd: 'stop' } satisfies LoadCommand);
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 3000);
+    await gone;
+    clearTimeout(timer);
+  }
 }
 
-if (!isMainThread && (workerData as { cartsBench?: ClientSetup } | undefined)?.cartsBench) {
-  void clientThread((workerData as { cartsBench: ClientSetup }).cartsBench);
+// ---- CPU accounting: this process (the node), its main thread, the whole machine ----
+
+interface CpuMark {
+  at: number;
+  node: NodeJS.CpuUsage;
+  /** The main thread's CPU in clock ticks (Linux /proc), where the gateway runs. */
+  mainTicks: number | undefined;
+  machineBusy: number;
+  machineTotal: number;
 }
 
-function loadGenerator(setup: ClientSetup) {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { cartsBench: setup } });
+/** utime + stime of this process's main thread, in clock ticks (usually 1/100 s), or undefined off Linux. */
+function mainThreadTicks(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: state (3), ..., utime (14), stime (15).
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+function machineTimes(): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const c of cpus()) {
+    const t = c.times;
+    busy += t.user + t.nice + t.sys + t.irq;
+    total += t.user + t.nice + t.sys + t.irq + t.idle;
+  }
+  return { busy, total };
+}
+
+function cpuMark(): CpuMark {
+  const m = machineTimes();
+  return { at: performance.now(), node: process.cpuUsage(), mainTicks: mainThreadTicks(), machineBusy: m.busy, machineTotal: m.total };
+}
+
+interface CpuSplit {
+  wallMs: number;
+  /** Each as % of one core over the wall time. */
+  nodePct: number;
+  mainThreadPct: number | undefined;
+  machinePct: number;
+}
+
+function cpuSince(start: CpuMark): CpuSplit {
+  const end = cpuMark();
+  const wallMs = end.at - start.at;
+  const used = process.cpuUsage(start.node);
+  const cores = cpus().length;
+  const totalDelta = end.machineTotal - start.machineTotal;
   return {
-    run(phase: Phase): Promise<PhaseResult> {
-      return new Promise((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-        worker.postMessage(phase);
-      });
-    },
-    async close() {
-      worker.postMessage('exit');
-      await worker.terminate();
-    },
+    wallMs,
+    nodePct: ((used.user + used.system) / 1000 / wallMs) * 100,
+    // Clock ticks are 10 ms on Linux (USER_HZ = 100).
+    mainThreadPct: end.mainTicks === undefined || start.mainTicks === undefined ? undefined : (((end.mainTicks - start.mainTicks) * 10) / wallMs) * 100,
+    machinePct: totalDelta > 0 ? ((end.machineBusy - start.machineBusy) / totalDelta) * cores * 100 : NaN,
   };
+}
+
+// ---- reporting ----
+
+const okRate = (r: LoadResult) => r.ok / (r.wallMs / 1000);
+const failed = (r: LoadResult) => Object.values(r.failures).reduce((a, b) => a + b, 0);
+
+function describe(name: string, r: LoadResult): string {
+  const f = failed(r) ? `, failures ${JSON.stringify(r.failures)}` : '';
+  const lat = r.p99Ms === undefined ? '' : `, latency p50 ${r.p50Ms!.toFixed(2)} p99 ${r.p99Ms.toFixed(2)} max ${r.maxMs!.toFixed(1)} ms`;
+  const lag = r.sendLagP99Ms === undefined ? '' : `, send lag p99 ${r.sendLagP99Ms.toFixed(2)} max ${r.sendLagMaxMs!.toFixed(1)} ms`;
+  return `${name}: ${r.ok}/${r.calls} OK in ${(r.wallMs / 1000).toFixed(2)} s (${Math.round(okRate(r))}/s), child CPU ${((r.cpuMs / r.wallMs) * 100).toFixed(0)}%${lat}${lag}${f}`;
 }
 
 export async function run(opts: BenchOptions): Promise<BenchResult[]> {
@@ -144,6 +177,11 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
   const spreadCalls = quick ? 10_000 : 40_000;
   const hotCalls = quick ? 5_000 : 20_000;
   const loadSeconds = quick ? 4 : 10;
+  const seqCalls = quick ? 1_000 : 3_000;
+  const say = (msg: string) => {
+    if (!opts.json) process.stderr.write(`carts: ${msg}\n`);
+  };
+  const load1 = loadavg()[0]!;
   const schema = `carts_bench_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-carts-bench-'));
   const shards = Math.max(1, Math.min(availableParallelism(), 4));
@@ -152,28 +190,72 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
   const node = await startNode({ dataDir, actorModules: cartsGateway.actorModules, shards, settings, log });
   const gateway = await cartsGateway.start({ system: node, membership: node.membership, settings, metrics: new Registry(), log, dataDir, host: '127.0.0.1' });
   const port = gateway.ports['grpc']!;
+  const address = `127.0.0.1:${port}`;
   const user = randomUUID();
   const token = signToken(SECRET, user, { roles: ['admin'], ttlSeconds: 3600 });
-  const admin = new (serviceOf('item', 'Item'))(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  const create = unary(admin, 'Create', token);
   const baselinePool = new pg.Pool({ connectionString: PG_URL, max: shards * POOL, options: `-c search_path=${schema}` });
   const rows: BenchResult[] = [];
-  let generator: ReturnType<typeof loadGenerator> | undefined;
+  const row = (r: Omit<BenchResult, 'bench'>) => rows.push({ bench: 'carts', ...r });
+  let loader: LoadChild | undefined;
+  let prober: LoadChild | undefined;
   try {
-    const items = await Promise.all(Array.from({ length: 10 }, (_, i) => create({ name: `bench-${i}`, price: 1.25 + i }) as Promise<{ uuid: string }>));
+    // Setup only (ten calls, not measured): the items, through grpc-js, then that client is closed.
+    const admin = new (serviceOf('item', 'Item'))(address, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    const items = await Promise.all(
+      Array.from(
+        { length: 10 },
+        (_, i) =>
+          new Promise<string>((resolve, reject) =>
+            (admin as any).Create({ name: `bench-${i}`, price: 1.25 + i }, md, (err: Error | null, r: { uuid: string }) => (err ? reject(err) : resolve(r.uuid))),
+          ),
+      ),
+    );
+    admin.close();
     const carts = Array.from({ length: CARTS }, () => randomUUID());
-    const load = loadGenerator({ port, token, items: items.map((i) => i.uuid), carts });
-    generator = load;
+
+    loader = new LoadChild('load generator');
+    prober = new LoadChild('Get prober');
+    await Promise.all([
+      loader.send({ cmd: 'setup', address, token, items, carts, sessions: SESSIONS }),
+      prober.send({ cmd: 'setup', address, token, items, carts, sessions: 1 }),
+    ]);
+    let acknowledged = 0; // AddItems answered OK, all phases: what the store must hold
+    let grpcFailures = 0;
+    const failureRows: BenchResult[] = [];
+    const account = (phase: string, r: LoadResult, addItems: boolean) => {
+      say(describe(phase, r));
+      if (addItems) acknowledged += r.ok;
+      grpcFailures += failed(r);
+      for (const [code, n] of Object.entries(r.failures)) failureRows.push({ bench: 'carts', metric: `failed calls: ${phase}, ${code}`, value: n, unit: 'calls' });
+    };
+
     // Warm-up: JIT, connections, and every cart once (so the spread run measures steady state).
-    await load.run({ kind: 'closed', total: CARTS, concurrency: CONCURRENCY, stride: 1 });
-    const spreadRun = await load.run({ kind: 'closed', total: spreadCalls, concurrency: CONCURRENCY, stride: 7919 });
-    const spread = spreadRun.rate;
+    account('warm-up', await loader.send({ cmd: 'closed', total: CARTS, concurrency: CONCURRENCY, stride: 1 }), true);
+    // The prober's code warm too (every cart exists now): half a second of Gets, not reported.
+    account('Get prober warm-up', await prober.send({ cmd: 'probe', rate: 1000, seconds: 0.5, delayMs: 0 }), false);
+
+    const mark = cpuMark();
+    const spreadRun = await loader.send({ cmd: 'closed', total: spreadCalls, concurrency: CONCURRENCY, stride: SPREAD_STRIDE });
+    const cpu = cpuSince(mark);
+    account('spread', spreadRun, true);
+    const spread = okRate(spreadRun);
+    const loaderPct = (spreadRun.cpuMs / spreadRun.wallMs) * 100;
+    say(
+      `CPU over the spread run (% of one core, ${cpus().length} cores): load generator ${loaderPct.toFixed(0)}%, node ${cpu.nodePct.toFixed(0)}%` +
+        (cpu.mainThreadPct === undefined ? '' : ` (main thread ${cpu.mainThreadPct.toFixed(0)}%)`) +
+        `, machine ${cpu.machinePct.toFixed(0)}%`,
+    );
+
     // The same operations straight into the cart actors (no gRPC): what the actor layer and the store cost.
     const direct = new CartClient(node);
     const caller = { user, admin: false };
     const directSpread = await closedLoop(spreadCalls, CONCURRENCY, (i) =>
-      direct.run(carts[(i * 7919) % CARTS]!, { kind: 'addItem', caller, itemUuid: items[i % items.length]!.uuid, quantity: 1 }),
+      direct.run(carts[(i * SPREAD_STRIDE) % CARTS]!, { kind: 'addItem', caller, itemUuid: items[i % items.length]!, quantity: 1 }),
     );
+    acknowledged += spreadCalls;
+    say(`spread, CartClient without gRPC: ${Math.round(directSpread)}/s`);
 
     // Baseline: the same effect as one AddItem, as one autocommitted single-row upsert.
     await baselinePool.query('CREATE TABLE bench_cart_entry (cart_uuid uuid, item_uuid uuid, quantity integer NOT NULL, PRIMARY KEY (cart_uuid, item_uuid))');
@@ -181,38 +263,55 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
       baselinePool.query({
         name: 'bench-upsert',
         text: 'INSERT INTO bench_cart_entry VALUES ($1, $2, $3) ON CONFLICT (cart_uuid, item_uuid) DO UPDATE SET quantity = bench_cart_entry.quantity + EXCLUDED.quantity',
-        values: [cart, items[i % items.length]!.uuid, 1],
+        values: [cart, items[i % items.length]!, 1],
       });
-    const seqCalls = quick ? 1_000 : 3_000;
     let k = 0;
     const seqStarted = performance.now();
     while (k < seqCalls) await upsert(carts[k % CARTS]!, k++);
     const sequential = seqCalls / ((performance.now() - seqStarted) / 1000);
-    const baseSpread = await closedLoop(spreadCalls, CONCURRENCY, (i) => upsert(carts[(i * 7919) % CARTS]!, i));
+    const baseSpread = await closedLoop(spreadCalls, CONCURRENCY, (i) => upsert(carts[(i * SPREAD_STRIDE) % CARTS]!, i));
+    say(`plain pg upsert: sequential ${Math.round(sequential)}/s, ${CONCURRENCY} in flight ${Math.round(baseSpread)}/s`);
 
-    rows.push({ bench: 'carts', metric: `AddItem/s over ${CARTS} carts (gRPC, ${shards} shards, PostgreSQL)`, value: spread, unit: 'calls/s', baseline: baseSpread, ratio: spread / baseSpread, target: '>= 5,000' });
-    rows.push({ bench: 'carts', metric: `AddItem/s over ${CARTS} carts, cart actors without gRPC`, value: directSpread, unit: 'calls/s', baseline: baseSpread, ratio: directSpread / baseSpread });
-    rows.push({ bench: 'carts', metric: 'baseline: sequential single-row upsert loop (1 connection)', value: sequential, unit: 'rows/s' });
+    row({ metric: `AddItem/s over ${CARTS.toLocaleString('en-US')} carts (gRPC, ${shards} shards, PostgreSQL)`, value: spread, unit: 'calls/s', baseline: baseSpread, ratio: spread / baseSpread, target: '>= 5,000' });
+    row({ metric: `AddItem/s over ${CARTS.toLocaleString('en-US')} carts, cart actors without gRPC`, value: directSpread, unit: 'calls/s', baseline: baseSpread, ratio: directSpread / baseSpread });
+    row({ metric: 'baseline: sequential single-row upsert loop (1 connection)', value: sequential, unit: 'rows/s' });
+    row({ metric: 'CPU, spread run: load generator (child process)', value: loaderPct, unit: '% of a core' });
+    row({ metric: 'CPU, spread run: node (parent: gateway, shards, pg clients)', value: cpu.nodePct, unit: '% of a core' });
+    if (cpu.mainThreadPct !== undefined) row({ metric: "CPU, spread run:   of which the node's main thread (gateway)", value: cpu.mainThreadPct, unit: '% of a core' });
+    row({ metric: `CPU, spread run: rest of the machine (PostgreSQL, other work; ${cpus().length} cores)`, value: Math.max(0, cpu.machinePct - cpu.nodePct - loaderPct), unit: '% of a core' });
 
     const hot = randomUUID();
-    await load.run({ kind: 'closed', total: 1, concurrency: 1, hot, stride: 1 });
-    const hotRate = (await load.run({ kind: 'closed', total: hotCalls, concurrency: CONCURRENCY, hot, stride: 1 })).rate;
+    account('hot cart, first write', await loader.send({ cmd: 'closed', total: 1, concurrency: 1, stride: 1, hot }), true);
+    const hotRun = await loader.send({ cmd: 'closed', total: hotCalls, concurrency: CONCURRENCY, stride: 1, hot });
+    account('hot cart', hotRun, true);
+    const hotRate = okRate(hotRun);
     const baseHot = await closedLoop(hotCalls, CONCURRENCY, () => upsert(hot, 0));
-    rows.push({ bench: 'carts', metric: 'AddItem/s to one hot cart', value: hotRate, unit: 'calls/s', baseline: baseHot, ratio: hotRate / baseHot, target: '>= 2,000' });
+    row({ metric: 'AddItem/s to one hot cart', value: hotRate, unit: 'calls/s', baseline: baseHot, ratio: hotRate / baseHot, target: '>= 2,000' });
 
-    // Get latency while AddItem runs open-loop at half the spread rate.
+    // Get latency while AddItem runs open-loop at half the spread rate: the load runs half a second
+    // before and after the prober's window, so the prober sees the load's steady state only.
     const rate = spread / 2;
-    const loadRun = await load.run({ kind: 'open', rate, seconds: loadSeconds });
-    const latencies = loadRun.latencies!;
-    const failures = spreadRun.failures + loadRun.failures;
-    latencies.sort((a, b) => a - b);
-    const achieved = loadRun.rate;
-    rows.push({ bench: 'carts', metric: `p99 Get latency at ${Math.round(achieved)} AddItem/s (50% load)`, value: percentile(latencies, 99), unit: 'ms', target: '<= 5 ms' });
-    rows.push({ bench: 'carts', metric: 'p50 Get latency at 50% load', value: percentile(latencies, 50), unit: 'ms' });
-    if (failures) rows.push({ bench: 'carts', metric: 'failed calls', value: failures, unit: 'calls' });
+    const [openRun, probeRun] = await Promise.all([
+      loader.send({ cmd: 'open', rate, seconds: loadSeconds + 1, stride: 104_729 }),
+      prober.send({ cmd: 'probe', rate: PROBE_RATE, seconds: loadSeconds, delayMs: 500 }),
+    ]);
+    account(`open loop at ${Math.round(rate)} AddItem/s`, openRun, true);
+    account('Get prober', probeRun, false);
+    const achieved = okRate(openRun);
+    row({ metric: `p99 Get latency at ${Math.round(achieved)} AddItem/s (50% load, ${probeRun.ok} Gets)`, value: probeRun.p99Ms ?? NaN, unit: 'ms', target: '<= 5 ms' });
+    row({ metric: 'p50 Get latency at 50% load', value: probeRun.p50Ms ?? NaN, unit: 'ms' });
+    row({ metric: "Get prober's own send lag p99 (its lateness against its schedule)", value: probeRun.sendLagP99Ms ?? NaN, unit: 'ms' });
+    row({ metric: `AddItem/s achieved open-loop (scheduled ${Math.round(rate)}/s)`, value: achieved, unit: 'calls/s', baseline: rate, ratio: achieved / rate });
+    row({ metric: 'p99 AddItem latency at 50% load (from its scheduled send)', value: openRun.p99Ms ?? NaN, unit: 'ms' });
+
+    // Every acknowledged AddItem (quantity 1) must be in the store: a check on the figures above.
+    const stored = Number((await baselinePool.query<{ n: string }>('SELECT coalesce(sum(quantity), 0) AS n FROM cart_entry')).rows[0]!.n);
+    row({ metric: 'AddItems in the store / acknowledged (all phases)', value: stored, unit: 'quantity', baseline: acknowledged, ratio: stored / acknowledged });
+    row({ metric: 'failed gRPC calls (all phases)', value: grpcFailures, unit: 'calls' });
+    rows.push(...failureRows);
+    row({ metric: 'load average (1 min) at the start', value: load1, unit: '' });
   } finally {
-    await generator?.close();
-    admin.close();
+    await Promise.all([loader?.stop(), prober?.stop()]);
     await gateway.stop();
     await node.stop();
     await baselinePool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
