@@ -291,17 +291,22 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     // Get latency while AddItem runs open-loop at half the spread rate: the load runs half a second
     // before and after the prober's window, so the prober sees the load's steady state only.
     const rate = spread / 2;
+    const openMark = cpuMark();
     const [openRun, probeRun] = await Promise.all([
       loader.send({ cmd: 'open', rate, seconds: loadSeconds + 1, stride: 104_729 }),
       prober.send({ cmd: 'probe', rate: PROBE_RATE, seconds: loadSeconds, delayMs: 500 }),
     ]);
+    const openCpu = cpuSince(openMark);
     account(`open loop at ${Math.round(rate)} AddItem/s`, openRun, true);
     account('Get prober', probeRun, false);
+    const pct = (r: LoadResult) => ((r.cpuMs / r.wallMs) * 100).toFixed(0);
+    say(`CPU at 50% load (% of one core): load generator ${pct(openRun)}%, prober ${pct(probeRun)}%, node ${openCpu.nodePct.toFixed(0)}%, machine ${openCpu.machinePct.toFixed(0)}%`);
     const achieved = okRate(openRun);
     row({ metric: `p99 Get latency at ${Math.round(achieved)} AddItem/s (50% load, ${probeRun.ok} Gets)`, value: probeRun.p99Ms ?? NaN, unit: 'ms', target: '<= 5 ms' });
     row({ metric: 'p50 Get latency at 50% load', value: probeRun.p50Ms ?? NaN, unit: 'ms' });
     row({ metric: "Get prober's own send lag p99 (its lateness against its schedule)", value: probeRun.sendLagP99Ms ?? NaN, unit: 'ms' });
     row({ metric: `AddItem/s achieved open-loop (scheduled ${Math.round(rate)}/s)`, value: achieved, unit: 'calls/s', baseline: rate, ratio: achieved / rate });
+    row({ metric: `CPU at 50% load: whole machine (${cpus().length} cores; node ${Math.round(openCpu.nodePct)}%)`, value: openCpu.machinePct, unit: '% of a core' });
     row({ metric: 'p99 AddItem latency at 50% load (from its scheduled send)', value: openRun.p99Ms ?? NaN, unit: 'ms' });
 
     // Every acknowledged AddItem (quantity 1) must be in the store: a check on the figures above.
