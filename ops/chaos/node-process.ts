@@ -1,0 +1,206 @@
+// One `troupe node` of a chaos run: a child process of the built bin with its own data directory,
+// started again on that directory after each fault; the ports it prints, its state, its log file.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+export type NodeState = 'down' | 'starting' | 'up' | 'paused' | 'stopping';
+
+export interface NodeProcessSpec {
+  /** n1, n2, ...: --node-name, and how the run names it. */
+  name: string;
+  dataDir: string;
+  logFile: string;
+  /** dist/bin/troupe.js */
+  troupeBin: string;
+  /** Every flag of `troupe node` but --node-name and --data-dir. */
+  args: string[];
+  /** The port lines to wait for before the node counts as started, e.g. events.http, ops. */
+  ports: string[];
+}
+
+const PORT_LINE = /^troupe:\s+(\S+)\s+\S+:(\d+)\s*$/;
+const TAIL_LINES = 15;
+
+export class NodeProcess {
+  readonly spec: NodeProcessSpec;
+  state: NodeState = 'down';
+  /** The ports of the current process (empty while down). */
+  ports: Record<string, number> = {};
+  /** Times the process ended without the run asking it to. */
+  unexpectedExits = 0;
+  /** Called when the process ends without the run asking it to (a crash of the node itself). */
+  onUnexpectedExit?: (node: NodeProcess, how: string) => void;
+
+  #proc?: ChildProcess;
+  #exited?: Promise<string>;
+  #expectingExit = false;
+  #log: WriteStream;
+  #tail: string[] = [];
+
+  constructor(spec: NodeProcessSpec) {
+    this.spec = spec;
+    this.#log = createWriteStream(spec.logFile, { flags: 'a' });
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+
+  /** True while the process runs (paused included). */
+  get alive(): boolean {
+    return this.#proc !== undefined && this.#proc.exitCode === null && this.#proc.signalCode === null;
+  }
+
+  /** Starts the process and resolves once it printed its ports and its /readyz answers 200. */
+  async start(timeoutMs: number): Promise<void> {
+    if (this.alive) throw new Error(`${this.name} is already running (pid ${this.pid})`);
+    this.state = 'starting';
+    this.ports = {};
+    this.#expectingExit = false;
+    this.#note(`starting: node ${this.spec.troupeBin} node --node-name ${this.name} --data-dir ${this.spec.dataDir} ${this.spec.args.join(' ')}`);
+    const proc = spawn(process.execPath, [this.spec.troupeBin, 'node', '--node-name', this.name, '--data-dir', this.spec.dataDir, ...this.spec.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a Ctrl-C meant for chaos does not reach the nodes, chaos stops them itself.
+      detached: true,
+    });
+    this.#proc = proc;
+    const seen: Record<string, number> = {};
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      this.#log.write(line + '\n');
+      this.#remember(line);
+      const m = PORT_LINE.exec(line);
+      if (m) seen[m[1]!] = Number(m[2]);
+    });
+    proc.stdout!.on('data', (d: Buffer) => {
+      this.#log.write(d);
+      for (const line of d.toString().split('\n')) if (line) this.#remember(line);
+    });
+    this.#exited = new Promise<string>((resolve) => {
+      proc.on('exit', (code, signal) => {
+        const how = signal ? `signal ${signal}` : `exit code ${code}`;
+        this.#note(`process ${proc.pid} ended: ${how}`);
+        if (this.#proc === proc) {
+          this.state = 'down';
+          this.ports = {};
+        }
+        if (!this.#expectingExit && this.#proc === proc) {
+          this.unexpectedExits++;
+          this.onUnexpectedExit?.(this, how);
+        }
+        resolve(how);
+      });
+    });
+
+    const deadline = Date.now() + timeoutMs;
+    const failed = (why: string) =>
+      new Error(`${this.name} did not start: ${why}; the last lines of its log (${this.spec.logFile}):\n    ${this.#tail.join('\n    ')}`);
+    while (!this.spec.ports.every((p) => seen[p] !== undefined)) {
+      if (!this.alive) throw failed('the process ended');
+      if (Date.now() > deadline) throw failed(`no ports printed within ${timeoutMs} ms`);
+      await sleep(25);
+    }
+    this.ports = { ...seen };
+    for (;;) {
+      if (!this.alive) throw failed('the process ended');
+      if (await this.#ready()) break;
+      if (Date.now() > deadline) throw failed(`/readyz did not answer 200 within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+    this.state = 'up';
+  }
+
+  async #ready(): Promise<boolean> {
+    const port = this.ports['ops'];
+    if (port === undefined) return true;
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /** SIGKILL; resolves when the process is gone. */
+  async kill(): Promise<void> {
+    if (!this.alive) return;
+    this.#expectingExit = true;
+    this.#proc!.kill('SIGKILL');
+    await this.#exited;
+  }
+
+  /** SIGSTOP: the process keeps its sockets and locks but does nothing. */
+  pause(): void {
+    if (!this.alive) return;
+    this.#proc!.kill('SIGSTOP');
+    this.state = 'paused';
+    this.#note('SIGSTOP');
+  }
+
+  /** SIGCONT. */
+  resume(): void {
+    if (!this.alive) return;
+    this.#proc!.kill('SIGCONT');
+    this.state = 'up';
+    this.#note('SIGCONT');
+  }
+
+  /** Waits until /readyz answers 200 again (after a pause), at most timeoutMs; false if it did not. */
+  async waitReady(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (!this.alive) return false;
+      if (await this.#ready()) return true;
+      await sleep(100);
+    }
+    return false;
+  }
+
+  /** SIGTERM (graceful leave); SIGKILL if it has not exited within timeoutMs. */
+  async terminate(timeoutMs: number): Promise<{ how: string; forced: boolean }> {
+    if (!this.alive) return { how: 'not running', forced: false };
+    this.#expectingExit = true;
+    this.state = 'stopping';
+    this.#proc!.kill('SIGCONT'); // a paused process would not act on SIGTERM
+    this.#proc!.kill('SIGTERM');
+    const exited = this.#exited!;
+    const timer = sleep(timeoutMs).then(() => 'timeout');
+    if ((await Promise.race([exited, timer])) === 'timeout') {
+      this.#proc!.kill('SIGKILL');
+      return { how: await exited, forced: true };
+    }
+    return { how: await exited, forced: false };
+  }
+
+  /** For exit handlers: kills the process at once, synchronously. */
+  killNow(): void {
+    if (!this.alive) return;
+    this.#expectingExit = true;
+    try {
+      this.#proc!.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+
+  closeLog(): Promise<void> {
+    return new Promise((resolve) => this.#log.end(() => resolve()));
+  }
+
+  #note(text: string): void {
+    this.#log.write(`--- chaos ${new Date().toISOString()} ${this.name}: ${text}\n`);
+  }
+
+  #remember(line: string): void {
+    this.#tail.push(line.length > 400 ? line.slice(0, 400) + '…' : line);
+    if (this.#tail.length > TAIL_LINES) this.#tail.shift();
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
