@@ -18,6 +18,7 @@ const BUILTIN: Record<string, () => Promise<Command>> = {
     settings: nodeSettings(GATEWAYS),
     run: (values) => runNode(values, GATEWAYS),
   }),
+  chaos: async () => (await import('../ops/chaos/command.js')).chaosCommand,
 };
 
 async function loadCommand(name: string): Promise<Command | undefined> {
