@@ -7,7 +7,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { AnyActorDefinition, ShardEnvironment } from './actor.js';
 import type { Batch } from './envelope.js';
 import { rootLogger } from './log.js';
-import { Shard, shardActorType, type ShardActorType } from './shard.js';
+import { Shard, shardActorType, type InspectedState, type ShardActorType } from './shard.js';
 import { shardDatabasePath, SnapshotStore } from './snapshot-store.js';
 
 export interface ShardInit {
@@ -38,6 +38,8 @@ export interface ShardControl {
   stats(): ReturnType<Shard['stats']>;
   listActors(type: string | undefined, limit: number): string[];
   readState(id: string): unknown;
+  /** The inspector's bounded view of one actor (state rendered as JSON in the shard). */
+  inspectState(id: string, maxBytes: number): InspectedState;
   query(type: string, args: unknown): unknown;
   /** Cluster hand-off: gives up partitions and returns their actors' rows (id, partition, state). */
   handOff(partitions: number[]): Promise<unknown[]>;
@@ -116,6 +118,7 @@ async function main(init: ShardInit): Promise<void> {
     stats: () => shard.stats(),
     listActors: (type, limit) => shard.listActors(type, limit),
     readState: (id) => shard.readState(id),
+    inspectState: (id, maxBytes) => shard.inspectState(id, maxBytes),
     query: (type, args) => shard.query(type, args),
     handOff: (partitions) => shard.handOff(partitions),
     install: (rows) => shard.install(rows),

@@ -15,6 +15,7 @@ import {
 import { NotRunning, Overloaded, toWireError, UnknownActorType, UnknownHandler, type WireError } from './errors.js';
 import type { Logger } from './log.js';
 import { partitionOf } from './partition.js';
+import { renderValue } from './inspector/render.js';
 import { PendingAsks } from './pending-asks.js';
 import type { SnapshotCodec, SnapshotRow, SnapshotStore } from './snapshot-store.js';
 import type { ShardStats } from './system.js';
@@ -27,6 +28,17 @@ const TICK_MS = 50;
 /** Mailbox entries: handler, payload, origin, ask id. */
 const MAIL_STRIDE = 4;
 const ACTIVATE = '\u0000activate';
+/** What the inspector learns of one actor in its shard (see Shard.inspectState). */
+export interface InspectedState {
+  /** Live in this shard, only in the snapshot store (durable, passivated), or neither. */
+  found: 'active' | 'stored' | 'none';
+  json: string;
+  truncated: boolean;
+  waiting: number;
+  busy: boolean;
+  timers: number;
+}
+
 /** Held replies: origin, ask id, value, activation. */
 const HELD_STRIDE = 4;
 
@@ -761,6 +773,23 @@ export class Shard {
 
   readState(id: string): unknown {
     return this.#acts.get(id)?.state;
+  }
+
+  /**
+   * For the inspector: an actor's state rendered here, bounded (only the JSON text leaves the
+   * thread), from its activation or else from its last committed snapshot; nothing is activated.
+   */
+  inspectState(id: string, maxBytes: number): InspectedState {
+    const act = this.#acts.get(id);
+    if (act) {
+      const { json, truncated } = renderValue(act.state, { maxBytes });
+      const waiting = act.mailbox === null ? 0 : (act.mailbox.length - act.head) / MAIL_STRIDE;
+      return { found: 'active', json, truncated, waiting, busy: act.busy, timers: act.timers?.size ?? 0 };
+    }
+    const type = this.#types.get(id.slice(0, id.indexOf('/')));
+    const stored = type?.durable ? this.#store.load(id) : undefined;
+    if (stored === undefined) return { found: 'none', json: '', truncated: false, waiting: 0, busy: false, timers: 0 };
+    return { found: 'stored', ...renderValue(stored, { maxBytes }), waiting: 0, busy: false, timers: 0 };
   }
 
   query(typeName: string, args: unknown): unknown {
