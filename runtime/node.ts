@@ -12,6 +12,7 @@ import { ActorRef } from './actor-ref.js';
 import { OWNED_ELSEWHERE, OWNED_HERE } from './envelope.js';
 import { joinCluster, type ClusterMember } from './cluster/cluster-member.js';
 import { ConfigError, NotRunning, UnknownActorType } from './errors.js';
+import { inspectorService, startInspectorServer, type InspectedNode, type InspectorMode } from './inspector/service.js';
 import { rootLogger, type Logger } from './log.js';
 import { LocalMembership, type Membership } from './membership.js';
 import { DEFAULT_PARTITIONS, partitionOf } from './partition.js';
@@ -41,7 +42,22 @@ export interface NodeOptions {
   durability?: 'normal' | 'full';
   /** Join a cluster through Redis; without it the node runs alone and serves every partition. */
   cluster?: ClusterOptions;
+  /** Serve the Inspector gRPC service (`troupe inspect`); without it, none. */
+  inspector?: InspectorOptions;
   log?: Logger;
+}
+
+export interface InspectorOptions {
+  /** `read-only` refuses to send asks and tells. */
+  mode: InspectorMode;
+  /**
+   * Alone, where the inspector listens (port 0: any free port); in a cluster it is served on the
+   * cluster port beside the node-to-node transport, and these are ignored.
+   */
+  host: string;
+  port: number;
+  /** The gateways' and ops ports to report, asked at each call (they bind after the node starts). */
+  ports?: () => Record<string, number>;
 }
 
 export interface ClusterOptions {
@@ -60,6 +76,8 @@ export interface TroupeNode extends ActorSystem {
   readonly membership: Membership;
   readonly dataDir: string;
   readonly shardCount: number;
+  /** The port of the node's gRPC server (node-to-node and the inspector); undefined when it runs neither. */
+  readonly clusterPort: number | undefined;
   /** Resolves if a shard dies: the node can no longer serve its partitions. */
   readonly failed: Promise<Error>;
   /** True while this node serves the partition (always, alone; in a cluster, while it holds the lease). */
@@ -118,6 +136,7 @@ export function newNodeId(): string {
 }
 
 export async function startNode(options: NodeOptions): Promise<TroupeNode> {
+  const startedAt = Date.now();
   const log = options.log ?? rootLogger();
   const nodeId = options.nodeId ?? newNodeId();
   const shardCount = options.shards ?? availableParallelism();
@@ -212,6 +231,28 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
   }
 
   const ownershipTable = new Int32Array(ownershipBuffer);
+  // Built before the cluster is joined (the cluster's server carries it); answers once `node` is set.
+  let node: TroupeNode | undefined;
+  let cluster: ClusterMember | undefined;
+  let inspectorAddress = '';
+  const inspected: InspectedNode = {
+    nodeId,
+    partitions,
+    shardCount,
+    dataDir,
+    startedAt,
+    defaultAskTimeoutMs: askTimeoutMs,
+    actorTypes: [...defs.values()].map((d) => ({ name: d.type, storage: d.storage, handlers: Object.keys(d.handlers), hasView: d.view !== undefined })),
+    system: () => {
+      if (!node || stopping) throw new NotRunning(`node ${nodeId} (starting or stopping)`);
+      return node;
+    },
+    cluster: () => cluster,
+    address: () => (cluster ? (cluster.membership.info(nodeId)?.address ?? inspectorAddress) : inspectorAddress),
+    ports: () => options.inspector?.ports?.() ?? {},
+    inspectState: (id, maxBytes) => controls[partitionOf(id, partitions) % shardCount]!.inspectState(id, maxBytes),
+  };
+  const inspector = options.inspector ? inspectorService(inspected, options.inspector.mode, log) : undefined;
   const router = new Router({
     shards: dataPorts,
     queued: new Int32Array(queuedBuffer),
@@ -219,11 +260,12 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     askTimeoutMs,
     ownership: ownershipTable,
   });
-  let cluster: ClusterMember | undefined;
+  let standaloneInspector: Awaited<ReturnType<typeof startInspectorServer>> | undefined;
   if (options.cluster) {
     try {
       cluster = await joinCluster({
         ...options.cluster,
+        services: inspector ? [inspector] : [],
         self: nodeId,
         partitions,
         router,
@@ -238,6 +280,19 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       await Promise.all(workers.map((w) => w.terminate()));
       throw err;
     }
+  } else if (inspector) {
+    try {
+      standaloneInspector = await startInspectorServer(options.inspector!.host, options.inspector!.port, inspector);
+    } catch (err) {
+      stopping = true;
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw new ConfigError((err as Error).message);
+    }
+  }
+  const clusterPort = cluster?.transport.port ?? standaloneInspector?.port;
+  if (clusterPort !== undefined) {
+    const host = options.cluster?.host ?? options.inspector!.host;
+    inspectorAddress = `${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${clusterPort}`;
   }
   const membership: Membership = cluster?.membership ?? new LocalMembership(nodeId);
 
@@ -247,13 +302,14 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     return name;
   };
 
-  const node: TroupeNode = {
+  node = {
     nodeId,
     partitions,
     log,
     membership,
     dataDir,
     shardCount,
+    clusterPort,
     failed,
     ref<D extends AnyActorDefinition>(type: D | string, key: string): ActorRef<D> {
       const id = typeName(type) + '/' + key;
@@ -297,6 +353,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     async stop(): Promise<void> {
       if (stopping) return;
       stopping = true;
+      await standaloneInspector?.close();
       // In a cluster, hand this node's partitions to the others first: nothing accepted is lost.
       if (cluster) await cluster.leave();
       router.close();

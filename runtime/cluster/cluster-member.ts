@@ -15,7 +15,7 @@ import { PartitionOwnership } from './partition-ownership.js';
 import { RedisMembership } from './redis-membership.js';
 import { RedisRing } from './redis-ring.js';
 import type { PartitionMove } from './ring.js';
-import { ClusterTransport } from './transport.js';
+import { ClusterTransport, type ClusterTransportOptions } from './transport.js';
 
 
 export interface JoinClusterOptions {
@@ -32,6 +32,8 @@ export interface JoinClusterOptions {
   /** Per-partition tenures shared with the shards (see PartitionOwnershipOptions.tenures). */
   tenures?: Int32Array;
   shards: Remote<ShardControl>[];
+  /** More gRPC services served on the cluster port (the inspector). */
+  services?: ClusterTransportOptions['services'];
   log: Logger;
 }
 
@@ -39,6 +41,9 @@ export interface ClusterMember {
   readonly membership: RedisMembership;
   readonly ownership: PartitionOwnership;
   readonly transport: ClusterTransport;
+  /** For inspection: the ring as this node sees it, and its leases. */
+  readonly ring: RedisRing;
+  readonly leases: PartitionLeases;
   /** Asks every other live member for its local answer to a view query. */
   queryPeers(type: string, args: unknown, timeoutMs?: number): Promise<unknown[]>;
   /** Graceful: leave the ring, hand every partition off, leave the membership. */
@@ -98,6 +103,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     },
     onUnsendable: (peer, m, r, err) => routing.onUnsendable(peer, m, r, err),
     onMalformed: (from, err) => log.warn({ from, err: err.message }, 'malformed cluster frame dropped'),
+    services: o.services,
     log,
   });
   routing.attach(transport);
@@ -164,6 +170,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     membership,
     ownership,
     transport,
+    ring,
+    leases,
     async queryPeers(type: string, args: unknown, timeoutMs = 2000): Promise<unknown[]> {
       const peers = membership!.members().filter((m) => m !== o.self);
       const answers = await Promise.all(

@@ -55,6 +55,8 @@ export interface ClusterTransportOptions {
   onMalformed?(from: string | undefined, err: FrameError): void;
   /** Messages that cannot be encoded (a payload v8 cannot serialize): given back, so asks can fail at once. */
   onUnsendable?(peer: string, m: unknown[], r: unknown[], err: Error): void;
+  /** More gRPC services to serve on the cluster port (the inspector), added before it binds. */
+  services?: readonly { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }[];
   /** Bytes queued per peer before send() throws Overloaded; default 64 MiB. */
   maxQueuedBytes?: number;
   /** Reconnection backoff; defaults 50 ms doubling to 2000 ms, with jitter. */
@@ -133,6 +135,7 @@ export class ClusterTransport {
       'grpc.http2.min_ping_interval_without_data_ms': 5000,
     });
     this.#server.addService(loadClusterService().service, { link: (call: grpc.ServerDuplexStream<WireFrame, WireFrame>) => this.#accept(call) });
+    for (const { definition, implementation } of o.services ?? []) this.#server.addService(definition, implementation);
   }
 
   /** Binds the server (port 0: any free port) and returns the transport. */
