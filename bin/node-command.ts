@@ -22,6 +22,8 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
   const dataDir = resolve(String(values['data-dir'] ?? join('data', name)));
   const chosen = gateways.filter((g) => (values.gateways as string[]).includes(g.name));
   const actorModules = [...new Set(chosen.flatMap((g) => g.actorModules))];
+  // Filled once the gateways and the ops port are bound; the inspector reports them.
+  const ports: Record<string, number> = {};
 
   const node = await startNode({
     nodeId: newNodeId().replace(/^[^-]+(?=-)/, name.replace(/[^A-Za-z0-9-]/g, '-')),
@@ -41,6 +43,10 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
           advertise: values.advertise === undefined ? undefined : String(values.advertise),
         }
       : undefined,
+    inspector:
+      values.inspector === 'off'
+        ? undefined
+        : { mode: values.inspector as 'full' | 'read-only', host: String(values.host), port: Number(values['cluster-port']), ports: () => ports },
     log,
   });
   const registry = new Registry();
@@ -98,7 +104,8 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     throw err;
   }
 
-  const ports: Record<string, number> = { ops: ops.port };
+  if (node.clusterPort !== undefined) ports.cluster = node.clusterPort;
+  ports.ops = ops.port;
   for (const { gateway, handle } of running) for (const [k, v] of Object.entries(handle.ports)) ports[`${gateway.name}.${k}`] = v;
   log.info({ nodeId: node.nodeId, dataDir, shards: node.shardCount, ports }, 'node ready');
   process.stderr.write(

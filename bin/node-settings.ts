@@ -12,6 +12,13 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
     { name: 'partitions', kind: 'int', min: 1, max: 1 << 20, default: 1024, description: 'partitions of the actor space; fixed for the life of a cluster' },
     { name: 'gateways', kind: 'list', choices: gateways.map((g) => g.name), default: gateways.map((g) => g.name), description: 'which services this node runs' },
     { name: 'cluster-port', kind: 'port', default: 7070, description: 'node-to-node gRPC and the inspector' },
+    {
+      name: 'inspector',
+      kind: 'enum',
+      choices: ['full', 'read-only', 'off'],
+      default: 'full',
+      description: 'the inspector (troupe inspect) on the cluster port, also without a cluster: full, read-only (no ask or tell) or off; keep the port on a private network',
+    },
     { name: 'ops-port', kind: 'port', default: 9464, description: 'Prometheus /metrics, /healthz, /readyz' },
     { name: 'ask-timeout', kind: 'duration', min: 1, default: 5000, description: 'default time an ask waits for its reply' },
     { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'SQLite sync: normal survives a process crash, full also a power cut' },

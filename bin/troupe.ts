@@ -3,6 +3,7 @@
 
 import { ConfigError, describeSettings, readSettings, type SettingSpec, type SettingValues } from '../runtime/index.js';
 import { GATEWAY_COMMANDS, GATEWAYS } from './gateways.js';
+import { inspectSettings, runInspect } from './inspect-command.js';
 import { runNode } from './node-command.js';
 import { nodeSettings } from './node-settings.js';
 
@@ -17,6 +18,11 @@ const BUILTIN: Record<string, () => Promise<Command>> = {
     summary: 'start a node with every service (see --gateways) on embedded storage, or in a cluster with --redis',
     settings: nodeSettings(GATEWAYS),
     run: (values) => runNode(values, GATEWAYS),
+  }),
+  inspect: async () => ({
+    summary: 'a REPL onto a running node or cluster: nodes, ring, partitions, stats, actors, state, ask, tell',
+    settings: inspectSettings,
+    run: (values, rest) => runInspect(values, rest),
   }),
   chaos: async () => (await import('../ops/chaos/command.js')).chaosCommand,
 };
