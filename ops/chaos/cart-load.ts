@@ -28,8 +28,8 @@ export interface LineCounts {
   ambiguous: number;
 }
 
-/** A call to a paused node waits for SIGCONT; past this it counts as unanswered. */
-const CALL_DEADLINE_MS = 15_000;
+/** Past this a call counts as unanswered (a paused node may still apply it when it resumes). */
+const CALL_DEADLINE_MS = 5000;
 /** Statuses the carts service gives only before it changes anything. */
 const NOT_APPLIED = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED, grpc.status.FAILED_PRECONDITION]);
 

@@ -20,6 +20,8 @@ import { formatVerdict, isNothingLost, judgeCarts, judgeEvents, type ChaosReport
 export interface ChaosIO {
   /** Progress and the verdict, for a person. */
   out(line: string): void;
+  /** Tests: runs after the drain, before the stores are read (to take rows away and see the verdict fail). */
+  beforeJudgement?(db: pg.Client, schema: string): Promise<void>;
 }
 
 /** The run could not begin (Redis or PostgreSQL unreachable, a node that does not start). */
@@ -213,24 +215,25 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     checkAbort();
 
     // The judgement, from the stores.
+    await io.beforeJudgement?.(db, names.schema);
     const events = eventLoad ? judgeEvents(eventLoad, await rowsPerEventId(db, names), await deadLetterIds(db, names)) : undefined;
     const carts = cartLoad ? judgeCarts(cartLoad.lines, await cartLines(db, names)) : undefined;
-    if (eventLoad) say(`event attempts by answer: ${describeAnswers(eventLoad.answers)}`);
+    if (eventLoad) {
+      say(`event attempts by answer: ${describeAnswers(eventLoad.answers)}`);
+      if (eventLoad.resentAfterNoAnswer) say(`  ${fmt(eventLoad.resentAfterNoAnswer)} batches were acknowledged only when sent again after no answer: their ids may have been queued twice`);
+    }
     if (cartLoad) {
       say(`AddItem calls by answer: ${describeAnswers(cartLoad.answers)}`);
       for (const [code, details] of cartLoad.failureExamples) say(`  ${code}, e.g.: ${details.length > 160 ? details.slice(0, 160) + '…' : details}`);
     }
     finished = true;
-    await stopNodes(nodes, say);
+    await killNodes(nodes, say);
     const report: ChaosReport = { ok: isNothingLost(events, carts), seed: o.seed, nodes: o.nodes, durationMs: o.durationMs, faults, events, carts, drained, drainMs, notes };
     return report;
   } finally {
     finished = true;
     await Promise.allSettled([eventLoad?.stop(), cartLoad?.stop()]);
-    if (nodes.some((n) => n.alive)) {
-      if (abort.aborted) await Promise.all(nodes.map((n) => n.kill()));
-      else await stopNodes(nodes, say);
-    }
+    if (nodes.some((n) => n.alive)) await killNodes(nodes, say);
     await Promise.all(nodes.map((n) => n.closeLog()));
     process.off('exit', killAll);
     await db?.end().catch(() => {});
@@ -418,11 +421,14 @@ function describeAnswers(answers: Map<string, number>): string {
   return [...answers].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') || 'none';
 }
 
-/** Graceful stop of every node still running, all at once; SIGKILL for any that hangs. */
-async function stopNodes(nodes: NodeProcess[], say: (text: string) => void): Promise<void> {
-  const results = await Promise.all(nodes.filter((n) => n.alive).map(async (n) => ({ n, r: await n.terminate(NODE_STOP_TIMEOUT_MS) })));
-  const forced = results.filter((x) => x.r.forced).map((x) => x.n.name);
-  if (results.length) say(`nodes stopped${forced.length ? `; ${forced.join(', ')} had to be killed` : ''}`);
+/**
+ * At the end, once the stores are read: SIGKILL (a graceful leave of every node at once only waits
+ * on hand-offs to nodes that are leaving too; their data is removed or kept as it is).
+ */
+async function killNodes(nodes: NodeProcess[], say: (text: string) => void): Promise<void> {
+  const alive = nodes.filter((n) => n.alive);
+  await Promise.all(alive.map((n) => n.kill()));
+  if (alive.length) say(`nodes killed: ${alive.map((n) => n.name).join(', ')}`);
 }
 
 export { formatVerdict };

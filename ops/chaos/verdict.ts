@@ -143,24 +143,26 @@ const n = (v: number | undefined): string => (v === undefined ? '-' : v.toLocale
 export function formatVerdict(r: ChaosReport): string {
   const e = r.events;
   const c = r.carts;
-  const rows: [string, string, string][] = [
-    ['', 'events', 'cart adds'],
-    ['acknowledged (202 / OK)', n(e?.acked), n(c?.acked)],
-    ['refused (surely not taken)', n(e?.refused), n(c?.refused)],
-    ['no answer (may be stored)', n(e?.ambiguous), n(c?.ambiguous)],
-    ['  of which stored', n(e?.ambiguousStored), n(c?.ambiguousStored)],
-    ['stored', n(e?.stored), n(c?.stored)],
-    ['LOST (acknowledged, not stored)', n(e?.lost), n(c?.lost)],
-    ['DUPLICATED (stored twice)', n(e?.duplicated), n(c?.duplicated)],
-    ['STORED BUT NEVER SENT', n(e?.neverSent), n(c?.neverSent)],
+  // One column per workload that ran.
+  const columns: { title: string; cell: (k: keyof EventsJudgement & keyof CartsJudgement) => string }[] = [];
+  if (e) columns.push({ title: 'events', cell: (k) => n(e[k] as number) });
+  if (c) columns.push({ title: 'cart adds', cell: (k) => n(c[k] as number) });
+  const rows: string[][] = [
+    ['', ...columns.map((col) => col.title)],
+    ['acknowledged (202 / OK)', ...columns.map((col) => col.cell('acked'))],
+    ['refused (surely not taken)', ...columns.map((col) => col.cell('refused'))],
+    ['no answer (may be stored)', ...columns.map((col) => col.cell('ambiguous'))],
+    ['  of which stored', ...columns.map((col) => col.cell('ambiguousStored'))],
+    ['stored', ...columns.map((col) => col.cell('stored'))],
+    ['LOST (acknowledged, not stored)', ...columns.map((col) => col.cell('lost'))],
+    ['DUPLICATED (stored twice)', ...columns.map((col) => col.cell('duplicated'))],
+    ['STORED BUT NEVER SENT', ...columns.map((col) => col.cell('neverSent'))],
   ];
-  if (e && e.deadLettered > 0) rows.push(['acknowledged but dead-lettered', n(e.deadLettered), '-']);
-  if (e && e.refusedStored > 0) rows.push(['refused yet stored (door said 503)', n(e.refusedStored), '-']);
-  const w0 = Math.max(...rows.map((x) => x[0].length));
-  const w1 = Math.max(...rows.map((x) => x[1].length));
-  const w2 = Math.max(...rows.map((x) => x[2].length));
-  const lines = rows.map(([a, b, d]) => `  ${a.padEnd(w0)}  ${b.padStart(w1)}  ${d.padStart(w2)}`);
-  lines.splice(1, 0, `  ${'-'.repeat(w0)}  ${'-'.repeat(w1)}  ${'-'.repeat(w2)}`);
+  if (e && e.deadLettered > 0) rows.push(['acknowledged but dead-lettered', n(e.deadLettered), ...(c ? ['-'] : [])]);
+  if (e && e.refusedStored > 0) rows.push(['refused yet stored (door said 503)', n(e.refusedStored), ...(c ? ['-'] : [])]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const lines = rows.map((row) => '  ' + row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '));
+  lines.splice(1, 0, '  ' + widths.map((w) => '-'.repeat(w)).join('  '));
   const f = r.faults;
   const out = [
     'verdict',
