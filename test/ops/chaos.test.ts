@@ -1,14 +1,18 @@
 // `troupe chaos` as a person runs it: bad settings refused at the door with what to do (exit 2), an
 // unreachable Redis refused before anything starts, and a short real run on three `troupe node`
 // processes with kills and a pause, whose verdict is "nothing acknowledged was lost", after which
-// no node, Redis key or schema of the run is left.
+// no node, Redis key or schema of the run is left; and a run whose stored rows are taken away
+// before the judgement, which must fail (a checker that cannot fail proves nothing).
 
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import pg from 'pg';
-import type { ChaosReport } from '../../ops/chaos/verdict.js';
+import { runChaos } from '../../ops/chaos/run.js';
+import { CHAOS_SETTINGS, chaosOptionsFrom } from '../../ops/chaos/settings.js';
+import { formatVerdict, type ChaosReport } from '../../ops/chaos/verdict.js';
+import { readSettings } from '../../runtime/settings.js';
 import { newRedis, REDIS_URL } from '../cluster/helpers.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
@@ -91,4 +95,24 @@ test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowled
   await db.connect();
   t.teardown(() => db.end());
   t.is((await db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount, 0);
+});
+
+test('the verdict sees a loss: acknowledged rows taken away before the judgement fail the run', async (t) => {
+  t.timeout(120_000);
+  const lines: string[] = [];
+  const { options } = chaosOptionsFrom(readSettings(CHAOS_SETTINGS, { argv: ['--redis', REDIS_URL, '--postgres', PG_URL, '--nodes', '2', '--duration', '6s', '--kill-every', '0', '--pause-every', '0', '--workloads', 'events', '--rate', '500'], env: {} }).values, () => 1);
+  let taken: string[] = [];
+  const report = await runChaos(options!, {
+    out: (line) => lines.push(line),
+    async beforeJudgement(db, schema) {
+      const res = await db.query<{ id: string }>(`DELETE FROM "${schema}".processed_events WHERE id IN (SELECT id FROM "${schema}".processed_events LIMIT 3) RETURNING id`);
+      taken = res.rows.map((r) => r.id);
+    },
+  }, new AbortController().signal);
+  t.log(lines.join('\n'));
+  t.is(taken.length, 3);
+  t.false(report.ok);
+  t.is(report.events!.lost, 3);
+  t.deepEqual([...report.events!.lostExamples].sort(), [...taken].sort());
+  t.regex(formatVerdict(report), /FAILED: acknowledged work was lost/);
 });
