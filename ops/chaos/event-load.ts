@@ -155,11 +155,16 @@ export class EventLoad {
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         },
         (res) => {
-          res.resume();
+          const status = res.statusCode ?? 0;
+          // A refusal's body names why (`overloaded`, `shutting_down`, ...): kept for the counts.
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            if (status !== 202 && text.length < 4096) text += chunk;
+          });
           res.on('end', () => {
-            const status = res.statusCode ?? 0;
             // 202: queued durably. 4xx and 503: the contract says nothing was accepted.
-            finish({ outcome: status === 202 ? 'acked' : status === 503 || (status >= 400 && status < 500) ? 'refused' : 'ambiguous', label: String(status) });
+            finish({ outcome: status === 202 ? 'acked' : status === 503 || (status >= 400 && status < 500) ? 'refused' : 'ambiguous', label: status === 202 ? '202' : `${status} ${errorOf(text)}`.trim() });
           });
           res.on('error', () => finish({ outcome: status202(res.statusCode), label: `${res.statusCode} (body cut)` }));
         },
@@ -174,6 +179,16 @@ export class EventLoad {
       });
       req.end(body);
     });
+  }
+}
+
+/** The `error` field of a refusal's JSON body, or nothing. */
+function errorOf(text: string): string {
+  try {
+    const error = (JSON.parse(text) as { error?: unknown }).error;
+    return typeof error === 'string' ? error : '';
+  } catch {
+    return '';
   }
 }
 
