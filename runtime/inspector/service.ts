@@ -198,7 +198,8 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
       states[p] = s === 'serving' ? 1 : s === 'acquiring' ? 2 : s === 'releasing' ? 3 : 0;
       if (s === 'acquiring' && acquiring.length < WAITING_ON_SHOWN) acquiring.push(p);
     }
-    const holders = await Promise.all(acquiring.map((p) => cluster.leases.holderOf(p)));
+    // Who holds them is a nicety: without Redis the view goes without it rather than failing.
+    const holders = await Promise.all(acquiring.map((p) => cluster.leases.holderOf(p))).catch(() => undefined);
     return {
       nodeId: node.nodeId,
       partitions: node.partitions,
@@ -208,7 +209,7 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
       states,
       leaseTtlMs: cluster.leases.ttlMs,
       leasesHeld: cluster.leases.held().length,
-      waitingOn: acquiring.map((p, i) => ({ partition: p, nodeId: holders[i]?.node ?? '', epoch: holders[i]?.epoch ?? 0 })),
+      waitingOn: holders ? acquiring.map((p, i) => ({ partition: p, nodeId: holders[i]?.node ?? '', epoch: holders[i]?.epoch ?? 0 })) : [],
     };
   };
 
