@@ -45,6 +45,16 @@ export class NotRunning extends TroupeError {
   }
 }
 
+/**
+ * The node an ask was forwarded to left the cluster (died, or left) before it answered. The message
+ * may or may not have been handled there; the actor answers again from its new owner.
+ */
+export class PeerGone extends TroupeError {
+  constructor(peer: string) {
+    super('PEER_GONE', `node ${peer} left the cluster before answering; the message may or may not have been handled`);
+  }
+}
+
 /** A setting was given a value it cannot take. */
 export class ConfigError extends TroupeError {
   constructor(message: string) {
@@ -93,7 +103,8 @@ export function fromWireError(w: WireError, actor: string, handler: string): Err
     }
     case 'UNKNOWN_ACTOR_TYPE':
     case 'UNKNOWN_HANDLER':
-    case 'NOT_RUNNING': {
+    case 'NOT_RUNNING':
+    case 'PEER_GONE': {
       const e = new TroupeError(w.code, w.message);
       e.name = w.name;
       return e;

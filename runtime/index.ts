@@ -23,6 +23,7 @@ export {
   ConfigError,
   NotRunning,
   Overloaded,
+  PeerGone,
   TroupeError,
   UnknownActorType,
   UnknownHandler,

@@ -3,7 +3,7 @@
 // ways so that replies find their asker (the main thread, a shard, or another node).
 
 import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, REPLY_STRIDE } from '../envelope.js';
-import { Overloaded, toWireError } from '../errors.js';
+import { Overloaded, PeerGone, toWireError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemotePath } from '../router.js';
 import type { PartitionOwnership } from './partition-ownership.js';
@@ -133,7 +133,7 @@ export class ClusterRouting implements RemotePath {
     for (const [id, ask] of this.#outbound) {
       if (ask.peer !== peer) continue;
       this.#outbound.delete(id);
-      this.#answer(ask.origin, ask.askId, false, toWireError(new Error(`node ${peer} left the cluster before answering; the message may or may not have been handled`)));
+      this.#answer(ask.origin, ask.askId, false, toWireError(new PeerGone(peer)));
     }
   }
 
