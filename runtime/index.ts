@@ -29,6 +29,7 @@ export {
   UnknownHandler,
 } from './errors.js';
 export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
+export { redactedUrl } from './redact.js';
 export { rootLogger, tracing } from './log.js';
 export type { Logger } from './log.js';
 export { LocalMembership } from './membership.js';

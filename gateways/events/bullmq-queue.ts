@@ -5,6 +5,7 @@
 
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { redactedUrl } from '../../runtime/index.js';
 import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
 
 export interface BullmqQueueOptions {
@@ -154,7 +155,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     try {
       await this.#redis.ping();
     } catch (err) {
-      throw new Error(`redis at ${redactUrl(this.#opts.redisUrl)} does not answer: ${(err as Error).message}`);
+      throw new Error(`redis at ${redactedUrl(this.#opts.redisUrl)} does not answer: ${(err as Error).message}`);
     }
   }
 
@@ -191,15 +192,5 @@ export class BullmqEventQueue implements EventBatchQueue {
   /** Jobs kept after their last attempt failed. */
   async failedCount(): Promise<number> {
     return this.#queue.getJobCountByTypes('failed');
-  }
-}
-
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable url)';
   }
 }

@@ -2,7 +2,7 @@
 // written through a pg connection pool, one multi-row statement per batch.
 
 import pg from 'pg';
-import { redactUrl } from './bullmq-queue.js';
+import { redactedUrl } from '../../runtime/index.js';
 import type { DeadLetter, ProcessedEventRow, ProcessedEventStore, RowBatch } from './store.js';
 
 export interface PgStoreOptions {
@@ -60,7 +60,7 @@ export class PgEventStore implements ProcessedEventStore {
       )`);
     } catch (err) {
       await store.#pool.end().catch(() => {});
-      throw new Error(`cannot prepare processed_events in PostgreSQL at ${redactUrl(options.url)}: ${(err as Error).message}`);
+      throw new Error(`cannot prepare processed_events in PostgreSQL at ${redactedUrl(options.url)}: ${(err as Error).message}`);
     }
     return store;
   }
@@ -93,7 +93,7 @@ export class PgEventStore implements ProcessedEventStore {
     try {
       await this.#pool.query('SELECT 1');
     } catch (err) {
-      throw new Error(`postgres at ${redactUrl(this.#url)} does not answer: ${(err as Error).message}`);
+      throw new Error(`postgres at ${redactedUrl(this.#url)} does not answer: ${(err as Error).message}`);
     }
   }
 

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { redactedUrl } from '../../runtime/index.js';
 
 export interface RunNames {
   /** --cluster of every node: the Redis keys troupe:{cluster}:*. */
@@ -20,16 +21,6 @@ export function newRunNames(): RunNames {
   return { cluster: `chaos-${tag}`, queue: `chaos-${tag}`, schema: `chaos_${tag}` };
 }
 
-/** A URL with its password replaced, for messages. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
 
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -61,7 +52,7 @@ export async function prepareRun(redisUrl: string, postgresUrl: string, names: R
     await redis.connect();
     await redis.ping();
   } catch (err) {
-    throw new Error(`Redis at ${redact(redisUrl)} does not answer (${(redis.lastError ?? (err as Error)).message}); start it or give another --redis`);
+    throw new Error(`Redis at ${redactedUrl(redisUrl)} does not answer (${(redis.lastError ?? (err as Error)).message}); start it or give another --redis`);
   } finally {
     redis.disconnect();
   }
@@ -70,7 +61,7 @@ export async function prepareRun(redisUrl: string, postgresUrl: string, names: R
     client = await openPostgres(postgresUrl);
     await client.query(`CREATE SCHEMA ${quoteIdent(names.schema)}`);
   } catch (err) {
-    throw new Error(`PostgreSQL at ${redact(postgresUrl)} refused the run's schema ${names.schema} (${(err as Error).message}); check the URL and that the user may create schemas`);
+    throw new Error(`PostgreSQL at ${redactedUrl(postgresUrl)} refused the run's schema ${names.schema} (${(err as Error).message}); check the URL and that the user may create schemas`);
   } finally {
     await client?.end().catch(() => {});
   }

@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { CartLoad } from './cart-load.js';
 import { EventLoad, type LoadTarget } from './event-load.js';
-import { newRunNames, openPostgres, prepareRun, quoteIdent, redact, removeRun, type RunNames } from './isolation.js';
+import { newRunNames, openPostgres, prepareRun, quoteIdent, removeRun, type RunNames } from './isolation.js';
 import { NodeProcess, sleep } from './node-process.js';
+import { redactedUrl } from '../../runtime/index.js';
 import { describeFault, planFaults, type PlannedFault } from './schedule.js';
 import type { ChaosOptions } from './settings.js';
 import { formatVerdict, isNothingLost, judgeCarts, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
@@ -66,7 +67,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
   }
   const runDir = mkdtempSync(join(o.workDir, 'troupe-chaos-'));
   io.out(`troupe chaos: ${o.nodes} nodes, ${o.durationMs / 1000}s of load (${o.workloads.join(' + ')}), seed ${o.seed}`);
-  io.out(`  isolated as: cluster ${names.cluster} (Redis ${redact(o.redisUrl)}), queue ${names.queue}, schema ${names.schema} (PostgreSQL ${redact(o.postgresUrl)})`);
+  io.out(`  isolated as: cluster ${names.cluster} (Redis ${redactedUrl(o.redisUrl)}), queue ${names.queue}, schema ${names.schema} (PostgreSQL ${redactedUrl(o.postgresUrl)})`);
   io.out(`  nodes' data and logs: ${runDir}${o.keep ? ' (kept)' : ' (removed at the end; --keep keeps them)'}`);
   io.out(`  plan: ${plan.length ? plan.map(describeFault).join(', ') : 'no faults (every interval is 0): a baseline run'}`);
 

@@ -4,18 +4,9 @@
 
 import { Redis } from 'ioredis';
 import { clusterKeys, type ClusterKeys } from '../cluster/keys.js';
+import { redactedUrl } from '../redact.js';
 import type { Member } from './protocol.js';
 
-/** The URL with its password hidden, for messages. */
-export function redactedUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
 
 export class RedisMembers {
   readonly cluster: string;
