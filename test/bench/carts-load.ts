@@ -241,6 +241,7 @@ async function probe(c: UnaryClient, s: LoadSetup, rate: number, seconds: number
 async function handle(msg: LoadCommand): Promise<LoadResult | { ready: true } | undefined> {
   switch (msg.cmd) {
     case 'setup':
+      client?.close(); // a new setup points the child at another server
       setup = msg;
       client = new UnaryClient(msg.address, msg.token, msg.sessions);
       await client.connect();

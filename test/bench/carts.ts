@@ -1,6 +1,7 @@
 // `npm run bench -- carts` (`--quick` for a shorter run): AddItem through the carts gRPC gateway
 // and the cart actors on PostgreSQL, side by side with a plain `pg` single-row upsert on the same
-// database: spread over 10,000 carts, one hot cart, and Get latency at 50% of the spread load.
+// database: spread over 10,000 carts, one hot cart, and Get latency at 50% of the spread load,
+// beside the Get latency of a bare grpc-js server (carts-bare-server.ts) under the same schedule.
 //
 // The load comes from a child process (carts-load.ts) speaking gRPC straight over node:http2 with
 // hand-made frames (carts-wire.ts), and Get latency from a second child that does nothing else, so
@@ -23,6 +24,7 @@ import { cartsGateway } from '../../gateways/carts/index.js';
 import { signToken } from '../../gateways/carts/auth.js';
 import { serviceOf } from '../../gateways/carts/protos.js';
 import { rootLogger, startNode } from '../../runtime/index.js';
+import { startBareCartServer, type BareItem } from './carts-bare-server.js';
 import type { LoadCommand, LoadResult } from './carts-load.js';
 import type { BenchOptions, BenchResult } from './run.js';
 
@@ -203,15 +205,16 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     const admin = new (serviceOf('item', 'Item'))(address, grpc.credentials.createInsecure());
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token}`);
-    const items = await Promise.all(
+    const catalogue = await Promise.all(
       Array.from(
         { length: 10 },
         (_, i) =>
-          new Promise<string>((resolve, reject) =>
-            (admin as any).Create({ name: `bench-${i}`, price: 1.25 + i }, md, (err: Error | null, r: { uuid: string }) => (err ? reject(err) : resolve(r.uuid))),
+          new Promise<BareItem>((resolve, reject) =>
+            (admin as any).Create({ name: `bench-${i}`, price: 1.25 + i }, md, (err: Error | null, r: BareItem) => (err ? reject(err) : resolve(r))),
           ),
       ),
     );
+    const items = catalogue.map((i) => i.uuid);
     admin.close();
     const carts = Array.from({ length: CARTS }, () => randomUUID());
 
@@ -299,15 +302,43 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     const openCpu = cpuSince(openMark);
     account(`open loop at ${Math.round(rate)} AddItem/s`, openRun, true);
     account('Get prober', probeRun, false);
+
+    // Side by side, the same open-loop rate and the same prober against the plain way of serving
+    // these calls on this machine: a bare grpc-js server in this process's main thread, AddItem as
+    // one pg upsert, Get from a Map (carts-bare-server.ts), warmed with every cart first.
+    const bare = await startBareCartServer(baselinePool, catalogue);
+    let bareOpen: LoadResult;
+    let bareProbe: LoadResult;
+    let bareCpu: CpuSplit;
+    try {
+      await Promise.all([
+        loader.send({ cmd: 'setup', address: bare.address, token, items, carts, sessions: SESSIONS }),
+        prober.send({ cmd: 'setup', address: bare.address, token, items, carts, sessions: 1 }),
+      ]);
+      account('bare grpc-js server, warm-up', await loader.send({ cmd: 'closed', total: CARTS, concurrency: CONCURRENCY, stride: 1 }), false);
+      const bareMark = cpuMark();
+      [bareOpen, bareProbe] = await Promise.all([
+        loader.send({ cmd: 'open', rate, seconds: loadSeconds + 1, stride: 104_729 }),
+        prober.send({ cmd: 'probe', rate: PROBE_RATE, seconds: loadSeconds, delayMs: 500 }),
+      ]);
+      bareCpu = cpuSince(bareMark);
+    } finally {
+      await bare.stop();
+    }
+    account(`bare grpc-js server, open loop at ${Math.round(rate)} AddItem/s`, bareOpen, false);
+    account('bare grpc-js server, Get prober', bareProbe, false);
     const pct = (r: LoadResult) => ((r.cpuMs / r.wallMs) * 100).toFixed(0);
     say(`CPU at 50% load (% of one core): load generator ${pct(openRun)}%, prober ${pct(probeRun)}%, node ${openCpu.nodePct.toFixed(0)}%, machine ${openCpu.machinePct.toFixed(0)}%`);
+    say(`CPU at the same load on the bare server: load generator ${pct(bareOpen)}%, prober ${pct(bareProbe)}%, bench process ${bareCpu.nodePct.toFixed(0)}%, machine ${bareCpu.machinePct.toFixed(0)}%`);
     const achieved = okRate(openRun);
-    row({ metric: `p99 Get latency at ${Math.round(achieved)} AddItem/s (50% load, ${probeRun.ok} Gets)`, value: probeRun.p99Ms ?? NaN, unit: 'ms', target: '<= 5 ms' });
-    row({ metric: 'p50 Get latency at 50% load', value: probeRun.p50Ms ?? NaN, unit: 'ms' });
-    row({ metric: "Get prober's own send lag p99 (its lateness against its schedule)", value: probeRun.sendLagP99Ms ?? NaN, unit: 'ms' });
+    // The baseline column of these rows is the bare grpc-js server under the same schedule.
+    const vsBare = (ours: number | undefined, bare: number | undefined) => ({ value: ours ?? NaN, baseline: bare ?? NaN, ratio: (ours ?? NaN) / (bare ?? NaN) });
+    row({ metric: `p99 Get latency at ${Math.round(achieved)} AddItem/s (50% load, ${probeRun.ok} Gets) vs bare grpc-js`, ...vsBare(probeRun.p99Ms, bareProbe.p99Ms), unit: 'ms', target: '<= 5 ms' });
+    row({ metric: 'p50 Get latency at 50% load vs bare grpc-js', ...vsBare(probeRun.p50Ms, bareProbe.p50Ms), unit: 'ms' });
+    row({ metric: "Get prober's own send lag p99 (its lateness against its schedule)", ...vsBare(probeRun.sendLagP99Ms, bareProbe.sendLagP99Ms), unit: 'ms' });
     row({ metric: `AddItem/s achieved open-loop (scheduled ${Math.round(rate)}/s)`, value: achieved, unit: 'calls/s', baseline: rate, ratio: achieved / rate });
-    row({ metric: `CPU at 50% load: whole machine (${cpus().length} cores; node ${Math.round(openCpu.nodePct)}%)`, value: openCpu.machinePct, unit: '% of a core' });
-    row({ metric: 'p99 AddItem latency at 50% load (from its scheduled send)', value: openRun.p99Ms ?? NaN, unit: 'ms' });
+    row({ metric: `CPU at 50% load: whole machine (${cpus().length} cores; node ${Math.round(openCpu.nodePct)}%, bare server ${Math.round(bareCpu.nodePct)}%)`, ...vsBare(openCpu.machinePct, bareCpu.machinePct), unit: '% of a core' });
+    row({ metric: 'p99 AddItem latency at 50% load (from its scheduled send) vs bare grpc-js', ...vsBare(openRun.p99Ms, bareOpen.p99Ms), unit: 'ms' });
 
     // Every acknowledged AddItem (quantity 1) must be in the store: a check on the figures above.
     const stored = Number((await baselinePool.query<{ n: string }>('SELECT coalesce(sum(quantity), 0) AS n FROM cart_entry')).rows[0]!.n);
