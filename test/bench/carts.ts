@@ -1,4 +1,4 @@
-// `npm run bench -- carts` (`--quick` for a shorter run): AddItem through the carts gRPC gateway
+// `npm run bench -- carts` (`--quick` for a shorter run, `--shards=N` for other than one per core): AddItem through the carts gRPC gateway
 // and the cart actors on PostgreSQL, side by side with a plain `pg` single-row upsert on the same
 // database: spread over 10,000 carts, one hot cart, and Get latency at 50% of the spread load,
 // beside the Get latency of a bare grpc-js server (carts-bare-server.ts) under the same schedule.
@@ -186,7 +186,9 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
   const load1 = loadavg()[0]!;
   const schema = `carts_bench_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-carts-bench-'));
-  const shards = Math.max(1, Math.min(availableParallelism(), 4));
+  const shardsArg = opts.args.find((a) => a.startsWith('--shards='));
+  const shards = shardsArg === undefined ? Math.max(1, Math.min(availableParallelism(), 4)) : Number(shardsArg.slice('--shards='.length));
+  if (!Number.isInteger(shards) || shards < 1 || shards > 256) throw new Error(`--shards must be a whole number from 1 to 256, got ${shardsArg}`);
   const settings = { 'carts-port': 0, postgres: PG_URL, 'carts-schema': schema, 'carts-secret': SECRET, 'carts-pool-size': POOL };
   const log = rootLogger().child({ bench: 'carts' });
   const node = await startNode({ dataDir, actorModules: cartsGateway.actorModules, shards, settings, log });
