@@ -89,7 +89,7 @@ function checkOwner(cart: CartRecord, caller: Caller, write: boolean): void {
 }
 
 function fresh(key: string, caller: Caller, now: number): CartRecord {
-  return { uuid: key, userUuid: caller.user, lines: [], address: null, created: now, updated: now };
+  return { uuid: key, userUuid: caller.user, lines: [], address: null, created: now, updated: now, version: 0 };
 }
 
 /**

@@ -3,7 +3,7 @@
 // cart-client.ts): one read of the items and one commit serve the whole batch.
 
 import { defineActor, type ActorContext } from '../runtime/index.js';
-import { catalogueOptionsFromSettings, openCatalogue, type CartRecord, type CatalogueStore } from './catalogue.js';
+import { CartConflict, catalogueOptionsFromSettings, openCatalogue, type CartRecord, type CatalogueStore } from './catalogue.js';
 import { applyOperation, CartError, itemsNeeded, viewOf, withoutDeletedItems, type CartOperation, type OperationResult } from './cart-operations.js';
 import { isItemsChanged, ItemCache } from './catalogue-item-cache.js';
 import type { ItemRecord } from './catalogue.js';
@@ -37,8 +37,26 @@ async function itemsOf(ctx: Ctx, uuids: readonly string[]): Promise<Map<string, 
   return found;
 }
 
+/** Times a batch is redone on a fresh read after its save met another activation's write. */
+const SAVE_ATTEMPTS = 5;
+
 /** Runs a batch of operations in order; each gets the cart as it stands after it, or its refusal. */
 export async function applyBatch(ctx: Ctx, ops: readonly CartOperation[]): Promise<OperationResult[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await applyOnce(ctx, ops);
+    } catch (err) {
+      // The store had moved on since this activation read the cart: another activation of it
+      // (a node paused past its lease, then resumed) saved in between. Nothing of this batch was
+      // written; read the cart again and redo the batch on top, so neither write is lost.
+      if (!(err instanceof CartConflict) || attempt >= SAVE_ATTEMPTS) throw err;
+      ctx.log.warn({ cart: ctx.key, attempt, err: err.message }, 'cart saved elsewhere meanwhile; reading it again');
+      ctx.state = { loaded: false, cart: undefined };
+    }
+  }
+}
+
+async function applyOnce(ctx: Ctx, ops: readonly CartOperation[]): Promise<OperationResult[]> {
   const store = ctx.resources;
   const committed = await load(ctx);
   const items = await itemsOf(ctx, itemsNeeded(committed, ops));
@@ -60,8 +78,9 @@ export async function applyBatch(ctx: Ctx, ops: readonly CartOperation[]): Promi
   if (changed && cart) {
     // Persist before replying: a failure here throws, the staged state is dropped, and every
     // caller of the batch gets the error.
-    await store.saveCart(cart, committed);
-    ctx.state = { loaded: true, cart };
+    const saved = { ...cart, version: (committed?.version ?? 0) + 1 };
+    await store.saveCart(saved, committed);
+    ctx.state = { loaded: true, cart: saved };
   }
   return results;
 }

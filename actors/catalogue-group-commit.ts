@@ -1,6 +1,9 @@
 // Group commit: writes submitted in the same tick (from many cart actors of one shard) are
 // flushed together in one transaction, with a bounded number of flushes in flight.
 
+/** What a flush says of each item, in order: undefined when written, the error when refused. */
+export type FlushOutcomes = readonly (Error | undefined)[];
+
 interface Pending<T> {
   item: T;
   resolve: () => void;
@@ -8,7 +11,7 @@ interface Pending<T> {
 }
 
 export class GroupCommit<T> {
-  readonly #flush: (items: T[]) => Promise<void>;
+  readonly #flush: (items: T[]) => Promise<FlushOutcomes | void>;
   readonly #keyOf: (item: T) => string;
   readonly #maxInFlight: number;
   readonly #maxBatch: number;
@@ -18,9 +21,10 @@ export class GroupCommit<T> {
 
   /**
    * `flush` writes a batch atomically. Two writes of one key never share a batch (the later one
-   * waits for the next), so a batch can upsert each row once.
+   * waits for the next), so a batch can upsert each row once. It may refuse some items and write
+   * the rest, returning an outcome per item; a throw fails the batch (each is then retried alone).
    */
-  constructor(flush: (items: T[]) => Promise<void>, keyOf: (item: T) => string, options: { maxInFlight?: number; maxBatch?: number } = {}) {
+  constructor(flush: (items: T[]) => Promise<FlushOutcomes | void>, keyOf: (item: T) => string, options: { maxInFlight?: number; maxBatch?: number } = {}) {
     this.#flush = flush;
     this.#keyOf = keyOf;
     this.#maxInFlight = options.maxInFlight ?? 2;
@@ -74,8 +78,7 @@ export class GroupCommit<T> {
 
   async #write(batch: Pending<T>[]): Promise<void> {
     try {
-      await this.#flush(batch.map((p) => p.item));
-      for (const p of batch) p.resolve();
+      settle(batch, await this.#flush(batch.map((p) => p.item)));
     } catch (err) {
       if (batch.length === 1) {
         batch[0]!.reject(err);
@@ -84,12 +87,19 @@ export class GroupCommit<T> {
       // One bad write must not fail its neighbours: retry each alone.
       for (const p of batch) {
         try {
-          await this.#flush([p.item]);
-          p.resolve();
+          settle([p], await this.#flush([p.item]));
         } catch (e) {
           p.reject(e);
         }
       }
     }
   }
+}
+
+function settle<T>(batch: readonly Pending<T>[], outcomes: FlushOutcomes | void): void {
+  batch.forEach((p, i) => {
+    const refused = outcomes?.[i];
+    if (refused === undefined) p.resolve();
+    else p.reject(refused);
+  });
 }

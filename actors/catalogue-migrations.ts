@@ -79,6 +79,13 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX cart_entry_item_idx ON cart_entry (item_uuid);`,
   },
+  {
+    version: 3,
+    name: 'cart.version for optimistic concurrency',
+    // Rows written before this version start at 0; their first save under it makes them 1.
+    postgres: `ALTER TABLE cart ADD COLUMN version bigint NOT NULL DEFAULT 0;`,
+    sqlite: `ALTER TABLE cart ADD COLUMN version INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];
 
 export const MIGRATIONS_TABLE = 'carts_schema_migration';

@@ -3,8 +3,8 @@
 
 import pg from 'pg';
 import type { AddressRecord, CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
-import { SORT_COLUMN } from './catalogue.js';
-import { GroupCommit } from './catalogue-group-commit.js';
+import { CartConflict, SORT_COLUMN } from './catalogue.js';
+import { GroupCommit, type FlushOutcomes } from './catalogue-group-commit.js';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './catalogue-migrations.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -162,9 +162,9 @@ export class PostgresCatalogue implements CatalogueStore {
   }
 
   async loadCart(uuid: string): Promise<CartRecord | undefined> {
-    const r = await this.pool.query<{ uuid: string; user_uuid: string; address: AddressRecord | null; created: Date; updated: Date; lines: CartLine[] | null }>({
+    const r = await this.pool.query<{ uuid: string; user_uuid: string; address: AddressRecord | null; created: Date; updated: Date; version: string; lines: CartLine[] | null }>({
       name: 'carts-load-cart',
-      text: `SELECT c.uuid, c.user_uuid, c.address, c.created, c.updated,
+      text: `SELECT c.uuid, c.user_uuid, c.address, c.created, c.updated, c.version,
                (SELECT json_agg(json_build_object('itemUuid', e.item_uuid, 'quantity', e.quantity,
                                                   'added', (extract(epoch FROM e.added) * 1000)::bigint)
                                 ORDER BY e.added, e.item_uuid)
@@ -181,6 +181,7 @@ export class PostgresCatalogue implements CatalogueStore {
       created: row.created.getTime(),
       updated: row.updated.getTime(),
       lines: (row.lines ?? []).map((l) => ({ itemUuid: l.itemUuid, quantity: Number(l.quantity), added: Number(l.added) })),
+      version: Number(row.version),
     };
   }
 
@@ -188,9 +189,13 @@ export class PostgresCatalogue implements CatalogueStore {
     return this.#writes.submit({ next, previous });
   }
 
-  /** One statement (so one round trip, atomic) for the whole batch: cart rows, removed and changed lines. */
-  async #saveBatch(batch: CartWrite[]): Promise<void> {
-    const cu: string[] = [], cusr: string[] = [], caddr: (string | null)[] = [], ccr: string[] = [], cup: string[] = [];
+  /**
+   * One statement (so one round trip, atomic) for the whole batch: cart rows, removed and changed
+   * lines. A cart row is written only if the store holds the version its write started from, and
+   * its lines only if its row was; the carts not written are refused with CartConflict.
+   */
+  async #saveBatch(batch: CartWrite[]): Promise<FlushOutcomes> {
+    const cu: string[] = [], cusr: string[] = [], caddr: (string | null)[] = [], ccr: string[] = [], cup: string[] = [], cv: number[] = [], cprev: number[] = [];
     const du: string[] = [], di: string[] = [];
     const eu: string[] = [], ei: string[] = [], eq: number[] = [], ea: string[] = [];
     for (const { next, previous } of batch) {
@@ -199,6 +204,8 @@ export class PostgresCatalogue implements CatalogueStore {
       caddr.push(next.address ? JSON.stringify(next.address) : null);
       ccr.push(iso(next.created));
       cup.push(iso(next.updated));
+      cv.push(next.version);
+      cprev.push(previous ? previous.version : -1); // -1: no row may exist yet
       const before = new Map((previous?.lines ?? []).map((l) => [l.itemUuid, l.quantity]));
       const now = new Set<string>();
       for (const l of next.lines) {
@@ -217,26 +224,41 @@ export class PostgresCatalogue implements CatalogueStore {
         }
       }
     }
-    await this.pool.query({
+    // A new cart inserts (and is refused if a row appeared meanwhile); an existing one is updated
+    // only from the version its write started from. Under READ COMMITTED a concurrent writer of
+    // the same row is waited for, and the condition checked again against what it committed.
+    const r = await this.pool.query<{ uuid: string }>({
       name: 'carts-save-batch',
-      text: `WITH c AS (
-               INSERT INTO cart (uuid, user_uuid, address, created, updated)
-               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::timestamptz[], $5::timestamptz[])
-               ON CONFLICT (uuid) DO UPDATE SET address = EXCLUDED.address, updated = EXCLUDED.updated
-               RETURNING 1
+      text: `WITH n AS (
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::timestamptz[], $5::timestamptz[], $12::bigint[], $13::bigint[])
+                 AS n(uuid, user_uuid, address, created, updated, version, previous)
+             ), updated AS (
+               UPDATE cart t SET address = n.address, updated = n.updated, version = n.version
+                 FROM n WHERE t.uuid = n.uuid AND n.previous >= 0 AND t.version = n.previous
+               RETURNING t.uuid
+             ), created AS (
+               INSERT INTO cart (uuid, user_uuid, address, created, updated, version)
+               SELECT uuid, user_uuid, address, created, updated, version FROM n WHERE n.previous = -1
+               ON CONFLICT (uuid) DO NOTHING
+               RETURNING uuid
+             ), c AS (
+               SELECT uuid FROM updated UNION ALL SELECT uuid FROM created
              ), d AS (
                DELETE FROM cart_entry e USING unnest($6::uuid[], $7::uuid[]) AS r(cart_uuid, item_uuid)
-               WHERE e.cart_uuid = r.cart_uuid AND e.item_uuid = r.item_uuid
+               WHERE e.cart_uuid = r.cart_uuid AND e.item_uuid = r.item_uuid AND r.cart_uuid IN (SELECT uuid FROM c)
                RETURNING 1
              ), u AS (
                INSERT INTO cart_entry (cart_uuid, item_uuid, quantity, added)
-               SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::integer[], $11::timestamptz[])
+               SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::integer[], $11::timestamptz[]) AS r(cart_uuid, item_uuid, quantity, added)
+               WHERE r.cart_uuid IN (SELECT uuid FROM c)
                ON CONFLICT (cart_uuid, item_uuid) DO UPDATE SET quantity = EXCLUDED.quantity
                RETURNING 1
              )
-             SELECT (SELECT count(*) FROM c) AS carts, (SELECT count(*) FROM d) AS removed, (SELECT count(*) FROM u) AS changed`,
-      values: [cu, cusr, caddr, ccr, cup, du, di, eu, ei, eq, ea],
+             SELECT uuid FROM c`,
+      values: [cu, cusr, caddr, ccr, cup, du, di, eu, ei, eq, ea, cv, cprev],
     });
+    const written = new Set(r.rows.map((row) => row.uuid));
+    return batch.map(({ next, previous }) => (written.has(next.uuid.toLowerCase()) ? undefined : new CartConflict(next.uuid, previous?.version ?? 0)));
   }
 
   async close(): Promise<void> {

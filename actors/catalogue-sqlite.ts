@@ -5,8 +5,8 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
-import { SORT_COLUMN } from './catalogue.js';
-import { GroupCommit } from './catalogue-group-commit.js';
+import { CartConflict, SORT_COLUMN } from './catalogue.js';
+import { GroupCommit, type FlushOutcomes } from './catalogue-group-commit.js';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './catalogue-migrations.js';
 
 
@@ -111,7 +111,7 @@ export class SqliteCatalogue implements CatalogueStore {
 
   async loadCart(uuid: string): Promise<CartRecord | undefined> {
     const row = this.db.prepare('SELECT * FROM cart WHERE uuid = ?').get(uuid) as
-      | { uuid: string; user_uuid: string; address: string | null; created: number; updated: number }
+      | { uuid: string; user_uuid: string; address: string | null; created: number; updated: number; version: number }
       | undefined;
     if (!row) return undefined;
     const lines = this.db
@@ -124,6 +124,7 @@ export class SqliteCatalogue implements CatalogueStore {
       created: row.created,
       updated: row.updated,
       lines: lines.map((l): CartLine => ({ itemUuid: l.item_uuid, quantity: l.quantity, added: l.added })),
+      version: row.version,
     };
   }
 
@@ -131,19 +132,30 @@ export class SqliteCatalogue implements CatalogueStore {
     return this.#writes.submit({ next, previous });
   }
 
-  #saveBatch(batch: CartWrite[]): void {
-    const upsertCart = this.db.prepare(
-      `INSERT INTO cart (uuid, user_uuid, address, created, updated) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (uuid) DO UPDATE SET address = excluded.address, updated = excluded.updated`,
+  /**
+   * One transaction for the batch. A cart row is written only if the store holds the version its
+   * write started from (no row for a new cart), and its lines only if its row was; the carts not
+   * written are refused with CartConflict.
+   */
+  #saveBatch(batch: CartWrite[]): FlushOutcomes {
+    const insertCart = this.db.prepare(
+      `INSERT INTO cart (uuid, user_uuid, address, created, updated, version) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (uuid) DO NOTHING`,
     );
+    const updateCart = this.db.prepare('UPDATE cart SET address = ?, updated = ?, version = ? WHERE uuid = ? AND version = ?');
     const removeLine = this.db.prepare('DELETE FROM cart_entry WHERE cart_uuid = ? AND item_uuid = ?');
     const upsertLine = this.db.prepare(
       `INSERT INTO cart_entry (cart_uuid, item_uuid, quantity, added) VALUES (?, ?, ?, ?)
        ON CONFLICT (cart_uuid, item_uuid) DO UPDATE SET quantity = excluded.quantity`,
     );
-    this.db.transaction(() => {
-      for (const { next, previous } of batch) {
-        upsertCart.run(next.uuid, next.userUuid, next.address ? JSON.stringify(next.address) : null, next.created, next.updated);
+    return this.db.transaction(() =>
+      batch.map(({ next, previous }) => {
+        const address = next.address ? JSON.stringify(next.address) : null;
+        const written =
+          previous === undefined
+            ? insertCart.run(next.uuid, next.userUuid, address, next.created, next.updated, next.version).changes
+            : updateCart.run(address, next.updated, next.version, next.uuid, previous.version).changes;
+        if (written === 0) return new CartConflict(next.uuid, previous?.version ?? 0);
         const before = new Map((previous?.lines ?? []).map((l) => [l.itemUuid, l.quantity]));
         const now = new Set<string>();
         for (const l of next.lines) {
@@ -151,8 +163,9 @@ export class SqliteCatalogue implements CatalogueStore {
           if (before.get(l.itemUuid) !== l.quantity) upsertLine.run(next.uuid, l.itemUuid, l.quantity, l.added);
         }
         for (const item of before.keys()) if (!now.has(item)) removeLine.run(next.uuid, item);
-      }
-    }).immediate();
+        return undefined;
+      }),
+    ).immediate();
   }
 
   async close(): Promise<void> {

@@ -43,6 +43,28 @@ export interface CartRecord {
   address: AddressRecord | null;
   created: number;
   updated: number;
+  /**
+   * How many times the cart has been saved (0: never). A save must start from the version the
+   * store holds, so two activations of one cart (which the cluster's leases exist to prevent, and
+   * which a node paused past its lease can still briefly have) cannot overwrite each other's writes.
+   */
+  version: number;
+}
+
+/**
+ * A save was refused because the store no longer holds the cart it started from: another
+ * activation saved it in between. Read the cart again and redo the operations on top.
+ */
+export class CartConflict extends Error {
+  readonly code = 'CART_CONFLICT';
+  constructor(uuid: string, expectedVersion: number) {
+    super(
+      expectedVersion === 0
+        ? `cart ${uuid} was created elsewhere while this copy was new`
+        : `cart ${uuid} was saved elsewhere since this copy (version ${expectedVersion}) was read`,
+    );
+    this.name = 'CartConflict';
+  }
 }
 
 export const ITEM_SORT_FIELDS = ['name', 'price', 'created', 'updated'] as const;
@@ -69,7 +91,9 @@ export interface CatalogueStore {
   listItems(query: ItemListQuery): Promise<{ items: ItemRecord[]; total: number }>;
   loadCart(uuid: string): Promise<CartRecord | undefined>;
   /**
-   * Writes a cart (its row and the lines that differ from `previous`, the state last saved).
+   * Writes a cart (its row and the lines that differ from `previous`, the state last saved) as
+   * version `next.version`, only if the store still holds `previous` at `previous.version` (no row
+   * at all when `previous` is undefined). Rejects with CartConflict otherwise, writing nothing of it.
    * Concurrent calls are grouped into one transaction; resolves once committed.
    */
   saveCart(next: CartRecord, previous: CartRecord | undefined): Promise<void>;

@@ -27,6 +27,8 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
       return { code: grpc.status.DEADLINE_EXCEEDED, details: message };
     case 'NOT_RUNNING':
       return { code: grpc.status.UNAVAILABLE, details: `${message}; retry on another node` };
+    case 'CART_CONFLICT':
+      return { code: grpc.status.ABORTED, details: `${message}; the cart changed under this call several times over: retry it` };
     case 'PEER_GONE':
       return { code: grpc.status.UNAVAILABLE, details: `${message}; the cart has moved to another node: Get it to see whether the change was applied, then retry` };
     case 'ECONNREFUSED':

@@ -8,6 +8,7 @@ import { RpcError } from '../../../gateways/carts/wire.js';
 import { AuthError } from '../../../gateways/carts/auth.js';
 import { CartError } from '../../../actors/cart-operations.js';
 import { CartBusy } from '../../../actors/cart-client.js';
+import { CartConflict } from '../../../actors/catalogue.js';
 import { AskTimeout, NotRunning, Overloaded, PeerGone, fromWireError, toWireError } from '../../../runtime/errors.js';
 
 /** What the asking side holds once an error has crossed a thread or a node. */
@@ -43,6 +44,12 @@ test('runtime errors, after crossing to the asking side, are retryable statuses 
   t.regex(gone.details, /node n2 left the cluster before answering/);
   t.regex(gone.details, /may or may not/);
   t.regex(gone.details, /Get it/);
+
+  // A cart saved by another activation every time this one tried: nothing was written, retry.
+  const conflict = toStatus(crossed(new CartConflict('c1', 4)));
+  t.is(conflict.code, grpc.status.ABORTED);
+  t.regex(conflict.details, /cart c1 was saved elsewhere/);
+  t.regex(conflict.details, /retry/);
 });
 
 test('a store that cannot be reached is UNAVAILABLE; anything unforeseen is INTERNAL with its message', (t) => {
