@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { pino } from 'pino';
 import {
+  ConfigError,
   startNode,
   type Gateway,
   type Logger,
@@ -24,6 +25,15 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
   const actorModules = [...new Set(chosen.flatMap((g) => g.actorModules))];
   // Filled once the gateways and the ops port are bound; the inspector reports them.
   const ports: Record<string, number> = {};
+  // In a cluster the inspector shares the cluster port, which peers must reach on --host. A node
+  // alone opens that port for the inspector only, and an inspector can send any actor any message
+  // past the gateways' own checks: so alone it listens on loopback unless told otherwise.
+  if (values.redis && values['inspector-host'] !== undefined) {
+    throw new ConfigError(
+      `setting inspector-host: applies to a node without --redis; in a cluster the inspector shares the cluster port on --host (${String(values.host)}). Drop --inspector-host, or use --inspector read-only|off`,
+    );
+  }
+  const inspectorHost = values.redis ? String(values.host) : String(values['inspector-host'] ?? '127.0.0.1');
 
   const node = await startNode({
     nodeId: newNodeId().replace(/^[^-]+(?=-)/, name.replace(/[^A-Za-z0-9-]/g, '-')),
@@ -46,7 +56,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     inspector:
       values.inspector === 'off'
         ? undefined
-        : { mode: values.inspector as 'full' | 'read-only', host: String(values.host), port: Number(values['cluster-port']), ports: () => ports },
+        : { mode: values.inspector as 'full' | 'read-only', host: inspectorHost, port: Number(values['cluster-port']), ports: () => ports },
     log,
   });
   const registry = new Registry();
@@ -111,7 +121,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
   process.stderr.write(
     `troupe: node ${node.nodeId} ready; data in ${dataDir}\n` +
       Object.entries(ports)
-        .map(([k, v]) => `troupe:   ${k.padEnd(24)} ${String(values.host)}:${v}\n`)
+        .map(([k, v]) => `troupe:   ${k.padEnd(24)} ${k === 'cluster' ? inspectorHost : String(values.host)}:${v}\n`)
         .join(''),
   );
 

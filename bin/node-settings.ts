@@ -19,6 +19,12 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
       default: 'full',
       description: 'the inspector (troupe inspect) on the cluster port, also without a cluster: full, read-only (no ask or tell) or off; keep the port on a private network',
     },
+    {
+      name: 'inspector-host',
+      kind: 'string',
+      default: undefined,
+      description: 'address the inspector of a node without --redis binds (default 127.0.0.1: this machine only); in a cluster it shares the cluster port on --host',
+    },
     { name: 'ops-port', kind: 'port', default: 9464, description: 'Prometheus /metrics, /healthz, /readyz' },
     { name: 'ask-timeout', kind: 'duration', min: 1, default: 5000, description: 'default time an ask waits for its reply' },
     { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'SQLite sync: normal survives a process crash, full also a power cut' },

@@ -65,9 +65,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`usage: troupe ${name} [--setting value ...]\n\n${command.summary}\n\nsettings:\n${describeSettings(command.settings)}\n`);
     return 0;
   }
-  let parsed: { values: SettingValues; rest: string[] };
+  // A setting refused, whether alone (by readSettings) or with the others (by the command as it
+  // starts), is the same kind of answer: what is wrong and what to do, exit code 2.
   try {
-    parsed = readSettings(command.settings, { argv: args });
+    const parsed = readSettings(command.settings, { argv: args });
+    return await command.run(parsed.values, parsed.rest);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`troupe ${name}: the configuration is not valid:\n  ${err.message.split('\n').join('\n  ')}\n`);
@@ -75,7 +77,6 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  return command.run(parsed.values, parsed.rest);
 }
 
 main(process.argv.slice(2)).then(

@@ -5,7 +5,7 @@ import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -111,4 +111,44 @@ test('troupe node serves the inspector on its cluster port; inspect runs --eval,
   node.kill('SIGTERM');
   const [code] = (await once(node, 'exit')) as [number];
   t.is(code, 0);
+});
+
+test('a node alone serves its inspector on loopback unless --inspector-host says otherwise; in a cluster that setting is refused', async (t) => {
+  const refused = await troupe(['node', '--redis', 'redis://127.0.0.1:6379', '--inspector-host', '0.0.0.0', '--gateways', 'who']);
+  t.is(refused.code, 2);
+  t.regex(refused.stderr, /setting inspector-host: applies to a node without --redis; in a cluster the inspector shares the cluster port on --host/);
+
+  // --host is left at its default (every interface): the gateways listen there, the inspector not.
+  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-inspect-cli-'));
+  const node = spawn(
+    process.execPath,
+    [TROUPE, 'node', '--data-dir', dataDir, '--shards', '1', '--log-level', 'warn', '--gateways', 'who', ...['who-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0'])],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  t.teardown(() => {
+    if (node.exitCode === null) node.kill('SIGKILL');
+  });
+  const bound: Record<string, string> = {};
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: node.stderr! }).on('line', (line) => {
+      const m = /^troupe:\s+(\S+)\s+(\S+)$/.exec(line);
+      if (m) bound[m[1]!] = m[2]!;
+      if (bound.cluster && bound['who.who']) resolve();
+    });
+    node.once('exit', (code) => reject(new Error(`troupe node exited with ${code}`)));
+  });
+  t.regex(bound.cluster!, /^127\.0\.0\.1:\d+$/);
+  t.regex(bound['who.who']!, /^0\.0\.0\.0:\d+$/);
+  const port = Number(bound.cluster!.split(':')[1]);
+  const local = await troupe(['inspect', '--node', `127.0.0.1:${port}`, '--eval', 'nodes']);
+  t.is(local.code, 0, local.stderr);
+  // From another address of this machine, if it has one, the port is closed.
+  const other = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+  if (other !== undefined) {
+    const remote = await troupe(['inspect', '--node', `${other}:${port}`, '--timeout', '2s', '--eval', 'nodes']);
+    t.is(remote.code, 1);
+    t.regex(remote.stderr, /is unreachable/);
+  }
 });
