@@ -82,9 +82,10 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 3,
     name: 'cart.version for optimistic concurrency',
-    // Rows written before this version start at 0; their first save under it makes them 1.
-    postgres: `ALTER TABLE cart ADD COLUMN version bigint NOT NULL DEFAULT 0;`,
-    sqlite: `ALTER TABLE cart ADD COLUMN version INTEGER NOT NULL DEFAULT 0;`,
+    // Rows written before this version count as saved once: every stored row is at 1 or more, so
+    // a save of a new cart (version 1, from no row) can never be taken for an update.
+    postgres: `ALTER TABLE cart ADD COLUMN version bigint NOT NULL DEFAULT 1;`,
+    sqlite: `ALTER TABLE cart ADD COLUMN version INTEGER NOT NULL DEFAULT 1;`,
   },
 ];
 

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
-import { CartConflict, SORT_COLUMN } from './catalogue.js';
+import { CartConflict, checkNextVersion, SORT_COLUMN } from './catalogue.js';
 import { GroupCommit, type FlushOutcomes } from './catalogue-group-commit.js';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './catalogue-migrations.js';
 
@@ -129,6 +129,11 @@ export class SqliteCatalogue implements CatalogueStore {
   }
 
   saveCart(next: CartRecord, previous: CartRecord | undefined): Promise<void> {
+    try {
+      checkNextVersion(next, previous);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#writes.submit({ next, previous });
   }
 

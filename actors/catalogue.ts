@@ -94,6 +94,7 @@ export interface CatalogueStore {
    * Writes a cart (its row and the lines that differ from `previous`, the state last saved) as
    * version `next.version`, only if the store still holds `previous` at `previous.version` (no row
    * at all when `previous` is undefined). Rejects with CartConflict otherwise, writing nothing of it.
+   * `next.version` must be one more than `previous.version` (1 for a new cart).
    * Concurrent calls are grouped into one transaction; resolves once committed.
    */
   saveCart(next: CartRecord, previous: CartRecord | undefined): Promise<void>;
@@ -114,6 +115,12 @@ export const SQLITE_FILE = 'carts.sqlite';
 
 export function sqlitePath(dataDir: string): string {
   return join(dataDir, SQLITE_FILE);
+}
+
+/** Throws unless `next` is the version after `previous`: what saveCart's check relies on. */
+export function checkNextVersion(next: CartRecord, previous: CartRecord | undefined): void {
+  const expected = (previous?.version ?? 0) + 1;
+  if (next.version !== expected) throw new TypeError(`cart ${next.uuid}: a save from version ${previous?.version ?? 0} must be version ${expected}, got ${next.version}`);
 }
 
 /** Opens the store the settings ask for. Does not migrate; call migrate() where appropriate. */

@@ -114,6 +114,8 @@ for (const kind of ['postgres', 'sqlite'] as const) {
         t.deepEqual(await store.loadCart(v1.uuid), mine, 'the winner is stored whole, no line of the loser');
         t.deepEqual(await store.loadCart(other.uuid), otherNext);
 
+        // A save that skips or repeats a version is a caller's bug, refused before the store.
+        await t.throwsAsync(store.saveCart({ ...mine, version: 7 }, mine), { instanceOf: TypeError, message: /must be version 3, got 7/ });
         // From the stored copy the loser's change goes through.
         const redone = { ...mine, lines: mine.lines.map((l) => (l.itemUuid === a ? { ...l, quantity: 5 } : l)), version: 3 };
         await store.saveCart(redone, mine);
