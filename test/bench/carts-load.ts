@@ -169,44 +169,21 @@ async function closed(c: UnaryClient, s: LoadSetup, total: number, concurrency: 
   return tally.result(finished ? 0 : abandon(tally, c));
 }
 
-async function open(c: UnaryClient, s: LoadSetup, rate: number, seconds: number, stride: number): Promise<LoadResult> {
-  const expected = Math.ceil(rate * seconds);
-  const tally = new Tally(expected);
-  const poke: { wake?: () => void } = {};
-  let live = true;
-  let sent = 0;
-  const t0 = tally.started;
-  // Every 2 ms, send what the schedule says is due; each call's latency runs from its scheduled
-  // time (not from when the timer got round to it), so a late loop shows in the figures.
-  await new Promise<void>((resolve) => {
-    const tick = setInterval(() => {
-      const now = performance.now();
-      const due = Math.min(expected, Math.floor(((now - t0) / 1000) * rate));
-      for (; sent < due; sent++) {
-        const i = sent;
-        const scheduled = t0 + (i / rate) * 1000;
-        tally.sent(now - scheduled);
-        c.call(ADD_ITEM_PATH, addItemFrame(s.carts[(i * stride) % s.carts.length]!, s.items[i % s.items.length]!, 1), (outcome) => {
-          if (!live) return;
-          tally.done(outcome, performance.now() - scheduled);
-          if (tally.inFlight === 0) poke.wake?.();
-        });
-      }
-      if (sent >= expected) {
-        clearInterval(tick);
-        resolve();
-      }
-    }, 2);
-  });
-  const finished = await waitUntil(() => tally.inFlight === 0, DRAIN_LIMIT_MS, poke);
-  live = false;
-  const r = tally.result(finished ? 0 : abandon(tally, c));
-  r.maxInFlight = tally.maxInFlight;
-  return r;
-}
-
-async function probe(c: UnaryClient, s: LoadSetup, rate: number, seconds: number, delayMs: number): Promise<LoadResult> {
-  await new Promise((r) => setTimeout(r, delayMs));
+/**
+ * Sends `rate` calls a second for `seconds` on a schedule, whatever the replies do: every `tickMs`,
+ * the calls the schedule says are due, call i being `callOf(i)` (its path and frame). A call's
+ * latency runs from its scheduled time when `fromSchedule` (so a late sender shows in the figures),
+ * else from its send; how late each left is recorded either way. Waits for the replies, at most
+ * DRAIN_LIMIT_MS, and returns the tally (its result taken, abandoned calls counted).
+ */
+async function onSchedule(
+  c: UnaryClient,
+  rate: number,
+  seconds: number,
+  tickMs: number,
+  callOf: (i: number) => [path: string, frame: Buffer],
+  fromSchedule: boolean,
+): Promise<{ tally: Tally; result: LoadResult }> {
   const expected = Math.ceil(rate * seconds);
   const tally = new Tally(expected);
   const poke: { wake?: () => void } = {};
@@ -217,13 +194,14 @@ async function probe(c: UnaryClient, s: LoadSetup, rate: number, seconds: number
     const tick = setInterval(() => {
       const due = Math.min(expected, Math.floor(((performance.now() - t0) / 1000) * rate));
       for (; sent < due; sent++) {
-        const cart = s.carts[Math.floor(Math.random() * s.carts.length)]!;
-        const frame = getFrame(cart);
-        const t = performance.now();
-        tally.sent(t - (t0 + (sent / rate) * 1000));
-        c.call(GET_PATH, frame, (outcome) => {
+        const [path, frame] = callOf(sent);
+        const scheduled = t0 + (sent / rate) * 1000;
+        const at = performance.now();
+        tally.sent(at - scheduled);
+        const from = fromSchedule ? scheduled : at;
+        c.call(path, frame, (outcome) => {
           if (!live) return;
-          tally.done(outcome, performance.now() - t);
+          tally.done(outcome, performance.now() - from);
           if (tally.inFlight === 0) poke.wake?.();
         });
       }
@@ -231,11 +209,32 @@ async function probe(c: UnaryClient, s: LoadSetup, rate: number, seconds: number
         clearInterval(tick);
         resolve();
       }
-    }, 1000 / rate);
+    }, tickMs);
   });
   const finished = await waitUntil(() => tally.inFlight === 0, DRAIN_LIMIT_MS, poke);
   live = false;
-  return tally.result(finished ? 0 : abandon(tally, c));
+  return { tally, result: tally.result(finished ? 0 : abandon(tally, c)) };
+}
+
+/** AddItems of cart i*stride, every 2 ms what is due; latency from the scheduled time. */
+async function open(c: UnaryClient, s: LoadSetup, rate: number, seconds: number, stride: number): Promise<LoadResult> {
+  const { tally, result } = await onSchedule(
+    c,
+    rate,
+    seconds,
+    2,
+    (i) => [ADD_ITEM_PATH, addItemFrame(s.carts[(i * stride) % s.carts.length]!, s.items[i % s.items.length]!, 1)],
+    true,
+  );
+  result.maxInFlight = tally.maxInFlight;
+  return result;
+}
+
+/** Gets of random carts after `delayMs`, a tick per call; latency from the send. */
+async function probe(c: UnaryClient, s: LoadSetup, rate: number, seconds: number, delayMs: number): Promise<LoadResult> {
+  await new Promise((r) => setTimeout(r, delayMs));
+  const randomCart = () => s.carts[Math.floor(Math.random() * s.carts.length)]!;
+  return (await onSchedule(c, rate, seconds, 1000 / rate, () => [GET_PATH, getFrame(randomCart())], false)).result;
 }
 
 async function handle(msg: LoadCommand): Promise<LoadResult | { ready: true } | undefined> {
