@@ -170,17 +170,19 @@ async function closed(c: UnaryClient, s: LoadSetup, total: number, concurrency: 
 }
 
 /**
- * Sends `rate` calls a second for `seconds` on a schedule, whatever the replies do: every `tickMs`,
- * the calls the schedule says are due, call i being `callOf(i)` (its path and frame). A call's
- * latency runs from its scheduled time when `fromSchedule` (so a late sender shows in the figures),
- * else from its send; how late each left is recorded either way. Waits for the replies, at most
- * DRAIN_LIMIT_MS, and returns the tally (its result taken, abandoned calls counted).
+ * Sends `rate` calls a second for `seconds` on a schedule, whatever the replies do, call i being
+ * `callOf(i)` (its path and frame) and due at i/rate seconds from the start. The sender wakes when
+ * the next call is due, but at most once every `minGapMs` (then it sends every call that is due),
+ * so how late each call left (recorded) is this process's own lateness plus at most that gap. A
+ * call's latency runs from its scheduled time when `fromSchedule` (so a late sender shows in the
+ * figures), else from its send. Waits for the replies, at most DRAIN_LIMIT_MS, and returns the
+ * tally (its result taken, abandoned calls counted).
  */
 async function onSchedule(
   c: UnaryClient,
   rate: number,
   seconds: number,
-  tickMs: number,
+  minGapMs: number,
   callOf: (i: number) => [path: string, frame: Buffer],
   fromSchedule: boolean,
 ): Promise<{ tally: Tally; result: LoadResult }> {
@@ -190,12 +192,15 @@ async function onSchedule(
   let live = true;
   let sent = 0;
   const t0 = tally.started;
+  const scheduledAt = (i: number) => t0 + (i / rate) * 1000;
   await new Promise<void>((resolve) => {
-    const tick = setInterval(() => {
-      const due = Math.min(expected, Math.floor(((performance.now() - t0) / 1000) * rate));
+    const wake = () => {
+      const woke = performance.now();
+      // Calls 0 .. floor(elapsed * rate) are due.
+      const due = Math.min(expected, Math.floor(((woke - t0) / 1000) * rate) + 1);
       for (; sent < due; sent++) {
         const [path, frame] = callOf(sent);
-        const scheduled = t0 + (sent / rate) * 1000;
+        const scheduled = scheduledAt(sent);
         const at = performance.now();
         tally.sent(at - scheduled);
         const from = fromSchedule ? scheduled : at;
@@ -205,18 +210,18 @@ async function onSchedule(
           if (tally.inFlight === 0) poke.wake?.();
         });
       }
-      if (sent >= expected) {
-        clearInterval(tick);
-        resolve();
-      }
-    }, tickMs);
+      if (sent >= expected) return resolve();
+      // Timers count whole milliseconds: round up, so a wake is never early.
+      setTimeout(wake, Math.max(minGapMs - (performance.now() - woke), Math.ceil(scheduledAt(sent) - performance.now()), 1));
+    };
+    setTimeout(wake, minGapMs);
   });
   const finished = await waitUntil(() => tally.inFlight === 0, DRAIN_LIMIT_MS, poke);
   live = false;
   return { tally, result: tally.result(finished ? 0 : abandon(tally, c)) };
 }
 
-/** AddItems of cart i*stride, every 2 ms what is due; latency from the scheduled time. */
+/** AddItems of cart i*stride, sent in bursts at most every 2 ms; latency from the scheduled time. */
 async function open(c: UnaryClient, s: LoadSetup, rate: number, seconds: number, stride: number): Promise<LoadResult> {
   const { tally, result } = await onSchedule(
     c,
@@ -230,11 +235,11 @@ async function open(c: UnaryClient, s: LoadSetup, rate: number, seconds: number,
   return result;
 }
 
-/** Gets of random carts after `delayMs`, a tick per call; latency from the send. */
+/** Gets of random carts after `delayMs`, a wake per call; latency from the send. */
 async function probe(c: UnaryClient, s: LoadSetup, rate: number, seconds: number, delayMs: number): Promise<LoadResult> {
   await new Promise((r) => setTimeout(r, delayMs));
   const randomCart = () => s.carts[Math.floor(Math.random() * s.carts.length)]!;
-  return (await onSchedule(c, rate, seconds, 1000 / rate, () => [GET_PATH, getFrame(randomCart())], false)).result;
+  return (await onSchedule(c, rate, seconds, 0, () => [GET_PATH, getFrame(randomCart())], false)).result;
 }
 
 async function handle(msg: LoadCommand): Promise<LoadResult | { ready: true } | undefined> {
