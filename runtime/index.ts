@@ -30,6 +30,7 @@ export {
 } from './errors.js';
 export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
 export { redactedUrl } from './redact.js';
+export { shutdownGrpcServer } from './grpc-shutdown.js';
 export { rootLogger, tracing } from './log.js';
 export type { Logger } from './log.js';
 export { LocalMembership } from './membership.js';

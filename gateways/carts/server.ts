@@ -7,7 +7,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CatalogueStore } from '../../actors/catalogue.js';
 import type { CartClient } from '../../actors/cart-client.js';
-import type { Logger } from '../../runtime/index.js';
+import { shutdownGrpcServer, type Logger } from '../../runtime/index.js';
 import { bearerOf, verifyToken, type Principal } from './auth.js';
 import { cartHandlers } from './cart-service.js';
 import { itemHandlers } from './item-service.js';
@@ -148,14 +148,9 @@ export async function startCartsServer(bind: string, options: CartsServerOptions
     server,
     health,
     port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        health.setStatus('', 'NOT_SERVING');
-        const force = setTimeout(() => server.forceShutdown(), 5000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      }),
+    stop: () => {
+      health.setStatus('', 'NOT_SERVING');
+      return shutdownGrpcServer(server, 5000);
+    },
   };
 }

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Logger } from '../../runtime/index.js';
+import { shutdownGrpcServer, type Logger } from '../../runtime/index.js';
 import { GATEWAY_SERVICE, presenceProto, STATUS_READER_SERVICE, USER_ID_METADATA, type Pong } from './proto.js';
 import { TimingWheel } from './timing-wheel.js';
 
@@ -148,17 +148,7 @@ export class PresenceServer {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushReports();
     for (const client of [...this.#clients.values()]) this.#close(client, grpc.status.UNAVAILABLE, 'the presence gateway is shutting down; reconnect', 'shutdown');
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, graceMs);
-      force.unref();
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await shutdownGrpcServer(this.#server, graceMs);
   }
 
   #connect(call: Call): void {

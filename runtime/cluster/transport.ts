@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
 import { Overloaded } from '../errors.js';
+import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, tracing, type Logger } from '../log.js';
 import { protoPath } from '../paths.js';
 import { decodeFrame, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, MAX_FRAME_BYTES } from './frame-codec.js';
@@ -493,15 +494,6 @@ export class ClusterTransport {
     for (const link of this.#links.values()) this.#closeLink(link);
     this.#links.clear();
     for (const call of this.#inbound) call.end();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, 1000);
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await shutdownGrpcServer(this.#server, 1000);
   }
 }

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_VNODES } from '../cluster/ring.js';
 import type { ClusterMember } from '../cluster/cluster-member.js';
 import { TroupeError, UnknownActorType } from '../errors.js';
+import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, type Logger } from '../log.js';
 import { parseActorId, partitionOf } from '../partition.js';
 import type { InspectedState } from '../shard.js';
@@ -309,16 +310,6 @@ export async function startInspectorServer(host: string, port: number, service: 
   );
   return {
     port: bound,
-    close: () =>
-      new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      }),
+    close: () => shutdownGrpcServer(server, 1000),
   };
 }

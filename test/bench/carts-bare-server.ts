@@ -7,6 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type pg from 'pg';
 import { serviceOf } from '../../gateways/carts/protos.js';
+import { shutdownGrpcServer } from '../../runtime/index.js';
 
 export interface BareItem {
   uuid: string;
@@ -74,16 +75,6 @@ export async function startBareCartServer(pool: pg.Pool, catalogue: readonly Bar
   );
   return {
     address: `127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    stop: () => shutdownGrpcServer(server, 2000),
   };
 }
