@@ -1,8 +1,8 @@
 // The `troupe inspect` command against a `troupe node` process: --eval, --json, commands on
 // standard input, exit codes, an unreachable node, and settings refused with what to do.
 
-import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
+import test, { type ExecutionContext } from 'ava';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -62,26 +62,36 @@ test('an unreachable node: each command fails with a clear error and the exit co
   t.regex(r.stdout, /commands:/, 'the next command still ran');
 });
 
-test('troupe node serves the inspector on its cluster port; inspect runs --eval, --json and standard input', async (t) => {
+/**
+ * Starts `troupe node` with `args` (its data in a new temporary directory, one shard, warnings
+ * only), killed at the test's end; resolves once it has printed the address of every name in
+ * `ready` ("troupe:   <name>   <host>:<port>"), with every address printed so far.
+ */
+async function startNodeProcess(t: ExecutionContext, args: string[], ready: string[]): Promise<{ node: ChildProcess; bound: Record<string, string> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-inspect-cli-'));
-  const node = spawn(
-    process.execPath,
-    [TROUPE, 'node', '--host', '127.0.0.1', '--data-dir', dataDir, '--shards', '1', '--log-level', 'warn', '--gateways', 'dating',
-      ...['dating-source-port', 'dating-listener-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0'])],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const node = spawn(process.execPath, [TROUPE, 'node', '--data-dir', dataDir, '--shards', '1', '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.teardown(() => {
     if (node.exitCode === null) node.kill('SIGKILL');
   });
-  const ports: Record<string, number> = {};
+  const bound: Record<string, string> = {};
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: node.stderr! }).on('line', (line) => {
-      const m = /^troupe:\s+(\S+)\s+\S+:(\d+)$/.exec(line);
-      if (m) ports[m[1]!] = Number(m[2]);
-      if (ports['dating.listener'] && ports.cluster) resolve();
+      const m = /^troupe:\s+(\S+)\s+(\S+:\d+)$/.exec(line);
+      if (m) bound[m[1]!] = m[2]!;
+      if (ready.every((name) => bound[name] !== undefined)) resolve();
     });
     node.once('exit', (code) => reject(new Error(`troupe node exited with ${code}`)));
   });
+  return { node, bound };
+}
+
+test('troupe node serves the inspector on its cluster port; inspect runs --eval, --json and standard input', async (t) => {
+  const { node, bound } = await startNodeProcess(
+    t,
+    ['--host', '127.0.0.1', '--gateways', 'dating', ...['dating-source-port', 'dating-listener-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0'])],
+    ['dating.listener', 'cluster'],
+  );
+  const ports = Object.fromEntries(Object.entries(bound).map(([name, address]) => [name, Number(address.slice(address.lastIndexOf(':') + 1))]));
   const at = `127.0.0.1:${ports.cluster}`;
 
   const text = await troupe(['inspect', '--node', at, '--eval', 'nodes; ask match-pair/1-2 likes {"round": 1, "events": [11, 18]}; state match-pair/1-2; actors']);
@@ -119,24 +129,7 @@ test('a node alone serves its inspector on loopback unless --inspector-host says
   t.regex(refused.stderr, /setting inspector-host: applies to a node without --redis; in a cluster the inspector shares the cluster port on --host/);
 
   // --host is left at its default (every interface): the gateways listen there, the inspector not.
-  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-inspect-cli-'));
-  const node = spawn(
-    process.execPath,
-    [TROUPE, 'node', '--data-dir', dataDir, '--shards', '1', '--log-level', 'warn', '--gateways', 'who', ...['who-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0'])],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  t.teardown(() => {
-    if (node.exitCode === null) node.kill('SIGKILL');
-  });
-  const bound: Record<string, string> = {};
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: node.stderr! }).on('line', (line) => {
-      const m = /^troupe:\s+(\S+)\s+(\S+)$/.exec(line);
-      if (m) bound[m[1]!] = m[2]!;
-      if (bound.cluster && bound['who.who']) resolve();
-    });
-    node.once('exit', (code) => reject(new Error(`troupe node exited with ${code}`)));
-  });
+  const { bound } = await startNodeProcess(t, ['--gateways', 'who', ...['who-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0'])], ['cluster', 'who.who']);
   t.regex(bound.cluster!, /^127\.0\.0\.1:\d+$/);
   t.regex(bound['who.who']!, /^0\.0\.0\.0:\d+$/);
   const port = Number(bound.cluster!.split(':')[1]);
