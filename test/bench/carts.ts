@@ -1,4 +1,5 @@
-// `npm run bench -- carts` (`--quick` for a shorter run, `--shards=N` for other than one per core): AddItem through the carts gRPC gateway
+// `npm run bench -- carts` (`--quick` for a shorter run, `--shards=N` for other than one per core;
+// diagnostics: `--realtime`, `--heap-sample`, below): AddItem through the carts gRPC gateway
 // and the cart actors on PostgreSQL, side by side with a plain `pg` single-row upsert on the same
 // database: spread over 10,000 carts, one hot cart, and Get latency at 50% of the spread load,
 // beside the Get latency of a bare grpc-js server (carts-bare-server.ts) under the same schedule.
@@ -8,14 +9,24 @@
 // neither the load generator's CPU nor its event loop is charged to the node being measured. The
 // parent runs the node (gateway on its main thread, cart shards in worker threads), the direct
 // CartClient run and the plain pg baseline, and reports where the machine's CPU went during the
-// spread run (load generator, node, the rest: PostgreSQL and anything else on the machine).
+// spread run (load generator, node, the rest: PostgreSQL and anything else on the machine), and the
+// main thread's GC pauses during the 50% phase.
+//
+// Diagnostics, not figures of record: `--realtime` puts this process's threads and the two
+// children (forked after, so they inherit it) under SCHED_RR (`chrt -r 10`; needs root or
+// CAP_SYS_NICE), leaving PostgreSQL and the rest of the machine at normal priority, to show how much
+// of the Get tail is waiting for a core. `--heap-sample` samples what the main thread allocates
+// during the 50% phase (V8's sampling heap profiler, objects later collected included) and reports
+// the share by origin: grpc-js, Node's HTTP/2 code, Troupe's own files.
 
 import * as grpc from '@grpc/grpc-js';
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { Session } from 'node:inspector';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Registry } from 'prom-client';
@@ -186,6 +197,69 @@ function gatewayGetSplit(before: Map<number, number>, after: Map<number, number>
   return { n, within5ms: n > 0 ? delta(0.005) / n : NaN, p99Bound: p99Bound * 1000 };
 }
 
+// ---- the main thread's GC pauses over a phase ----
+
+/** Records this thread's GC pauses until stopped: how many, their total and the longest, in ms. */
+function watchGc(): () => { pauses: number; totalMs: number; longestMs: number } {
+  let pauses = 0;
+  let totalMs = 0;
+  let longestMs = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      pauses++;
+      totalMs += e.duration;
+      longestMs = Math.max(longestMs, e.duration);
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return () => {
+    observer.disconnect();
+    return { pauses, totalMs, longestMs };
+  };
+}
+
+// ---- --heap-sample: what the main thread allocates, by origin ----
+
+interface SamplingNode {
+  callFrame: { url: string };
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+/**
+ * Starts V8's sampling heap profiler on this thread (objects collected later are counted too);
+ * the returned function stops it and gives the bytes sampled, in all and by origin: each
+ * allocation is charged to the innermost frame of a known origin on its stack (builtins and
+ * allocations made straight from the event loop to 'other'), so the shares add up to 100%.
+ */
+async function sampleAllocations(): Promise<() => Promise<{ bytes: number; byOrigin: Record<string, number> }>> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params: object = {}) =>
+    new Promise<any>((resolve, reject) => session.post(method, params, (err, r) => (err ? reject(err) : resolve(r))));
+  await post('HeapProfiler.enable');
+  await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return async () => {
+    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } };
+    session.disconnect();
+    const origins: [string, (url: string) => boolean][] = [
+      ['grpc-js', (u) => u.includes('/node_modules/@grpc/')],
+      ["Node's HTTP/2 and streams", (u) => u.startsWith('node:internal/http2') || u.startsWith('node:internal/streams') || u === 'node:events'],
+      ["Troupe's own files", (u) => u.includes('/dist/') && !u.includes('/node_modules/')],
+    ];
+    const byOrigin: Record<string, number> = Object.fromEntries([...origins.map(([name]) => [name, 0]), ['other', 0]]);
+    let bytes = 0;
+    const walk = (n: SamplingNode, charged: string) => {
+      const here = origins.find(([, matches]) => matches(n.callFrame.url))?.[0] ?? charged;
+      bytes += n.selfSize;
+      byOrigin[here]! += n.selfSize;
+      for (const c of n.children) walk(c, here);
+    };
+    walk(profile.head, 'other');
+    return { bytes, byOrigin };
+  };
+}
+
 // ---- reporting ----
 
 const okRate = (r: LoadResult) => r.ok / (r.wallMs / 1000);
@@ -213,12 +287,25 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
   const shardsArg = opts.args.find((a) => a.startsWith('--shards='));
   const shards = shardsArg === undefined ? Math.max(1, Math.min(availableParallelism(), 4)) : Number(shardsArg.slice('--shards='.length));
   if (!Number.isInteger(shards) || shards < 1 || shards > 256) throw new Error(`--shards must be a whole number from 1 to 256, got ${shardsArg}`);
+  const realtime = opts.args.includes('--realtime');
+  const heapSample = opts.args.includes('--heap-sample');
   const settings = { 'carts-port': 0, postgres: PG_URL, 'carts-schema': schema, 'carts-secret': SECRET, 'carts-pool-size': POOL };
   const log = rootLogger().child({ bench: 'carts' });
   const node = await startNode({ dataDir, actorModules: cartsGateway.actorModules, shards, settings, log });
   const metrics = new Registry();
   const gateway = await cartsGateway.start({ system: node, membership: node.membership, settings, metrics, log, dataDir, host: '127.0.0.1' });
   const port = gateway.ports['grpc']!;
+  if (realtime) {
+    try {
+      execFileSync('chrt', ['--all-tasks', '--rr', '--pid', '10', String(process.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      await gateway.stop();
+      await node.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+      throw new Error(`--realtime: chrt could not set SCHED_RR on this process (it needs root or CAP_SYS_NICE): ${(err as Error).message}`);
+    }
+    say('--realtime: this process and its children run under SCHED_RR priority 10 (a diagnostic, not a figure of record)');
+  }
   const address = `127.0.0.1:${port}`;
   const user = randomUUID();
   const token = signToken(SECRET, user, { roles: ['admin'], ttlSeconds: 3600 });
@@ -322,12 +409,16 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     // before and after the prober's window, so the prober sees the load's steady state only.
     const rate = spread / 2;
     const getsBefore = await gatewayGetBuckets(metrics);
+    const stopSampling = heapSample ? await sampleAllocations() : undefined;
+    const stopGcWatch = watchGc();
     const openMark = cpuMark();
     const [openRun, probeRun] = await Promise.all([
       loader.send({ cmd: 'open', rate, seconds: loadSeconds + 1, stride: 104_729 }),
       prober.send({ cmd: 'probe', rate: PROBE_RATE, seconds: loadSeconds, delayMs: 500 }),
     ]);
     const openCpu = cpuSince(openMark);
+    const gc = stopGcWatch();
+    const allocations = await stopSampling?.();
     const inGateway = gatewayGetSplit(getsBefore, await gatewayGetBuckets(metrics));
     account(`open loop at ${Math.round(rate)} AddItem/s`, openRun, true);
     account('Get prober', probeRun, false);
@@ -366,6 +457,13 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     row({ metric: 'p50 Get latency at 50% load vs bare grpc-js', ...vsBare(probeRun.p50Ms, bareProbe.p50Ms), unit: 'ms' });
     row({ metric: `Gets timed inside the gateway (handler to reply, its histogram): within 5 ms (p99 <= ${inGateway.p99Bound} ms)`, value: inGateway.within5ms * 100, unit: '% of Gets' });
     row({ metric: "Get prober's own send lag p99 (its lateness against its schedule)", ...vsBare(probeRun.sendLagP99Ms, bareProbe.sendLagP99Ms), unit: 'ms' });
+    row({ metric: `main thread's GC pauses at 50% load: ${gc.pauses}, longest ${gc.longestMs.toFixed(1)} ms; share of the phase's time`, value: (gc.totalMs / openCpu.wallMs) * 100, unit: '% of wall time' });
+    if (openCpu.mainThreadPct !== undefined) row({ metric: "CPU at 50% load: the node's main thread (gateway)", value: openCpu.mainThreadPct, unit: '% of a core' });
+    if (allocations) {
+      const calls = openRun.calls + probeRun.calls;
+      row({ metric: `--heap-sample: main thread allocations at 50% load, per call (${calls} calls)`, value: allocations.bytes / calls / 1024, unit: 'KiB' });
+      for (const [origin, bytes] of Object.entries(allocations.byOrigin)) row({ metric: `--heap-sample:   made by ${origin}`, value: (bytes / allocations.bytes) * 100, unit: '% of bytes' });
+    }
     row({ metric: `AddItem/s achieved open-loop (scheduled ${Math.round(rate)}/s)`, value: achieved, unit: 'calls/s', baseline: rate, ratio: achieved / rate });
     row({ metric: `CPU at 50% load: whole machine (${cpus().length} cores; node ${Math.round(openCpu.nodePct)}%, bare server ${Math.round(bareCpu.nodePct)}%)`, ...vsBare(openCpu.machinePct, bareCpu.machinePct), unit: '% of a core' });
     row({ metric: 'p99 AddItem latency at 50% load (from its scheduled send) vs bare grpc-js', ...vsBare(openRun.p99Ms, bareOpen.p99Ms), unit: 'ms' });
