@@ -55,6 +55,24 @@ export class PeerGone extends TroupeError {
   }
 }
 
+/**
+ * In a cluster: a turn's change was committed on its node but not written to the partition's
+ * changelog in Redis, so it would not survive that node's crash. It was not acknowledged; it may
+ * or may not be there later (the shard keeps trying to write it).
+ */
+export class ChangelogUnavailable extends TroupeError {
+  constructor(actor: string, reason: string) {
+    super('CHANGELOG_UNAVAILABLE', `the change to ${actor} could not be written to its partition's changelog in Redis (${reason}); it was not acknowledged and may or may not be applied: read it back, then retry`);
+  }
+}
+
+/** In a cluster: the partition moved to another node before a turn's change was logged; the change is gone. */
+export class PartitionMoved extends TroupeError {
+  constructor(actor: string, partition: number) {
+    super('PARTITION_MOVED', `partition ${partition} of ${actor} moved to another node before the change was logged; it was not applied there: retry`);
+  }
+}
+
 /** A setting was given a value it cannot take. */
 export class ConfigError extends TroupeError {
   constructor(message: string) {
@@ -104,7 +122,9 @@ export function fromWireError(w: WireError, actor: string, handler: string): Err
     case 'UNKNOWN_ACTOR_TYPE':
     case 'UNKNOWN_HANDLER':
     case 'NOT_RUNNING':
-    case 'PEER_GONE': {
+    case 'PEER_GONE':
+    case 'CHANGELOG_UNAVAILABLE':
+    case 'PARTITION_MOVED': {
       const e = new TroupeError(w.code, w.message);
       e.name = w.name;
       return e;

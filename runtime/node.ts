@@ -193,6 +193,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       ownership: ownershipBuffer,
       leaseDeadlines: deadlinesBuffer,
       tenures: tenuresBuffer,
+      changelog: options.cluster ? { redis: options.cluster.redis, cluster: options.cluster.name } : undefined,
       queueCapacity,
       askTimeoutMs,
       durability: options.durability ?? 'normal',

@@ -1,10 +1,12 @@
 // The entry of a shard's worker thread: loads the actor types, opens the shard's snapshot
-// database, rebuilds views, then serves batches on the data port and control calls (comlink).
+// database (and in a cluster its client of the partition changelogs), rebuilds views, then serves
+// batches on the data port and control calls (comlink).
 
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { AnyActorDefinition, ShardEnvironment } from './actor.js';
+import { PartitionChangelog } from './cluster/partition-changelog.js';
 import type { Batch } from './envelope.js';
 import { rootLogger } from './log.js';
 import { Shard, shardActorType, type InspectedState, type ShardActorType } from './shard.js';
@@ -24,6 +26,8 @@ export interface ShardInit {
   leaseDeadlines?: SharedArrayBuffer;
   /** Cluster only: per-partition tenures (Int32; see ShardOptions.tenures). */
   tenures?: SharedArrayBuffer;
+  /** Cluster only: where the partition changelogs are (see ShardOptions.changelog). */
+  changelog?: { redis: string; cluster: string };
   queueCapacity: number;
   askTimeoutMs: number;
   durability: 'normal' | 'full';
@@ -47,6 +51,8 @@ export interface ShardControl {
   install(rows: unknown[]): number;
   /** Cluster: forgets partitions lost without a hand-off (a lapsed or taken lease). */
   forget(partitions: number[]): number;
+  /** Cluster: takes over partitions from their changelogs before they are served. */
+  recover(partitions: number[]): Promise<number>;
   /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
   collectGarbage(): boolean;
 }
@@ -69,6 +75,7 @@ async function main(init: ShardInit): Promise<void> {
     if (type.def.resources) type.resources = await type.def.resources.open(env);
   }
   const store = new SnapshotStore(shardDatabasePath(init.dataDir, init.index), init.durability);
+  const changelog = init.changelog ? await PartitionChangelog.open(init.changelog.redis, init.changelog.cluster, init.nodeId) : undefined;
   const ports = [init.dataPort, ...init.peers];
   const shard = new Shard({
     index: init.index,
@@ -83,6 +90,7 @@ async function main(init: ShardInit): Promise<void> {
     ownership: new Int32Array(init.ownership),
     leaseDeadlines: init.leaseDeadlines ? new Float64Array(init.leaseDeadlines) : undefined,
     tenures: init.tenures ? new Int32Array(init.tenures) : undefined,
+    changelog,
     askTimeoutMs: init.askTimeoutMs,
     log,
   });
@@ -111,6 +119,7 @@ async function main(init: ShardInit): Promise<void> {
       }
     }
     store.close();
+    await changelog?.close();
     init.dataPort.postMessage({ stopped: true });
   }
 
@@ -123,6 +132,7 @@ async function main(init: ShardInit): Promise<void> {
     handOff: (partitions) => shard.handOff(partitions),
     install: (rows) => shard.install(rows),
     forget: (partitions) => shard.forget(partitions),
+    recover: (partitions) => shard.recover(partitions),
     collectGarbage: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
       gc?.();

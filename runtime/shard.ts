@@ -1,6 +1,7 @@
 // One shard: the activations of this node's partitions p with p mod W = this shard. It runs their
 // turns one message at a time per actor, commits durable state changes of a whole cycle in one
-// SQLite transaction, and only then lets replies out, in one batch per destination.
+// SQLite transaction (in a cluster, also writes them to the partitions' changelogs in Redis), and
+// only then lets replies out, in one batch per destination.
 
 import type { ActorContext, AnyActorDefinition, AskOptions, Handler, TimerId } from './actor.js';
 import { ActorRef, type MessageSender } from './actor-ref.js';
@@ -12,7 +13,8 @@ import {
   shardOrigin,
   type Batch,
 } from './envelope.js';
-import { NotRunning, Overloaded, toWireError, UnknownActorType, UnknownHandler, type WireError } from './errors.js';
+import { ChangelogUnavailable, NotRunning, Overloaded, PartitionMoved, toWireError, UnknownActorType, UnknownHandler, type WireError } from './errors.js';
+import type { DurableLog } from './cluster/partition-changelog.js';
 import type { Logger } from './log.js';
 import { partitionOf } from './partition.js';
 import { renderValue } from './inspector/render.js';
@@ -126,9 +128,18 @@ export interface ShardOptions {
    * thread as the partition leaves). An activation made in an earlier tenure is stale.
    */
   tenures?: Int32Array;
+  /**
+   * In a cluster: the partitions' changelogs in Redis. Committed durable states are written there
+   * before their replies leave, and a partition taken over is rebuilt from it (`recover`). With
+   * it, the views count only partitions this shard serves or is taking over.
+   */
+  changelog?: DurableLog;
   askTimeoutMs: number;
   log: Logger;
 }
+
+/** After a changelog write failed, the next try waits this long. */
+const CHANGELOG_RETRY_MS = 500;
 
 /** The per-turn face of an activation handed to its handler. */
 class TurnContext implements ActorContext<unknown>, MessageSender {
@@ -243,6 +254,7 @@ export class Shard {
   readonly #ownership: Int32Array;
   readonly #deadlines: Float64Array | undefined;
   readonly #tenures: Int32Array | undefined;
+  readonly #changelog: DurableLog | undefined;
   readonly #askTimeoutMs: number;
   readonly #origin: number;
 
@@ -252,6 +264,19 @@ export class Shard {
   #dirty: Activation[] = [];
   /** Replies of durable turns, held until their state is committed (HELD_STRIDE values each). */
   #heldReplies: unknown[] = [];
+  // The changelog (cluster): one write in flight at a time, so a later state never lands before an
+  // earlier one; what commits meanwhile gathers for the next write (the newest state per actor).
+  /** Committed states not yet written to the changelog, by actor id. */
+  #toLog = new Map<string, SnapshotRow>();
+  /** Replies waiting for the next changelog write (HELD_STRIDE values each). */
+  #waitingForLog: unknown[] = [];
+  /** Actor ids of the write in flight. */
+  #logging: ReadonlySet<string> | undefined;
+  #logRetry: NodeJS.Timeout | undefined;
+  /** Settles when no changelog write is in flight. */
+  #logIdle: Promise<void> = Promise.resolve();
+  /** With a changelog: the partitions whose stored actors the views count. */
+  readonly #viewed = new Set<number>();
   readonly #outM: unknown[][];
   readonly #outR: unknown[][];
   readonly #pending = new PendingAsks();
@@ -289,6 +314,7 @@ export class Shard {
     this.#ownership = o.ownership;
     this.#deadlines = o.leaseDeadlines;
     this.#tenures = o.tenures;
+    this.#changelog = o.changelog;
     this.#askTimeoutMs = o.askTimeoutMs;
     this.#origin = shardOrigin(o.index);
     this.#outM = Array.from({ length: o.count + 1 }, () => []);
@@ -299,8 +325,12 @@ export class Shard {
     this.#sweeper = setInterval(() => this.#passivateIdle(), Number.isFinite(sweepEvery) ? sweepEvery : 10_000).unref();
   }
 
-  /** Rebuilds the per-shard views of durable types from their stored snapshots. */
+  /**
+   * Rebuilds the per-shard views of durable types from their stored snapshots. With a changelog
+   * (a cluster) nothing is served yet: views fill as partitions are recovered.
+   */
   restoreViews(): number {
+    if (this.#changelog !== undefined) return 0;
     let n = 0;
     for (const type of this.#types.values()) {
       const view = type.def.view;
@@ -529,7 +559,13 @@ export class Shard {
     ctx.releaseHeld();
     if (origin === NO_REPLY) return;
     if (hold) this.#heldReplies.push(origin, askId, value, act);
+    else if (act.type.durable && this.#unlogged(act.id)) this.#waitingForLog.push(origin, askId, value, act);
     else this.#reply(origin, askId, true, value);
+  }
+
+  /** A reply must not show a state that a crash of this node could still lose. */
+  #unlogged(id: string): boolean {
+    return this.#changelog !== undefined && (this.#toLog.has(id) || this.#logging?.has(id) === true);
   }
 
   #failed(act: Activation, ctx: TurnContext, handler: string, origin: number, askId: number, err: unknown): void {
@@ -665,15 +701,73 @@ export class Shard {
       failed = toWireError(err);
       this.log.error({ err: failed, states: rows.length }, 'snapshot commit failed; failing the turns it carried');
     }
+    const logged = this.#changelog !== undefined && failed === undefined;
+    if (logged) for (const row of rows) this.#toLog.set(row.id, row);
     for (let i = 0; i < held.length; i += HELD_STRIDE) {
       const act = held[i + 3] as Activation;
       const why = failed ?? unstorable?.get(act);
-      this.#reply(held[i] as number, held[i + 1] as number, why === undefined, why ?? held[i + 2]);
+      if (why === undefined && logged) this.#waitingForLog.push(held[i], held[i + 1], held[i + 2], act);
+      else this.#reply(held[i] as number, held[i + 1] as number, why === undefined, why ?? held[i + 2]);
     }
+    if (logged) this.#writeLog();
     // What was not committed must not be served: those actors reload the last committed state.
     for (const act of dirty) {
       const why = failed ?? unstorable?.get(act);
       if (why !== undefined && !act.busy && this.#acts.get(act.id) === act) this.#dropActivation(act, why);
+    }
+  }
+
+  /** Starts the next changelog write, unless one is in flight or nothing waits for one. */
+  #writeLog(): void {
+    const changelog = this.#changelog;
+    if (changelog === undefined || this.#logging !== undefined || this.#logRetry !== undefined) return;
+    if (this.#toLog.size === 0 && this.#waitingForLog.length === 0) return;
+    const rows = [...this.#toLog.values()];
+    const waiting = this.#waitingForLog;
+    this.#toLog = new Map();
+    this.#waitingForLog = [];
+    this.#logging = new Set(rows.map((r) => r.id));
+    const write = rows.length === 0 ? Promise.resolve<ReadonlySet<number>>(new Set()) : changelog.append(rows);
+    this.#logIdle = write.then(
+      (refused) => {
+        this.#logging = undefined;
+        for (let i = 0; i < waiting.length; i += HELD_STRIDE) {
+          const act = waiting[i + 3] as Activation;
+          const moved = refused.has(act.partition);
+          this.#reply(waiting[i] as number, waiting[i + 1] as number, !moved, moved ? toWireError(new PartitionMoved(act.id, act.partition)) : waiting[i + 2]);
+        }
+        if (refused.size > 0) this.log.warn({ partitions: [...refused] }, 'changelog refused states of partitions whose lease this node no longer holds');
+        this.#writeLog();
+      },
+      (err: Error) => {
+        this.#logging = undefined;
+        // Write these again with the next batch (a newer state of the same actor replaces its row),
+        // after a pause; whoever waited is told the change is not acknowledged.
+        for (const row of rows) if (!this.#toLog.has(row.id)) this.#toLog.set(row.id, row);
+        for (let i = 0; i < waiting.length; i += HELD_STRIDE) {
+          const act = waiting[i + 3] as Activation;
+          this.#reply(waiting[i] as number, waiting[i + 1] as number, false, toWireError(new ChangelogUnavailable(act.id, err.message)));
+        }
+        this.log.error({ err: err.message, states: rows.length }, `writing the partition changelog failed; retrying in ${CHANGELOG_RETRY_MS} ms`);
+        this.#logRetry = setTimeout(() => {
+          this.#logRetry = undefined;
+          this.#writeLog();
+        }, CHANGELOG_RETRY_MS);
+      },
+    );
+  }
+
+  /** Resolves when every state committed so far is in the changelog (or its write failed), or at the deadline. */
+  async #changelogSettled(until: number, partitions?: ReadonlySet<number>): Promise<void> {
+    if (this.#changelog === undefined) return;
+    const pending = () => {
+      if (this.#logging !== undefined) return true;
+      for (const row of this.#toLog.values()) if (partitions === undefined || partitions.has(row.partition)) return true;
+      return false;
+    };
+    while (pending() && performance.now() < until) {
+      this.#writeLog();
+      await Promise.race([this.#logIdle, new Promise((r) => setTimeout(r, 20))]);
     }
   }
 
@@ -825,6 +919,9 @@ export class Shard {
     }
     this.#commit();
     this.#flush();
+    // With a changelog the new owner rebuilds durable actors from it: wait until it holds them all.
+    await this.#changelogSettled(until, leaving);
+    this.#flush();
     const rows: unknown[] = [];
     const shipped = new Set<string>();
     for (const act of [...this.#acts.values()]) {
@@ -836,11 +933,15 @@ export class Shard {
       if (act.type.durable) continue;
       shipped.add(act.id);
     }
-    for (const { actor, partition, state } of this.#store.ofPartitions(partitions)) {
-      if (shipped.has(actor)) continue;
-      rows.push(actor, partition, state);
-      const type = this.#types.get(actor.slice(0, actor.indexOf('/')));
-      type?.def.view?.evict?.(type.view, actor.slice(type.name.length + 1), state);
+    if (this.#changelog === undefined) {
+      for (const { actor, partition, state } of this.#store.ofPartitions(partitions)) {
+        if (shipped.has(actor)) continue;
+        rows.push(actor, partition, state);
+        const type = this.#types.get(actor.slice(0, actor.indexOf('/')));
+        type?.def.view?.evict?.(type.view, actor.slice(type.name.length + 1), state);
+      }
+    } else {
+      this.#countInViews(partitions.filter((p) => this.#viewed.delete(p)), false);
     }
     this.#store.deletePartitions(partitions);
     return rows;
@@ -872,6 +973,8 @@ export class Shard {
       // lapsed while it was paused, say) must not live on beside it.
       const old = this.#acts.get(id);
       if (old !== undefined) this.#retire(old);
+      // With a changelog, durable actors come from it when the partition is recovered.
+      if (type.durable && this.#changelog !== undefined) continue;
       if (type.durable) {
         const key = id.slice(slash + 1);
         if (type.def.view?.evict) {
@@ -908,7 +1011,57 @@ export class Shard {
       this.#retire(act);
       n++;
     }
+    // Another node counts these partitions' actors now; what is stored of them stays until recovered.
+    if (this.#changelog !== undefined) this.#countInViews(partitions.filter((p) => this.#viewed.delete(p)), false);
     this.#flush();
+    return n;
+  }
+
+  /**
+   * Cluster: takes over partitions from their changelogs, before serving them. A partition that has
+   * a changelog gets exactly the states logged there (whatever this node stored of it is older); one
+   * without (nothing durable was ever logged of it, or Redis lost it) keeps what this node stored,
+   * and that is logged now. The views then count the partitions' actors. Returns how many there are.
+   */
+  async recover(partitions: readonly number[]): Promise<number> {
+    const changelog = this.#changelog;
+    if (changelog === undefined || partitions.length === 0) return 0;
+    const logged = await changelog.read(partitions);
+    const taking = new Set(partitions);
+    this.#countInViews(partitions.filter((p) => this.#viewed.delete(p)), false);
+    // Activations of durable actors made in an earlier tenure here must not outlive their state.
+    for (const act of [...this.#acts.values()]) if (act.type.durable && taking.has(act.partition) && !act.busy) this.#retire(act);
+    const fromLog = partitions.filter((p) => logged.has(p));
+    this.#store.replacePartitions(fromLog, fromLog.flatMap((p) => logged.get(p)!));
+    const seed: SnapshotRow[] = [];
+    for (const p of partitions) {
+      if (logged.has(p)) continue;
+      for (const row of this.#store.rowsOf(p)) seed.push({ id: row.id, partition: p, blob: row.blob });
+    }
+    if (seed.length > 0) {
+      const refused = await changelog.append(seed);
+      this.log.info({ states: seed.length, partitions: partitions.length - fromLog.length, refused: refused.size }, 'partitions without a changelog: logged what this node had stored of them');
+    }
+    for (const p of partitions) this.#viewed.add(p);
+    this.#countInViews(partitions, true);
+    this.#flush();
+    return fromLog.reduce((n, p) => n + logged.get(p)!.length, seed.length);
+  }
+
+  /** Adds the stored actors of some partitions to their types' views, or takes them out; returns how many. */
+  #countInViews(partitions: readonly number[], add: boolean): number {
+    let viewed = false;
+    for (const type of this.#types.values()) if (type.durable && type.def.view) viewed = true;
+    if (!viewed || partitions.length === 0) return 0;
+    let n = 0;
+    for (const { actor, state } of this.#store.ofPartitions(partitions)) {
+      const type = this.#types.get(actor.slice(0, actor.indexOf('/')));
+      const view = type?.durable ? type.def.view : undefined;
+      const change = add ? view?.restore : view?.evict;
+      if (change === undefined) continue;
+      change(type!.view, actor.slice(type!.name.length + 1), state);
+      n++;
+    }
     return n;
   }
 
@@ -935,6 +1088,9 @@ export class Shard {
       }
       await new Promise((r) => setTimeout(r, 1));
     }
+    await this.#changelogSettled(until);
+    this.#flush();
+    clearTimeout(this.#logRetry);
     clearInterval(this.#sweeper);
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();

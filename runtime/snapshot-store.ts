@@ -15,7 +15,8 @@ export interface SnapshotRow {
 
 export type SnapshotCodec = 'v8' | 'json';
 
-function decode(blob: Buffer): unknown {
+/** A stored state back as a value (the codec is told from its first byte). */
+export function decodeSnapshot(blob: Buffer): unknown {
   return blob[0] === 0xff ? deserialize(blob) : JSON.parse(blob.toString('utf8'));
 }
 
@@ -73,7 +74,7 @@ export class SnapshotStore {
   /** The last committed state of an actor, or undefined if it never committed one. */
   load(actor: string): unknown {
     const row = this.#load.get(actor);
-    return row ? decode(row.state) : undefined;
+    return row ? decodeSnapshot(row.state) : undefined;
   }
 
   /** Commits many actors' states in one transaction. */
@@ -83,15 +84,30 @@ export class SnapshotStore {
 
   /** Every stored actor of a type (to rebuild per-shard views at start). */
   *ofType(type: string): Generator<{ actor: string; state: unknown }> {
-    for (const row of this.#ofType.iterate(type + '/', type + '0')) yield { actor: row.actor, state: decode(row.state) };
+    for (const row of this.#ofType.iterate(type + '/', type + '0')) yield { actor: row.actor, state: decodeSnapshot(row.state) };
   }
 
   /** Every stored actor of some partitions (a hand-off ships them). */
   *ofPartitions(partitions: readonly number[]): Generator<{ actor: string; partition: number; state: unknown }> {
     const stmt = this.#db.prepare('SELECT actor, state FROM snapshot WHERE partition = ?');
     for (const partition of partitions) {
-      for (const row of stmt.iterate(partition) as IterableIterator<{ actor: string; state: Buffer }>) yield { actor: row.actor, partition, state: decode(row.state) };
+      for (const row of stmt.iterate(partition) as IterableIterator<{ actor: string; state: Buffer }>) yield { actor: row.actor, partition, state: decodeSnapshot(row.state) };
     }
+  }
+
+  /** The stored rows of one partition as they are stored (encoded). */
+  rowsOf(partition: number): { id: string; blob: Buffer }[] {
+    const stmt = this.#db.prepare('SELECT actor AS id, state AS blob FROM snapshot WHERE partition = ?');
+    return stmt.all(partition) as { id: string; blob: Buffer }[];
+  }
+
+  /** Replaces what is stored of some partitions with the given rows, in one transaction. */
+  replacePartitions(partitions: readonly number[], rows: readonly SnapshotRow[]): void {
+    const del = this.#db.prepare('DELETE FROM snapshot WHERE partition = ?');
+    this.#db.transaction(() => {
+      for (const p of partitions) del.run(p);
+      for (const row of rows) this.#upsert.run(row.id, row.partition, row.blob);
+    })();
   }
 
   /** Forgets partitions handed to another node: their state lives there now. */

@@ -149,6 +149,14 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     tenures: o.tenures,
     membership,
     handOff,
+    // Durable actors come from the partitions' changelogs, whoever had them before (runtime/shard.ts).
+    acquire: async (ps) => {
+      const byShard: number[][] = Array.from({ length: shardCount }, () => []);
+      for (const p of ps) byShard[p % shardCount]!.push(p);
+      const recovered = await Promise.all(byShard.map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts) : 0)));
+      const n = recovered.reduce((a, b) => a + b, 0);
+      if (n > 0) log.info({ partitions: ps.length, actors: n }, 'partitions recovered from their changelogs');
+    },
     onServing: (ps) => routing.drain(ps),
     onLost: (ps) => {
       // Activations of lost partitions go (their waiting messages come back here to be routed on),

@@ -16,6 +16,8 @@ export interface ClusterKeys {
   readonly ringMembers: string;
   /** STRING "epoch|node" of one partition's lease, with a TTL. */
   lease(partition: number): string;
+  /** HASH actor id -> last acknowledged state (encoded) of one partition's durable actors: its changelog, compacted. */
+  changelog(partition: number): string;
   /** Pub/sub: member joined, left or died (payload: the node id). */
   readonly membersChannel: string;
   /** Pub/sub: the ring changed (payload: the new epoch). */
@@ -38,6 +40,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     ringMeta: prefix + 'ring',
     ringMembers: prefix + 'ring:members',
     lease: (p) => prefix + 'lease:' + p,
+    changelog: (p) => prefix + 'changelog:' + p,
     membersChannel: prefix + 'members:changed',
     ringChannel: prefix + 'ring:changed',
   };

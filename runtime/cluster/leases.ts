@@ -9,7 +9,8 @@ import { rootLogger, type Logger } from '../log.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
 import { LuaScript } from './lua-script.js';
 
-const HOLDER_OF = `local function holder_of(v)
+/** Lua: the node id in a lease value "epoch|node" (nil for no lease). */
+export const HOLDER_OF = `local function holder_of(v)
   if not v then return nil end
   local bar = string.find(v, '|', 1, true)
   return string.sub(v, bar + 1)
