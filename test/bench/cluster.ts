@@ -1,6 +1,8 @@
 // Cluster benchmark: two nodes on loopback (this process and a child process) against the real
-// Redis, beside the same load inside one node; failure detection after SIGKILL; and the pause
-// each actor sees while its partition is handed off on a join. `npm run bench -- cluster`.
+// Redis, beside the same load inside one node: tells and asks to the other node, and acknowledged
+// durable updates (in a cluster also written to the partition changelogs in Redis before each
+// reply); failure detection after SIGKILL; and the pause each actor sees while its partition is
+// handed off on a join. `npm run bench -- cluster`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,9 +14,11 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Overloaded, partitionOf, startNode, type TroupeNode } from '../../runtime/index.js';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from '../cluster/helpers.js';
 import { Cell } from './fixtures/cell.js';
+import Tally from './fixtures/tally.js';
 import type { BenchOptions, BenchResult } from './run.js';
 
 const CELL = new URL('./fixtures/cell.js', import.meta.url).href;
+const TALLY = new URL('./fixtures/tally.js', import.meta.url).href;
 const NODE_PROCESS = new URL('../cluster/fixtures/troupe-node-process.js', import.meta.url).pathname;
 
 function progress(msg: string): void {
@@ -24,7 +28,7 @@ function progress(msg: string): void {
 async function childNode(cluster: string): Promise<{ child: ChildProcess; nodeId: string }> {
   const child = spawn(process.execPath, [NODE_PROCESS, mkdtempSync(join(tmpdir(), 'troupe-bench-node-')), REDIS_URL, cluster], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, TROUPE_LOG_LEVEL: 'warn', TROUPE_TEST_ACTORS: CELL },
+    env: { ...process.env, TROUPE_LOG_LEVEL: 'warn', TROUPE_TEST_ACTORS: `${CELL},${TALLY}` },
   });
   child.stdin!.on('error', () => {});
   const lines = createInterface({ input: child.stdout! });
@@ -46,14 +50,27 @@ async function until(check: () => Promise<boolean> | boolean, what: string, ms =
   }
 }
 
-/** Keys of `count` cell actors whose partitions `node` does not (or does) serve. */
-function keysServed(node: TroupeNode, count: number, servedHere: boolean): string[] {
+/** Keys of `count` actors of a type (cell by default) whose partitions `node` does not (or does) serve. */
+function keysServed(node: TroupeNode, count: number, servedHere: boolean, type = 'cell'): string[] {
   const keys: string[] = [];
   for (let i = 0; keys.length < count; i++) {
     const key = `k${i}`;
-    if (node.servesPartition(partitionOf(`cell/${key}`, node.partitions)) === servedHere) keys.push(key);
+    if (node.servesPartition(partitionOf(`${type}/${key}`, node.partitions)) === servedHere) keys.push(key);
   }
   return keys;
+}
+
+/** Acknowledged durable updates per second: `inFlight` asks at a time, each answered once its state is committed. */
+async function durableRate(node: TroupeNode, keys: string[], total: number, inFlight: number): Promise<number> {
+  const refs = keys.map((k) => node.ref(Tally, k));
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < total) await refs[next++ % refs.length]!.ask('add', 1);
+    }),
+  );
+  return total / ((performance.now() - t0) / 1000);
 }
 
 async function tellRate(node: TroupeNode, keys: string[], total: number): Promise<number> {
@@ -105,7 +122,7 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
   let alone: TroupeNode | undefined;
   try {
     progress('one node alone (the reference)');
-    alone = await startNode({ dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-alone-')), actorModules: [CELL], askTimeoutMs: 60_000 });
+    alone = await startNode({ dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-alone-')), actorModules: [CELL, TALLY], askTimeoutMs: 60_000 });
     const aloneKeys = keysServed(alone, 10_000, true);
     const tells = Math.round(1_000_000 * scale);
     await tellRate(alone, aloneKeys, tells / 10);
@@ -113,13 +130,17 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
     const asks = Math.round(200_000 * scale);
     await askRate(alone, aloneKeys, asks / 10, 64);
     const aloneAsks = await askRate(alone, aloneKeys, asks, 64);
+    const durables = Math.round(200_000 * scale);
+    const aloneTallies = keysServed(alone, 10_000, true, 'tally');
+    await durableRate(alone, aloneTallies, durables / 10, 2000);
+    const aloneDurable = await durableRate(alone, aloneTallies, durables, 2000);
     await alone.stop();
     alone = undefined;
 
     progress('two nodes: this process and a child process');
     a = await startNode({
       dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-a-')),
-      actorModules: [CELL],
+      actorModules: [CELL, TALLY],
       askTimeoutMs: 60_000,
       cluster: { redis: REDIS_URL, name: cluster, host: '127.0.0.1', port: 0 },
     });
@@ -136,6 +157,11 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
     rows.push({ bench, metric: 'asks/s to actors on another node (64 in flight)', value: Math.round(remoteAsks.rate), unit: 'ask/s', baseline: Math.round(aloneAsks.rate), ratio: remoteAsks.rate / aloneAsks.rate, target: '>= 20,000' });
     rows.push({ bench, metric: 'ask latency p50, other node', value: Number(remoteAsks.p50.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p50.toFixed(2)) });
     rows.push({ bench, metric: 'ask latency p99, other node', value: Number(remoteAsks.p99.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p99.toFixed(2)), target: '<= 10 ms' });
+    // Actors this node serves, so the difference from one node alone is the changelog write.
+    const localTallies = keysServed(a, 10_000, true, 'tally');
+    await durableRate(a, localTallies, durables / 10, 2000);
+    const clusterDurable = await durableRate(a, localTallies, durables, 2000);
+    rows.push({ bench, metric: 'acknowledged durable updates/s, 2,000 in flight (cluster: SQLite, then the Redis changelog, before each reply)', value: Math.round(clusterDurable), unit: 'upd/s', baseline: Math.round(aloneDurable), ratio: clusterDurable / aloneDurable });
 
     progress('pause per actor while partitions are handed off to a joining node');
     const watched = keysServed(a, 300, true).concat(keysServed(a, 300, false));
