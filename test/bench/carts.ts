@@ -26,7 +26,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants as perfConstants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Registry } from 'prom-client';
@@ -200,23 +200,38 @@ function gatewayGetSplit(before: Map<number, number>, after: Map<number, number>
 // ---- the main thread's GC pauses over a phase ----
 
 /** Records this thread's GC pauses until stopped: how many, their total and the longest, in ms. */
-function watchGc(): () => { pauses: number; totalMs: number; longestMs: number } {
+function watchGc(): () => { pauses: number; totalMs: number; longestMs: number; byKind: string } {
   let pauses = 0;
   let totalMs = 0;
   let longestMs = 0;
+  const kinds = new Map<string, { n: number; ms: number; max: number }>();
   const observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       pauses++;
       totalMs += e.duration;
       longestMs = Math.max(longestMs, e.duration);
+      const kind = GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
+      const k = kinds.get(kind) ?? { n: 0, ms: 0, max: 0 };
+      k.n++;
+      k.ms += e.duration;
+      k.max = Math.max(k.max, e.duration);
+      kinds.set(kind, k);
     }
   });
   observer.observe({ entryTypes: ['gc'] });
   return () => {
     observer.disconnect();
-    return { pauses, totalMs, longestMs };
+    const byKind = [...kinds].map(([kind, k]) => `${kind} ${k.n} (${k.ms.toFixed(0)} ms, longest ${k.max.toFixed(1)})`).join(', ');
+    return { pauses, totalMs, longestMs, byKind };
   };
 }
+
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental marking',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+};
 
 // ---- --heap-sample: what the main thread allocates, by origin ----
 
@@ -418,6 +433,7 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     ]);
     const openCpu = cpuSince(openMark);
     const gc = stopGcWatch();
+    say(`main thread GC at 50% load by kind: ${gc.byKind}`);
     const allocations = await stopSampling?.();
     const inGateway = gatewayGetSplit(getsBefore, await gatewayGetBuckets(metrics));
     account(`open loop at ${Math.round(rate)} AddItem/s`, openRun, true);
