@@ -1,6 +1,7 @@
 // The services on a real three-node cluster: `troupe node --redis` processes (the CLI itself),
 // WHO summing clients over every node and dropping a killed node's, and the presence count the
-// same from every node's StatusReader whichever gateway the clients use, and carts on one
+// same from every node's StatusReader whichever gateway the clients use, kept whole when a node is
+// SIGKILLed (its users come back from the partition changelogs), and carts on one
 // PostgreSQL schema: AddItem from every node to one cart adds up, and an item's new price shows in
 // carts on every node as soon as Item/Update returns.
 
@@ -126,6 +127,31 @@ test('presence clients spread over three gateways are counted once, the same fro
     const address = `127.0.0.1:${node.ports['presence.grpc']}`;
     t.true(await waitFor(async () => (await fetchOnlineUsers(address)) === 30, 8000, 100), `count from ${address}`);
   }
+});
+
+test('users whose actors lived on a SIGKILLed node still count on the survivors (partition changelogs)', async (t) => {
+  const nodes = await cluster3(t);
+  const clients: PresenceClient[] = [];
+  // Clients talk to the first two gateways only, so the kill cuts no client off; their user actors
+  // live on all three nodes.
+  const connections = nodes.slice(0, 2).map((n) => gatewayConnection(`127.0.0.1:${n.ports['presence.grpc']}`));
+  t.teardown(() => {
+    for (const c of clients) c.stop();
+    for (const c of connections) c.close();
+  });
+  for (let i = 0; i < 40; i++) {
+    const client = new PresenceClient({ id: `user-${i}`, connection: connections[i % 2]! });
+    client.start();
+    clients.push(client);
+  }
+  const counted = (node: CliNode) => fetchOnlineUsers(`127.0.0.1:${node.ports['presence.grpc']}`);
+  for (const node of nodes) t.true(await waitFor(async () => (await counted(node)) === 40, 8000, 100), 'all 40 counted');
+  // No more reports from here on: what counts is what was stored (online within 3 minutes).
+  for (const c of clients) c.stop();
+  nodes[2]!.child.kill('SIGKILL');
+  await once(nodes[2]!.child, 'exit');
+  // Once the survivors have taken over the dead node's partitions, its users count again.
+  for (const node of nodes.slice(0, 2)) t.true(await waitFor(async () => (await counted(node)) === 40, 12_000, 200), `40 counted after the kill, got ${await counted(node)}`);
 });
 
 test('carts on three nodes share one schema: AddItem from every node adds up, a new price shows on every node at once', async (t) => {
