@@ -16,7 +16,7 @@ import { NodeProcess, sleep } from './node-process.js';
 import { redactedUrl } from '../../runtime/index.js';
 import { describeFault, planFaults, type PlannedFault } from './schedule.js';
 import type { ChaosOptions } from './settings.js';
-import { formatVerdict, isNothingLost, judgeCarts, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
+import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
 
 export interface ChaosIO {
   /** Progress and the verdict, for a person. */
@@ -219,6 +219,8 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     await io.beforeJudgement?.(db, names.schema);
     const events = eventLoad ? judgeEvents(eventLoad, await rowsPerEventId(db, names), await deadLetterIds(db, names)) : undefined;
     const carts = cartLoad ? judgeCarts(cartLoad.lines, await cartLines(db, names)) : undefined;
+    const perUser = eventLoad ? await rowsPerUser(db, names) : undefined;
+    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'))) : undefined;
     if (eventLoad) {
       say(`event attempts by answer: ${describeAnswers(eventLoad.answers)}`);
       if (eventLoad.resentAfterNoAnswer) say(`  ${fmt(eventLoad.resentAfterNoAnswer)} batches were acknowledged only when sent again after no answer: their ids may have been queued twice`);
@@ -229,7 +231,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     }
     finished = true;
     await killNodes(nodes, say);
-    const report: ChaosReport = { ok: isNothingLost(events, carts), seed: o.seed, nodes: o.nodes, durationMs: o.durationMs, faults, events, carts, drained, drainMs, notes };
+    const report: ChaosReport = { ok: isNothingLost(events, carts, aggregates), seed: o.seed, nodes: o.nodes, durationMs: o.durationMs, faults, events, carts, aggregates, drained, drainMs, notes };
     return report;
   } finally {
     finished = true;
@@ -406,6 +408,33 @@ async function queueDepth(nodes: NodeProcess[]): Promise<number | undefined> {
 async function rowsPerEventId(db: pg.Client, names: RunNames): Promise<Map<string, number>> {
   const res = await db.query<{ id: string; n: number }>(`SELECT id, count(*)::int AS n FROM ${quoteIdent(names.schema)}.processed_events GROUP BY id`);
   return new Map(res.rows.map((r) => [r.id, r.n]));
+}
+
+async function rowsPerUser(db: pg.Client, names: RunNames): Promise<Map<string, number>> {
+  const res = await db.query<{ user_id: string; n: number }>(`SELECT user_id, count(*)::int AS n FROM ${quoteIdent(names.schema)}.processed_events WHERE user_id IS NOT NULL GROUP BY user_id`);
+  return new Map(res.rows.map((r) => [r.user_id, r.n]));
+}
+
+/** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
+async function countedPerUser(users: string[], targets: () => LoadTarget[]): Promise<Map<string, number | undefined>> {
+  const counted = new Map<string, number | undefined>();
+  let turn = 0;
+  for (const user of users) {
+    let n: number | undefined;
+    for (let attempt = 0; attempt < 3 && n === undefined; attempt++) {
+      const live = targets();
+      const target = live[turn++ % Math.max(1, live.length)];
+      if (!target) break;
+      try {
+        const res = await fetch(`http://127.0.0.1:${target.port}/users/${encodeURIComponent(user)}/summary`, { signal: AbortSignal.timeout(5000) });
+        if (res.ok) n = ((await res.json()) as { events: number }).events;
+      } catch {
+        // another node, next attempt
+      }
+    }
+    counted.set(user, n);
+  }
+  return counted;
 }
 
 async function deadLetterIds(db: pg.Client, names: RunNames): Promise<Set<string>> {

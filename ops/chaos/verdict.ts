@@ -116,6 +116,42 @@ export interface FaultCounts {
   unexpectedExits: number;
 }
 
+/**
+ * The user aggregates (durable `user/<id>` actors, rebuilt from the partition changelogs when a
+ * node dies) against the stored rows they count: each user's summary must count its rows exactly.
+ */
+export interface AggregatesJudgement {
+  /** Users with stored events. */
+  users: number;
+  /** Users whose summary counts another number of events than they have rows. */
+  off: number;
+  /** Over those users, the events counted too few or too many. */
+  eventsOff: number;
+  /** Users whose summary no node gave. */
+  unanswered: number;
+  offExamples: string[];
+}
+
+/** `rowsPerUser`: stored events per user; `counted`: each user's summary count (undefined: no answer). */
+export function judgeAggregates(rowsPerUser: ReadonlyMap<string, number>, counted: ReadonlyMap<string, number | undefined>): AggregatesJudgement {
+  let off = 0;
+  let eventsOff = 0;
+  let unanswered = 0;
+  const offExamples: string[] = [];
+  for (const [user, rows] of rowsPerUser) {
+    const n = counted.get(user);
+    if (n === undefined) {
+      unanswered++;
+      continue;
+    }
+    if (n === rows) continue;
+    off++;
+    eventsOff += Math.abs(n - rows);
+    if (offExamples.length < EXAMPLES) offExamples.push(`user ${user}: its summary counts ${n} events, it has ${rows} rows`);
+  }
+  return { users: rowsPerUser.size, off, eventsOff, unanswered, offExamples };
+}
+
 export interface ChaosReport {
   ok: boolean;
   seed: number;
@@ -124,6 +160,7 @@ export interface ChaosReport {
   faults: FaultCounts;
   events?: EventsJudgement;
   carts?: CartsJudgement;
+  aggregates?: AggregatesJudgement;
   /** True when every acknowledged event was stored before --drain-timeout. */
   drained: boolean;
   drainMs: number;
@@ -131,10 +168,11 @@ export interface ChaosReport {
   notes: string[];
 }
 
-export function isNothingLost(events: EventsJudgement | undefined, carts: CartsJudgement | undefined): boolean {
+export function isNothingLost(events: EventsJudgement | undefined, carts: CartsJudgement | undefined, aggregates?: AggregatesJudgement): boolean {
   const e = !events || (events.lost === 0 && events.duplicated === 0 && events.neverSent === 0);
   const c = !carts || (carts.lost === 0 && carts.duplicated === 0 && carts.neverSent === 0);
-  return e && c;
+  const a = !aggregates || (aggregates.off === 0 && aggregates.unanswered === 0);
+  return e && c && a;
 }
 
 const n = (v: number | undefined): string => (v === undefined ? '-' : v.toLocaleString('en-US'));
@@ -164,20 +202,22 @@ export function formatVerdict(r: ChaosReport): string {
   const lines = rows.map((row) => '  ' + row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '));
   lines.splice(1, 0, '  ' + widths.map((w) => '-'.repeat(w)).join('  '));
   const f = r.faults;
+  const a = r.aggregates;
   const out = [
     'verdict',
     ...lines,
+    ...(a ? [`  user aggregates (durable actors): ${n(a.users)} users, ${a.off || a.unanswered ? `${n(a.off)} OFF by ${n(a.eventsOff)} events, ${n(a.unanswered)} UNANSWERED` : 'each counts exactly its stored events'}`] : []),
     '',
     `  faults: ${f.kill} SIGKILL + restart, ${f.pause} SIGSTOP/SIGCONT, ${f.stop} SIGTERM + restart` +
       (f.unexpectedExits ? `; ${f.unexpectedExits} node exit(s) nobody asked for (see the node logs)` : ''),
     `  drain: ${r.drained ? `every acknowledged event stored ${(r.drainMs / 1000).toFixed(1)}s after the load stopped` : `gave up after ${(r.drainMs / 1000).toFixed(1)}s (--drain-timeout): what was not stored by then counts as lost`}`,
   ];
-  for (const ex of [...(e?.lostExamples ?? []).map((id) => `lost event ${id}`), ...(c?.lostExamples ?? [])]) out.push(`  example: ${ex}`);
+  for (const ex of [...(e?.lostExamples ?? []).map((id) => `lost event ${id}`), ...(c?.lostExamples ?? []), ...(a?.offExamples ?? [])]) out.push(`  example: ${ex}`);
   for (const note of r.notes) out.push(`  note: ${note}`);
   out.push(
     r.ok
       ? `NOTHING ACKNOWLEDGED WAS LOST OR DUPLICATED (seed ${r.seed})`
-      : `FAILED: acknowledged work was lost, duplicated, or rows appeared that were never sent (seed ${r.seed}; rerun with --seed ${r.seed} --keep to look at the node logs)`,
+      : `FAILED: acknowledged work was lost, duplicated, miscounted, or rows appeared that were never sent (seed ${r.seed}; rerun with --seed ${r.seed} --keep to look at the node logs)`,
   );
   return out.join('\n');
 }

@@ -1,11 +1,11 @@
 // The parts of `troupe chaos` that decide without a cluster: the seeded fault plan, the judgement of
 // what was acknowledged against what was stored (it must see a loss, a duplicate and a stray row),
-// and the settings checks.
+// the user aggregates against their rows, and the settings checks.
 
 import test from 'ava';
 import { planFaults } from '../../ops/chaos/schedule.js';
 import { CHAOS_SETTINGS, chaosOptionsFrom } from '../../ops/chaos/settings.js';
-import { formatVerdict, isNothingLost, judgeCarts, judgeEvents, type ChaosReport } from '../../ops/chaos/verdict.js';
+import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeEvents, type ChaosReport } from '../../ops/chaos/verdict.js';
 import { readSettings } from '../../runtime/settings.js';
 
 const plan = (seed: number) => planFaults({ seed, nodes: 3, durationMs: 60_000, killEveryMs: 10_000, pauseEveryMs: 15_000, stopEveryMs: 0 });
@@ -55,6 +55,24 @@ test('carts: acknowledged <= stored <= acknowledged + unanswered, per line', (t)
   t.like(judgeCarts(lines, new Map([['c1|i1', 8], ['c1|i2', 3]])), { duplicated: 1 });
   t.like(judgeCarts(lines, new Map([['c1|i1', 5], ['c1|i2', 3], ['c9|i1', 2]])), { neverSent: 2 });
   t.false(isNothingLost(undefined, judgeCarts(lines, new Map([['c1|i1', 5]]))));
+});
+
+test('user aggregates: each must count exactly its rows; one off or unanswered fails the run', (t) => {
+  const rows = new Map([['u1', 3], ['u2', 5], ['u3', 1]]);
+  const exact = judgeAggregates(rows, new Map([['u1', 3], ['u2', 5], ['u3', 1]]));
+  t.like(exact, { users: 3, off: 0, eventsOff: 0, unanswered: 0 });
+  t.true(isNothingLost(undefined, undefined, exact));
+  const off = judgeAggregates(rows, new Map([['u1', 3], ['u2', 2], ['u3', 4]]));
+  t.like(off, { off: 2, eventsOff: 6, unanswered: 0 });
+  t.deepEqual(off.offExamples, ['user u2: its summary counts 2 events, it has 5 rows', 'user u3: its summary counts 4 events, it has 1 rows']);
+  t.false(isNothingLost(undefined, undefined, off));
+  const silent = judgeAggregates(rows, new Map<string, number | undefined>([['u1', 3], ['u2', undefined]]));
+  t.like(silent, { off: 0, unanswered: 2 });
+  t.false(isNothingLost(undefined, undefined, silent));
+  const report: ChaosReport = { ok: false, seed: 5, nodes: 3, durationMs: 20_000, faults: { kill: 1, pause: 0, stop: 0, unexpectedExits: 0 }, aggregates: off, drained: true, drainMs: 100, notes: [] };
+  t.regex(formatVerdict(report), /user aggregates \(durable actors\): 3 users, 2 OFF by 6 events, 0 UNANSWERED/);
+  t.regex(formatVerdict(report), /example: user u2: its summary counts 2 events, it has 5 rows/);
+  t.regex(formatVerdict({ ...report, ok: true, aggregates: exact }), /3 users, each counts exactly its stored events/);
 });
 
 test('the verdict table names the counts and says FAILED with the seed to rerun', (t) => {

@@ -50,7 +50,7 @@ test('a Redis that does not answer stops the run before any node starts (exit 2)
   t.notRegex(r.stdout, /started/);
 });
 
-test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowledged lost; nothing left behind', async (t) => {
+test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowledged lost, user aggregates exact; nothing left behind', async (t) => {
   t.timeout(240_000);
   const child = spawn(
     process.execPath,
@@ -76,6 +76,9 @@ test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowled
   t.true(report.events!.stored >= report.events!.acked);
   t.true(report.carts!.acked > 0);
   t.like(report.carts, { lost: 0, duplicated: 0, neverSent: 0 });
+  // The user aggregates, durable actors moved by every kill and pause, count exactly their rows.
+  t.true(report.aggregates!.users > 0);
+  t.like(report.aggregates, { off: 0, unanswered: 0 });
   t.regex(stdout, /\] kill n\d \(SIGKILL pid \d+\)/);
   t.regex(stdout, /\] n\d back \(pid \d+/);
   t.regex(stdout, /\] pause n\d \(SIGSTOP pid \d+, 4s\)/);
