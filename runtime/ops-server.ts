@@ -35,7 +35,11 @@ export function registerRuntimeMetrics(registry: Registry, system: ActorSystem):
     });
   perShard('troupe_activations', 'Live actor activations per shard', 'activations', 'gauge');
   perShard('troupe_shard_queue', 'Messages posted to a shard and not yet taken in', 'queued', 'gauge');
-  const totals = (name: string, help: string, field: 'turns' | 'turnsFailed' | 'commits' | 'committedStates' | 'activationsTotal' | 'passivationsTotal' | 'rejectedOverloaded') =>
+  const totals = (
+    name: string,
+    help: string,
+    field: 'turns' | 'turnsFailed' | 'commits' | 'committedStates' | 'activationsTotal' | 'passivationsTotal' | 'rejectedOverloaded' | 'changelogWrites' | 'changelogStates' | 'changelogFailures' | 'changelogRefused',
+  ) =>
     new Counter({
       name,
       help,
@@ -54,6 +58,10 @@ export function registerRuntimeMetrics(registry: Registry, system: ActorSystem):
   totals('troupe_activations_total', 'Actors activated', 'activationsTotal');
   totals('troupe_passivations_total', 'Actors passivated after their idle timeout', 'passivationsTotal');
   totals('troupe_rejected_overloaded_total', 'Messages refused because a mailbox was full', 'rejectedOverloaded');
+  totals('troupe_changelog_writes_total', 'Cluster: writes of committed durable states to the partition changelogs in Redis', 'changelogWrites');
+  totals('troupe_changelog_states_total', 'Cluster: durable states written to the partition changelogs', 'changelogStates');
+  totals('troupe_changelog_failures_total', 'Cluster: changelog writes Redis did not take (their turns were not acknowledged; retried)', 'changelogFailures');
+  totals('troupe_changelog_refused_total', 'Cluster: states the changelog refused because the partition lease had moved', 'changelogRefused');
   new Gauge({
     name: 'troupe_pending_asks',
     help: 'Asks from the main thread waiting for a reply',

@@ -298,6 +298,10 @@ export class Shard {
     activationsTotal: 0,
     passivationsTotal: 0,
     rejectedOverloaded: 0,
+    changelogWrites: 0,
+    changelogStates: 0,
+    changelogFailures: 0,
+    changelogRefused: 0,
   };
 
   constructor(o: ShardOptions) {
@@ -731,6 +735,11 @@ export class Shard {
     this.#logIdle = write.then(
       (refused) => {
         this.#logging = undefined;
+        if (rows.length > 0) {
+          this.#stats.changelogWrites++;
+          this.#stats.changelogStates += rows.length;
+          if (refused.size > 0) for (const row of rows) if (refused.has(row.partition)) this.#stats.changelogRefused++;
+        }
         for (let i = 0; i < waiting.length; i += HELD_STRIDE) {
           const act = waiting[i + 3] as Activation;
           const moved = refused.has(act.partition);
@@ -741,6 +750,7 @@ export class Shard {
       },
       (err: Error) => {
         this.#logging = undefined;
+        this.#stats.changelogFailures++;
         // Write these again with the next batch (a newer state of the same actor replaces its row),
         // after a pause; whoever waited is told the change is not acknowledged.
         for (const row of rows) if (!this.#toLog.has(row.id)) this.#toLog.set(row.id, row);

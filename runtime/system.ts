@@ -16,6 +16,12 @@ export interface ShardStats {
   activationsTotal: number;
   passivationsTotal: number;
   rejectedOverloaded: number;
+  /** Cluster: writes to the partition changelogs, the states they carried, and the writes that failed. */
+  changelogWrites: number;
+  changelogStates: number;
+  changelogFailures: number;
+  /** Cluster: states the changelog refused because the partition's lease had moved. */
+  changelogRefused: number;
   queued: number;
   /** The shard thread's V8 heap in use, bytes. */
   heapUsed: number;

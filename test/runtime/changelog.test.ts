@@ -131,7 +131,7 @@ test('states committed while a write is in flight go in the next write, the newe
 });
 
 test('a failed write is not acknowledged, and the state is written again', async (t) => {
-  const { log, replies, ask } = harness();
+  const { log, replies, ask, shard } = harness();
   const add = ask('a', 'add', 2);
   t.true(await eventually(() => log.writes.length === 1));
   log.writes[0]!.fail('connection reset');
@@ -148,16 +148,18 @@ test('a failed write is not acknowledged, and the state is written again', async
   t.true(await eventually(() => replies.has(read)));
   t.is(replies.get(read)!.value, 2);
   t.is(log.logged.size, 1);
+  t.like(shard.stats(), { changelogWrites: 1, changelogStates: 1, changelogFailures: 1, changelogRefused: 0 });
 });
 
 test('a write refused for a partition whose lease moved fails its turns with PARTITION_MOVED', async (t) => {
-  const { log, replies, ask } = harness();
+  const { log, replies, ask, shard } = harness();
   const add = ask('a', 'add', 1);
   t.true(await eventually(() => log.writes.length === 1));
   log.writes[0]!.settle([partitionOf('counter/a', PARTITIONS)]);
   t.true(await eventually(() => replies.has(add)));
   t.false(replies.get(add)!.ok);
   t.like(replies.get(add)!.value as object, { code: 'PARTITION_MOVED' });
+  t.like(shard.stats(), { changelogWrites: 1, changelogRefused: 1 });
 });
 
 test('recovery replaces what the shard stored of a partition with the changelog, and logs what has no changelog', async (t) => {
