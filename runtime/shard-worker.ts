@@ -75,7 +75,9 @@ async function main(init: ShardInit): Promise<void> {
     if (type.def.resources) type.resources = await type.def.resources.open(env);
   }
   const store = new SnapshotStore(shardDatabasePath(init.dataDir, init.index), init.durability);
-  const changelog = init.changelog ? await PartitionChangelog.open(init.changelog.redis, init.changelog.cluster, init.nodeId) : undefined;
+  // Only durable actors are logged: a node without any keeps no Redis connection per shard for it.
+  const logged = init.changelog !== undefined && [...types.values()].some((t) => t.durable);
+  const changelog = logged ? await PartitionChangelog.open(init.changelog!.redis, init.changelog!.cluster, init.nodeId) : undefined;
   const ports = [init.dataPort, ...init.peers];
   const shard = new Shard({
     index: init.index,
