@@ -184,7 +184,9 @@ test('a full shard queue refuses tells with Overloaded instead of growing withou
 test('asks time out with AskTimeout', async (t) => {
   const node = await testNode();
   t.teardown(() => node.stop());
-  await t.throwsAsync(node.ref(Counter, 'slow').ask('slowAdd', { by: 1, ms: 300 }, { timeoutMs: 50 }), { instanceOf: AskTimeout });
+  // The turn takes 30x the timeout: on a loaded CI machine the main thread can stall for a few
+  // hundred ms, and a reply that beats the sweep of timed-out asks would settle the ask instead.
+  await t.throwsAsync(node.ref(Counter, 'slow').ask('slowAdd', { by: 1, ms: 1500 }, { timeoutMs: 50 }), { instanceOf: AskTimeout });
 });
 
 test('stop finishes turns in flight and then refuses new messages', async (t) => {
