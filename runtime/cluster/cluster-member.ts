@@ -119,9 +119,15 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     }
   });
 
-  const handOff = async (moves: PartitionMove[], epoch: number): Promise<void> => {
+  /** Partitions grouped by the shard that serves them (partition p lives on shard p mod W). */
+  const byShardOf = (partitions: Iterable<number>): number[][] => {
     const byShard: number[][] = Array.from({ length: shardCount }, () => []);
-    for (const move of moves) byShard[move.partition % shardCount]!.push(move.partition);
+    for (const p of partitions) byShard[p % shardCount]!.push(p);
+    return byShard;
+  };
+
+  const handOff = async (moves: PartitionMove[], epoch: number): Promise<void> => {
+    const byShard = byShardOf(moves.map((m) => m.partition));
     const rowsByShard = await Promise.all(byShard.map((ps, s) => (ps.length > 0 ? o.shards[s]!.handOff(ps) : Promise.resolve([] as unknown[]))));
     const ownerOf = new Map(moves.map((m) => [m.partition, m.to]));
     const byPeer = new Map<string, { partitions: number[]; rows: unknown[] }>();
@@ -151,9 +157,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     handOff,
     // Durable actors come from the partitions' changelogs, whoever had them before (runtime/shard.ts).
     acquire: async (ps) => {
-      const byShard: number[][] = Array.from({ length: shardCount }, () => []);
-      for (const p of ps) byShard[p % shardCount]!.push(p);
-      const recovered = await Promise.all(byShard.map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts) : 0)));
+      const recovered = await Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts) : 0)));
       const n = recovered.reduce((a, b) => a + b, 0);
       if (n > 0) log.info({ partitions: ps.length, actors: n }, 'partitions recovered from their changelogs');
     },
@@ -161,9 +165,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     onLost: (ps) => {
       // Activations of lost partitions go (their waiting messages come back here to be routed on),
       // then what the router held for them follows.
-      const byShard: number[][] = Array.from({ length: shardCount }, () => []);
-      for (const p of ps) byShard[p % shardCount]!.push(p);
-      void Promise.all(byShard.map((parts, s) => (parts.length > 0 ? o.shards[s]!.forget(parts) : 0)))
+      void Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.forget(parts) : 0)))
         .catch((err: Error) => log.warn({ err: err.message }, 'forgetting lost partitions in the shards failed'))
         .finally(() => routing.drain(ps));
     },

@@ -110,19 +110,21 @@ test('WHO counts clients on every node, the same from each, and drops a killed n
   t.true(Date.now() - killedAt <= 4000, `dropped after ${Date.now() - killedAt} ms`);
 });
 
-test('presence clients spread over three gateways are counted once, the same from every node', async (t) => {
-  const nodes = await cluster3(t);
-  const clients: PresenceClient[] = [];
-  const connections = nodes.map((n) => gatewayConnection(`127.0.0.1:${n.ports['presence.grpc']}`));
+/** `count` presence clients `user-<i>`, spread in turn over the gateways of `via`; stopped at teardown. */
+function presenceClients(t: import('ava').ExecutionContext, via: CliNode[], count: number): PresenceClient[] {
+  const connections = via.map((n) => gatewayConnection(`127.0.0.1:${n.ports['presence.grpc']}`));
+  const clients = Array.from({ length: count }, (_, i) => new PresenceClient({ id: `user-${i}`, connection: connections[i % via.length]! }));
   t.teardown(() => {
     for (const c of clients) c.stop();
     for (const c of connections) c.close();
   });
-  for (let i = 0; i < 30; i++) {
-    const client = new PresenceClient({ id: `user-${i}`, connection: connections[i % 3]! });
-    client.start();
-    clients.push(client);
-  }
+  for (const c of clients) c.start();
+  return clients;
+}
+
+test('presence clients spread over three gateways are counted once, the same from every node', async (t) => {
+  const nodes = await cluster3(t);
+  presenceClients(t, nodes, 30);
   for (const node of nodes) {
     const address = `127.0.0.1:${node.ports['presence.grpc']}`;
     t.true(await waitFor(async () => (await fetchOnlineUsers(address)) === 30, 8000, 100), `count from ${address}`);
@@ -131,19 +133,9 @@ test('presence clients spread over three gateways are counted once, the same fro
 
 test('users whose actors lived on a SIGKILLed node still count on the survivors (partition changelogs)', async (t) => {
   const nodes = await cluster3(t);
-  const clients: PresenceClient[] = [];
   // Clients talk to the first two gateways only, so the kill cuts no client off; their user actors
   // live on all three nodes.
-  const connections = nodes.slice(0, 2).map((n) => gatewayConnection(`127.0.0.1:${n.ports['presence.grpc']}`));
-  t.teardown(() => {
-    for (const c of clients) c.stop();
-    for (const c of connections) c.close();
-  });
-  for (let i = 0; i < 40; i++) {
-    const client = new PresenceClient({ id: `user-${i}`, connection: connections[i % 2]! });
-    client.start();
-    clients.push(client);
-  }
+  const clients = presenceClients(t, nodes.slice(0, 2), 40);
   const counted = (node: CliNode) => fetchOnlineUsers(`127.0.0.1:${node.ports['presence.grpc']}`);
   for (const node of nodes) t.true(await waitFor(async () => (await counted(node)) === 40, 8000, 100), 'all 40 counted');
   // No more reports from here on: what counts is what was stored (online within 3 minutes).
