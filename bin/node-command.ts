@@ -33,6 +33,10 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       `setting inspector-host: applies to a node without --redis; in a cluster the inspector shares the cluster port on --host (${String(values.host)}). Drop --inspector-host, or use --inspector read-only|off`,
     );
   }
+  const otlp = values['otlp-endpoint'];
+  if (otlp !== undefined && !/^https?:$/.test(new URL(String(otlp)).protocol)) {
+    throw new ConfigError(`setting otlp-endpoint: got "${String(otlp)}"; traces go over OTLP/HTTP, so give an http:// or https:// URL such as http://collector:4318/v1/traces`);
+  }
   const inspectorHost = values.redis ? String(values.host) : String(values['inspector-host'] ?? '127.0.0.1');
 
   const node = await startNode({
@@ -57,6 +61,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       values.inspector === 'off'
         ? undefined
         : { mode: values.inspector as 'full' | 'read-only', host: inspectorHost, port: Number(values['cluster-port']), ports: () => ports },
+    tracing: values['otlp-endpoint'] === undefined ? undefined : { endpoint: String(values['otlp-endpoint']), sampleRatio: Number(values['trace-sample-ratio']) },
     log,
   });
   const registry = new Registry();

@@ -3,6 +3,14 @@
 import { availableParallelism, hostname } from 'node:os';
 import type { Gateway, SettingSpec } from '../runtime/index.js';
 
+/** Where the standard OpenTelemetry variables send traces, if they are set. */
+function otlpDefault(): string | undefined {
+  const traces = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  if (traces) return traces;
+  const base = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  return base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined;
+}
+
 export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
   const own: SettingSpec[] = [
     { name: 'node-name', kind: 'string', default: hostname(), description: 'stable name of this node; names its data directory' },
@@ -32,6 +40,20 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
     { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL for the domain tables (default: SQLite in the data dir)' },
     { name: 'cluster', kind: 'string', default: 'troupe', description: 'cluster name; the prefix of every Redis key of this cluster' },
     { name: 'advertise', kind: 'string', default: undefined, description: 'HOST:PORT other nodes use to reach this one (default host:cluster-port)' },
+    {
+      name: 'otlp-endpoint',
+      kind: 'url',
+      default: otlpDefault(),
+      description: 'send OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://collector:4318/v1/traces (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; unset: no tracing)',
+    },
+    {
+      name: 'trace-sample-ratio',
+      kind: 'number',
+      min: 0,
+      max: 1,
+      default: 0.01,
+      description: "share of requests that start a trace, 0 to 1; a caller's sampled traceparent is always followed",
+    },
     { name: 'log-level', kind: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], default: 'info', description: 'log level' },
   ];
   const seen = new Set(own.map((s) => s.name));

@@ -31,7 +31,10 @@ export {
 export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
 export { redactedUrl } from './redact.js';
 export { shutdownGrpcServer } from './grpc-shutdown.js';
-export { rootLogger, tracing } from './log.js';
+export { rootLogger } from './log.js';
+export { activeTraceparent, inChildSpan, inServerSpan } from './tracing.js';
+export { flushTracing, startTracing, stopTracing } from './tracing-sdk.js';
+export type { TracingOptions } from './tracing-sdk.js';
 export type { Logger } from './log.js';
 export { LocalMembership } from './membership.js';
 export type { Membership } from './membership.js';

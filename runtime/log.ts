@@ -1,4 +1,4 @@
-// Structured logs (pino) and named tracers switched on by TROUPE_TRACE=router,ring,shard (or "all").
+// Structured logs (pino): the process-wide root logger.
 
 import { pino } from 'pino';
 
@@ -25,11 +25,4 @@ export function rootLogger(): Logger {
 
 export function setRootLogger(logger: Logger): void {
   root = logger;
-}
-
-const traced = new Set((process.env.TROUPE_TRACE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
-
-/** True when TROUPE_TRACE names this tracer (or "all"). Check before building a trace record. */
-export function tracing(name: string): boolean {
-  return traced.has(name) || traced.has('all');
 }

@@ -20,6 +20,7 @@ import { Router } from './router.js';
 import type { ShardControl, ShardInit } from './shard-worker.js';
 import { reshard } from './snapshot-store.js';
 import type { ActorSystem, NodeStats } from './system.js';
+import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
 
 export interface NodeOptions {
   /** Unique across nodes, clusters and restarts; default `<hostname>-<time>-<random>`. */
@@ -44,6 +45,11 @@ export interface NodeOptions {
   cluster?: ClusterOptions;
   /** Serve the Inspector gRPC service (`troupe inspect`); without it, none. */
   inspector?: InspectorOptions;
+  /**
+   * Record OpenTelemetry spans and send them over OTLP/HTTP, in every shard and (unless it already
+   * records, e.g. a test's own provider) in this thread; without it, no tracing.
+   */
+  tracing?: TracingOptions;
   log?: Logger;
 }
 
@@ -150,6 +156,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
   const dataDir = resolve(options.dataDir);
   prepareDataDir(dataDir, partitions, shardCount, log);
   const defs = await loadDefinitions(options.actorModules);
+  const tracing = options.tracing ? { ...options.tracing, attributes: { 'service.instance.id': nodeId, 'troupe.node': nodeId, ...options.tracing.attributes } } : undefined;
 
   const queuedBuffer = new SharedArrayBuffer(4 * shardCount);
   const ownershipBuffer = new SharedArrayBuffer(4 * partitions);
@@ -194,6 +201,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       leaseDeadlines: deadlinesBuffer,
       tenures: tenuresBuffer,
       changelog: options.cluster ? { redis: options.cluster.redis, cluster: options.cluster.name } : undefined,
+      tracing,
       queueCapacity,
       askTimeoutMs,
       durability: options.durability ?? 'normal',
@@ -230,6 +238,8 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     await Promise.all(workers.map((w) => w.terminate()));
     throw err;
   }
+  // This thread records too (gateway spans, asks from it), unless it already does.
+  const tracesHere = tracing !== undefined && startTracing({ ...tracing, attributes: { ...tracing.attributes, 'troupe.thread': 'main' } });
 
   const ownershipTable = new Int32Array(ownershipBuffer);
   // Built before the cluster is joined (the cluster's server carries it); answers once `node` is set.
@@ -374,6 +384,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       for (const port of dataPorts) port.close();
       await Promise.all(workers.map((w) => w.terminate()));
       await cluster?.close();
+      if (tracesHere) await stopTracing().catch((err: unknown) => log.warn({ err }, 'sending the last spans failed'));
       log.debug({ nodeId }, 'node stopped');
     },
   };

@@ -7,6 +7,7 @@ import type { MessageSender } from './actor-ref.js';
 import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, OWNED_HERE, REPLY_STRIDE, type Batch } from './envelope.js';
 import { NotRunning, Overloaded, toWireError } from './errors.js';
 import { PendingAsks } from './pending-asks.js';
+import { endAskSpan, sendingSpan, tracedAsk, tracedTell, tracingOn } from './tracing.js';
 
 /** A shard's batch is sent at once when it reaches this many messages, without waiting for the tick. */
 const FLUSH_AT = 4096 * MSG_STRIDE;
@@ -66,6 +67,10 @@ export class Router implements MessageSender {
 
   tell(id: string, partition: number, handler: string, message: unknown): void {
     if (!this.#accepting) throw new NotRunning('this node');
+    if (tracingOn) {
+      const span = sendingSpan();
+      if (span !== undefined) message = tracedTell(message, span);
+    }
     if (this.#ownership[partition] !== OWNED_HERE && this.#remote !== undefined) {
       this.#remote.route(id, partition, handler, message, NO_REPLY, 0);
       return;
@@ -79,6 +84,14 @@ export class Router implements MessageSender {
     const shard = partition % this.#count;
     if (remote === undefined && this.#full(shard)) return Promise.reject(new Overloaded(`the queue of shard ${shard}`));
     const { id: askId, promise } = this.pending.create(id, handler, timeoutMs ?? this.#askTimeoutMs);
+    if (tracingOn) {
+      const span = sendingSpan();
+      if (span !== undefined) {
+        const ask = tracedAsk(id, handler, message, span, { 'troupe.partition': partition });
+        message = ask.payload;
+        endAskSpan(ask.span, promise);
+      }
+    }
     try {
       if (remote !== undefined) remote.route(id, partition, handler, message, MAIN_ORIGIN, askId);
       else this.#enqueue(shard, id, partition, handler, message, MAIN_ORIGIN, askId);

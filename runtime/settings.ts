@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 
-export type SettingKind = 'port' | 'int' | 'string' | 'url' | 'list' | 'bool' | 'duration' | 'enum';
+export type SettingKind = 'port' | 'int' | 'number' | 'string' | 'url' | 'list' | 'bool' | 'duration' | 'enum';
 
 export interface SettingSpec {
   /** Kebab-case: `carts-port` is `--carts-port`, `TROUPE_CARTS_PORT`, and `carts-port` or `cartsPort` in the file. */
@@ -50,6 +50,13 @@ function coerce(spec: SettingSpec, raw: unknown, source: string): { value?: Sett
         const what = spec.kind === 'port' ? `a TCP port from ${min} to ${max} (0: any free port)` : `a whole number from ${min} to ${max}`;
         return { problem: `got ${where}; expected ${what}` };
       }
+      return { value: n };
+    }
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?(\d+\.?\d*|\.\d+)$/.test(raw.trim()) ? Number(raw) : NaN;
+      const min = spec.min ?? -Infinity;
+      const max = spec.max ?? Infinity;
+      if (!Number.isFinite(n) || n < min || n > max) return { problem: `got ${where}; expected a number from ${min} to ${max}` };
       return { value: n };
     }
     case 'duration': {

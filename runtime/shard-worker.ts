@@ -11,6 +11,7 @@ import type { Batch } from './envelope.js';
 import { rootLogger } from './log.js';
 import { Shard, shardActorType, type InspectedState, type ShardActorType } from './shard.js';
 import { shardDatabasePath, SnapshotStore } from './snapshot-store.js';
+import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
 
 export interface ShardInit {
   index: number;
@@ -28,6 +29,8 @@ export interface ShardInit {
   tenures?: SharedArrayBuffer;
   /** Cluster only: where the partition changelogs are (see ShardOptions.changelog). */
   changelog?: { redis: string; cluster: string };
+  /** Record spans of traced turns in this shard (tracing.ts); the resource names node and shard. */
+  tracing?: TracingOptions;
   queueCapacity: number;
   askTimeoutMs: number;
   durability: 'normal' | 'full';
@@ -59,6 +62,7 @@ export interface ShardControl {
 
 async function main(init: ShardInit): Promise<void> {
   const log = rootLogger().child({ node: init.nodeId, shard: init.index });
+  if (init.tracing) startTracing({ ...init.tracing, attributes: { ...init.tracing.attributes, 'troupe.thread': `shard-${init.index}` } });
   const types = new Map<string, ShardActorType>();
   for (const url of init.actorModules) {
     const def = (await import(url)).default as AnyActorDefinition;
@@ -122,6 +126,7 @@ async function main(init: ShardInit): Promise<void> {
     }
     store.close();
     await changelog?.close();
+    await stopTracing().catch((err: unknown) => log.warn({ err }, 'sending the last spans failed'));
     init.dataPort.postMessage({ stopped: true });
   }
 

@@ -21,6 +21,8 @@ import { renderValue } from './inspector/render.js';
 import { PendingAsks } from './pending-asks.js';
 import type { SnapshotCodec, SnapshotRow, SnapshotStore } from './snapshot-store.js';
 import type { ShardStats } from './system.js';
+import { endAskSpan, endWithError, traceOf, tracedAsk, tracedTell, tracingOn, turnSpan, untraced } from './tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { getHeapStatistics } from 'node:v8';
 
 /** Turns run in one go before the shard yields to its event loop (ports, timers, I/O). */
@@ -148,6 +150,8 @@ class TurnContext implements ActorContext<unknown>, MessageSender {
   /** Tells made during the turn, sent only if it ends well (MSG_STRIDE values each). */
   held: unknown[] | null = null;
   ended = false;
+  /** The turn's span when the message that started it was traced (tracing.ts). */
+  span: Span | undefined = undefined;
   readonly #shard: Shard;
   readonly #act: Activation;
 
@@ -201,6 +205,7 @@ class TurnContext implements ActorContext<unknown>, MessageSender {
     let id: string, partition: number, handler: string, message: unknown;
     if (typeof b === 'number') [id, partition, handler, message] = [a as string, b, c as string, d];
     else [id, partition, handler, message] = [...this.#shard.resolve(a), b, c];
+    if (this.span !== undefined) message = tracedTell(message, this.span);
     if (this.ended) {
       this.#shard.route(id, partition, handler, message, NO_REPLY, 0);
       return;
@@ -219,7 +224,7 @@ class TurnContext implements ActorContext<unknown>, MessageSender {
     }
     // Tells made earlier in this turn go first: per-sender order holds across tell and ask.
     this.releaseHeld();
-    return this.#shard.ask(id, partition, handler, message, timeoutMs);
+    return this.#shard.ask(id, partition, handler, message, timeoutMs, this.span);
   }
 
   setTimer(delayMs: number, handler: string, message?: unknown, options?: { repeat?: boolean }): TimerId {
@@ -520,6 +525,9 @@ export class Shard {
   }
 
   #turn(act: Activation, handler: string, payload: unknown, origin: number, askId: number): void {
+    // A message sent inside a sampled span carries it (whether or not this thread records spans).
+    const traceparent = traceOf(payload);
+    if (traceparent !== undefined) payload = untraced(payload);
     const fn = handler === ACTIVATE ? act.type.def.activate : act.type.handlers.get(handler);
     if (fn === undefined) {
       this.#stats.turnsFailed++;
@@ -527,6 +535,9 @@ export class Shard {
       return;
     }
     const ctx = new TurnContext(this, act);
+    if (traceparent !== undefined && tracingOn) {
+      ctx.span = turnSpan(act.id, handler, origin !== NO_REPLY, traceparent, { 'troupe.node': this.nodeId, 'troupe.shard': this.index, 'troupe.partition': act.partition });
+    }
     let result: unknown;
     try {
       result = fn(ctx as ActorContext<unknown>, payload);
@@ -549,6 +560,10 @@ export class Shard {
   #completed(act: Activation, ctx: TurnContext, origin: number, askId: number, value: unknown): void {
     this.#stats.turns++;
     ctx.ended = true;
+    if (ctx.span !== undefined) {
+      if (ctx.staged && act.type.durable) ctx.span.setAttribute('troupe.durable_change', true);
+      ctx.span.end();
+    }
     let hold = false;
     if (ctx.staged) {
       act.state = ctx.state;
@@ -576,6 +591,7 @@ export class Shard {
     this.#stats.turnsFailed++;
     ctx.ended = true;
     ctx.held = null;
+    if (ctx.span !== undefined) endWithError(ctx.span, err);
     const wire = toWireError(err);
     if (handler === ACTIVATE) {
       // An actor whose activation failed must not serve from a state it could not load.
@@ -631,9 +647,15 @@ export class Shard {
     if (!this.#inCycle) this.#scheduleCycle();
   }
 
-  ask(id: string, partition: number, handler: string, message: unknown, timeoutMs?: number): Promise<unknown> {
+  /** An ask from one of this shard's actors; `span`: the asking turn's, when it is traced. */
+  ask(id: string, partition: number, handler: string, message: unknown, timeoutMs?: number, span?: Span): Promise<unknown> {
     if (this.#stopping) return Promise.reject(new NotRunning(`shard ${this.index}`));
     const { id: askId, promise } = this.#pending.create(id, handler, timeoutMs ?? this.#askTimeoutMs);
+    if (span !== undefined && tracingOn) {
+      const ask = tracedAsk(id, handler, message, span, { 'troupe.partition': partition });
+      message = ask.payload;
+      endAskSpan(ask.span, promise);
+    }
     try {
       this.route(id, partition, handler, message, this.#origin, askId);
     } catch (err) {

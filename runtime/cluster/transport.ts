@@ -9,7 +9,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
 import { Overloaded } from '../errors.js';
 import { shutdownGrpcServer } from '../grpc-shutdown.js';
-import { rootLogger, tracing, type Logger } from '../log.js';
+import { rootLogger, type Logger } from '../log.js';
 import { protoPath } from '../paths.js';
 import { decodeFrame, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, MAX_FRAME_BYTES } from './frame-codec.js';
 
@@ -382,7 +382,7 @@ export class ClusterTransport {
       link.connected = true;
       link.attempt = 0;
       stream.write({ data: encodeHello(this.self, this.cluster, this.partitions) });
-      if (tracing('transport')) this.#log.debug({ peer: link.peer, address }, 'link to peer up');
+      this.#log.debug({ peer: link.peer, address }, 'link to peer up');
       this.#pump(link);
     });
   }
@@ -392,7 +392,7 @@ export class ClusterTransport {
     const base = Math.min(this.#backoffMax, this.#backoffInitial * 2 ** Math.min(link.attempt, 20));
     const delay = Math.round(base * (0.5 + Math.random() / 2));
     link.attempt++;
-    if (tracing('transport')) this.#log.debug({ peer: link.peer, delay, why }, 'redial scheduled');
+    this.#log.debug({ peer: link.peer, delay, why }, 'redial scheduled');
     link.retry = setTimeout(() => {
       link.retry = undefined;
       this.#dial(link);

@@ -14,6 +14,7 @@ const specs: SettingSpec[] = [
   { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'sync' },
   { name: 'verbose', kind: 'bool', default: false, description: 'more' },
   { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL' },
+  { name: 'sample-ratio', kind: 'number', min: 0, max: 1, default: 0.01, description: 'share traced' },
 ];
 
 test('defaults, then file, then environment, then flags', (t) => {
@@ -22,8 +23,9 @@ test('defaults, then file, then environment, then flags', (t) => {
   writeFileSync(file, JSON.stringify({ whoPort: 1, 'ask-timeout': '2s', durability: 'full' }));
   const { values, rest } = readSettings(specs, {
     argv: ['--config', file, '--who-port', '3', 'extra', '--verbose', '--gateways=who'],
-    env: { TROUPE_WHO_PORT: '2', TROUPE_ASK_TIMEOUT: '250ms' },
+    env: { TROUPE_WHO_PORT: '2', TROUPE_ASK_TIMEOUT: '250ms', TROUPE_SAMPLE_RATIO: '.25' },
   });
+  t.is(values['sample-ratio'], 0.25);
   t.is(values['who-port'], 3);
   t.is(values['ask-timeout'], 250);
   t.is(values.durability, 'full');
@@ -37,7 +39,7 @@ test('every bad value is reported at once, naming the setting, the value and wha
   const err = t.throws(
     () =>
       readSettings(specs, {
-        argv: ['--who-port', '70000', '--gateways', 'who,carts', '--bogus', '1', '--redis', 'not a url'],
+        argv: ['--who-port', '70000', '--gateways', 'who,carts', '--bogus', '1', '--redis', 'not a url', '--sample-ratio', '1.5'],
         env: { TROUPE_DURABILITY: 'sometimes', TROUPE_ASK_TIMEOUT: 'soon' },
       }),
     { instanceOf: ConfigError },
@@ -49,6 +51,7 @@ test('every bad value is reported at once, naming the setting, the value and wha
   t.regex(msg, /setting durability: got TROUPE_DURABILITY "sometimes"; expected one of normal, full/);
   t.regex(msg, /setting ask-timeout: got TROUPE_ASK_TIMEOUT "soon"; expected a duration/);
   t.regex(msg, /setting redis: .*expected a URL/);
+  t.regex(msg, /setting sample-ratio: got --sample-ratio "1.5"; expected a number from 0 to 1/);
 });
 
 test('a config file that is not JSON is a clear error', (t) => {

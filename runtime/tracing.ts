@@ -1,0 +1,153 @@
+// Tracing: OpenTelemetry spans that follow a request from a gateway through every actor hop, on
+// every thread and node it crosses, exported over OTLP/HTTP. Off unless an endpoint is set; when
+// off, the hot path pays one boolean test per send and one property test per turn.
+//
+// The SDK (providers, exporter, sampler) is set up by tracing-sdk.ts; this file needs only the API.
+//
+// How a trace crosses a hop: a send made inside a sampled span carries that span's W3C
+// `traceparent` with the message, wrapped around its payload (`{ '~troupe.trace': tp, m: payload }`),
+// so it rides the batch arrays between threads and the frames between nodes unchanged. The turn
+// that takes the message unwraps it and runs inside a span whose parent is that traceparent. Only
+// sampled contexts are carried: an unsampled request costs nothing past its gateway.
+//
+// Spans: the gateway's own (SERVER, from `inServerSpan`, continuing a caller's `traceparent`); an
+// ask (CLIENT, from the send to the reply, so it covers the queues, the hops and any commit the
+// reply waited for); a turn (SERVER for an ask, CONSUMER for a tell: the handler's run).
+
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+
+/** True while this thread records spans. Read on every send: an imported live binding. */
+export let tracingOn = false;
+let tracer: Tracer | undefined;
+
+/** For tracing-sdk.ts: the tracer this thread records with, or undefined to stop. */
+export function useTracer(t: Tracer | undefined): void {
+  tracer = t;
+  tracingOn = t !== undefined;
+}
+
+// ---- gateways -----------------------------------------------------------------------------------
+
+/**
+ * Runs `fn` inside a SERVER span named `name` (a gateway's call), continuing the caller's trace
+ * when `traceparent` (from gRPC metadata or an HTTP header) is a valid sampled one. Sends made by
+ * `fn`, also after its awaits, carry the span. Without tracing it only runs `fn`.
+ */
+export function inServerSpan<T>(name: string, traceparent: string | undefined, attributes: Attributes, fn: () => T): T {
+  if (!tracingOn) return fn();
+  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }, { get: (c, k) => c[k as 'traceparent'], keys: (c) => Object.keys(c) }) : ROOT_CONTEXT;
+  return inSpan(name, SpanKind.SERVER, parent, attributes, fn);
+}
+
+/** Runs `fn` inside an INTERNAL span child of the active one (a step of a gateway's work). */
+export function inChildSpan<T>(name: string, attributes: Attributes, fn: () => T): T {
+  if (!tracingOn) return fn();
+  return inSpan(name, SpanKind.INTERNAL, context.active(), attributes, fn);
+}
+
+/** The active span's traceparent when it is sampled, to carry across a queue (BullMQ jobs). */
+export function activeTraceparent(): string | undefined {
+  if (!tracingOn) return undefined;
+  const sc = trace.getSpanContext(context.active());
+  return sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? formatTraceparent(sc) : undefined;
+}
+
+function inSpan<T>(name: string, kind: SpanKind, parent: Context, attributes: Attributes, fn: () => T): T {
+  const span = tracer!.startSpan(name, { kind, attributes }, parent);
+  const ctx = trace.setSpan(parent, span);
+  let result: T;
+  try {
+    result = context.with(ctx, fn);
+  } catch (err) {
+    endWithError(span, err);
+    throw err;
+  }
+  const thenable = result as unknown as PromiseLike<unknown> | null;
+  if (thenable !== null && typeof thenable === 'object' && typeof thenable.then === 'function') {
+    thenable.then(
+      () => span.end(),
+      (err: unknown) => endWithError(span, err),
+    );
+  } else span.end();
+  return result;
+}
+
+// ---- the runtime's hops ----------------------------------------------------------------------------
+
+const TRACE_KEY = '~troupe.trace';
+
+/** A payload carrying the traceparent of the span that sent it. */
+interface TracedPayload {
+  '~troupe.trace': string;
+  m: unknown;
+}
+
+/** The traceparent a message carries, or undefined; `untraced` gives its own payload back. */
+export function traceOf(payload: unknown): string | undefined {
+  return payload !== null && typeof payload === 'object' ? ((payload as Partial<TracedPayload>)[TRACE_KEY] as string | undefined) : undefined;
+}
+
+export function untraced(payload: unknown): unknown {
+  return (payload as TracedPayload).m;
+}
+
+function traced(payload: unknown, sc: SpanContext): TracedPayload {
+  return { [TRACE_KEY]: formatTraceparent(sc), m: payload } as TracedPayload;
+}
+
+function formatTraceparent(sc: SpanContext): string {
+  return `00-${sc.traceId}-${sc.spanId}-0${(sc.traceFlags & 0xff).toString(16)}`;
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+function parentContext(traceparent: string): Context {
+  const m = TRACEPARENT.exec(traceparent);
+  if (m === null) return ROOT_CONTEXT;
+  return trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true });
+}
+
+/** The sampled span a send from the main thread is made in (the active context), if any. */
+export function sendingSpan(): Span | undefined {
+  const span = trace.getSpan(context.active());
+  return span !== undefined && (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0 ? span : undefined;
+}
+
+/** A tell made inside `span`: its payload, carrying the span. */
+export function tracedTell(payload: unknown, span: Span): unknown {
+  return traced(payload, span.spanContext());
+}
+
+/**
+ * An ask made inside `span`: opens the ask's CLIENT span (ended when `reply` settles) and returns
+ * the payload carrying it.
+ */
+export function tracedAsk(target: string, handler: string, payload: unknown, span: Span, attributes: Attributes): { payload: unknown; span: Span } {
+  const ask = tracer!.startSpan(`ask ${target.slice(0, target.indexOf('/'))}.${handler}`, { kind: SpanKind.CLIENT, attributes: { 'troupe.actor': target, ...attributes } }, trace.setSpan(ROOT_CONTEXT, span));
+  return { payload: traced(payload, ask.spanContext()), span: ask };
+}
+
+/** Ends an ask's span when its reply settles. */
+export function endAskSpan(span: Span, reply: Promise<unknown>): void {
+  reply.then(
+    () => span.end(),
+    (err: unknown) => endWithError(span, err),
+  );
+}
+
+/** The span of a turn that took a traced message (SERVER for an ask, CONSUMER for a tell). */
+export function turnSpan(actor: string, handler: string, isAsk: boolean, traceparent: string, attributes: Attributes): Span {
+  return tracer!.startSpan(
+    `${actor.slice(0, actor.indexOf('/'))}.${handler}`,
+    { kind: isAsk ? SpanKind.SERVER : SpanKind.CONSUMER, attributes: { 'troupe.actor': actor, ...attributes } },
+    parentContext(traceparent),
+  );
+}
+
+export function endWithError(span: Span, err: unknown): void {
+  const message = err instanceof Error ? err.message : typeof err === 'object' && err !== null && 'message' in err ? String((err as { message: unknown }).message) : String(err);
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
+  if (err instanceof Error) span.recordException(err);
+  else span.setAttribute('error.message', message);
+  span.end();
+}
