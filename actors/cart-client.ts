@@ -1,14 +1,17 @@
 // The main-thread face of the cart actors: sends each cart's operations in batches, at most one
 // ask in flight per cart. Operations that arrive while a cart's ask is in flight ride the next
-// one, so a hot cart commits many AddItems at once instead of one per round trip.
+// one, so a hot cart commits many AddItems at once instead of one per round trip. A traced batch
+// carries the trace of its first operation (the others' traces end at the gateway).
 
-import type { ActorSystem } from '../runtime/index.js';
+import { currentTrace, inTrace, type ActorSystem } from '../runtime/index.js';
 import CartActor from './cart.js';
 import type { ItemsChanged } from './catalogue-item-cache.js';
 import { CartError, type CartOperation, type CartView, type OperationResult } from './cart-operations.js';
 
 interface Waiting {
   op: CartOperation;
+  /** The caller's trace context (tracing on), so the ask that carries this operation is traced. */
+  trace: ReturnType<typeof currentTrace>;
   resolve: (view: CartView) => void;
   reject: (err: unknown) => void;
 }
@@ -58,7 +61,8 @@ export class CartClient {
     }
     if (queue.waiting.length >= this.#maxWaiting) return Promise.reject(new CartBusy(key, queue.waiting.length));
     const q = queue;
-    const done = new Promise<CartView>((resolve, reject) => q.waiting.push({ op, resolve, reject }));
+    const trace = currentTrace();
+    const done = new Promise<CartView>((resolve, reject) => q.waiting.push({ op, trace, resolve, reject }));
     if (!queue.inFlight) this.#send(key, queue);
     return done;
   }
@@ -81,9 +85,14 @@ export class CartClient {
     queue.inFlight = true;
     let ask: Promise<OperationResult[]>;
     try {
-      ask = this.#system
-        .ref(CartActor, key)
-        .ask('apply', batch.map((w) => w.op), this.#askTimeoutMs === undefined ? undefined : { timeoutMs: this.#askTimeoutMs });
+      const options = this.#askTimeoutMs === undefined ? undefined : { timeoutMs: this.#askTimeoutMs };
+      ask = inTrace(batch[0]!.trace, () =>
+        this.#system.ref(CartActor, key).ask(
+          'apply',
+          batch.map((w) => w.op),
+          options,
+        ),
+      );
     } catch (err) {
       ask = Promise.reject(err); // Overloaded is thrown at once, not through the promise
     }

@@ -32,7 +32,7 @@ export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
 export { redactedUrl } from './redact.js';
 export { shutdownGrpcServer } from './grpc-shutdown.js';
 export { rootLogger } from './log.js';
-export { activeTraceparent, inChildSpan, inServerSpan } from './tracing.js';
+export { activeTraceparent, currentTrace, inChildSpan, inConsumerSpan, inServerSpan, inTrace, isTracing } from './tracing.js';
 export { flushTracing, startTracing, stopTracing } from './tracing-sdk.js';
 export type { TracingOptions } from './tracing-sdk.js';
 export type { Logger } from './log.js';

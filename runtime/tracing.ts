@@ -14,11 +14,16 @@
 // ask (CLIENT, from the send to the reply, so it covers the queues, the hops and any commit the
 // reply waited for); a turn (SERVER for an ask, CONSUMER for a tell: the handler's run).
 
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 
 /** True while this thread records spans. Read on every send: an imported live binding. */
 export let tracingOn = false;
 let tracer: Tracer | undefined;
+
+/** True while this thread records spans (for callers outside the runtime; inside, read `tracingOn`). */
+export function isTracing(): boolean {
+  return tracingOn;
+}
 
 /** For tracing-sdk.ts: the tracer this thread records with, or undefined to stop. */
 export function useTracer(t: Tracer | undefined): void {
@@ -39,10 +44,42 @@ export function inServerSpan<T>(name: string, traceparent: string | undefined, a
   return inSpan(name, SpanKind.SERVER, parent, attributes, fn);
 }
 
+/**
+ * Runs `fn` inside a CONSUMER span for work taken from a queue on behalf of one or more requests:
+ * the first sampled `traceparents` is its parent (so that request's trace goes on through the
+ * actors), and the others are links. With none sampled it is a new trace, sampled by ratio.
+ */
+export function inConsumerSpan<T>(name: string, traceparents: readonly (string | undefined)[], attributes: Attributes, fn: () => T): T {
+  if (!tracingOn) return fn();
+  let parent: Context = ROOT_CONTEXT;
+  const links: Link[] = [];
+  for (const tp of traceparents) {
+    if (tp === undefined) continue;
+    const sc = trace.getSpanContext(parentContext(tp));
+    if (sc === undefined) continue;
+    if (parent === ROOT_CONTEXT && (sc.traceFlags & TraceFlags.SAMPLED) !== 0) parent = trace.setSpanContext(ROOT_CONTEXT, sc);
+    else links.push({ context: sc });
+  }
+  return inSpan(name, SpanKind.CONSUMER, parent, attributes, fn, links);
+}
+
 /** Runs `fn` inside an INTERNAL span child of the active one (a step of a gateway's work). */
 export function inChildSpan<T>(name: string, attributes: Attributes, fn: () => T): T {
   if (!tracingOn) return fn();
   return inSpan(name, SpanKind.INTERNAL, context.active(), attributes, fn);
+}
+
+/**
+ * The active trace context, kept by work that sends later on a request's behalf (a batch that
+ * gathers many requests); undefined without tracing.
+ */
+export function currentTrace(): Context | undefined {
+  return tracingOn ? context.active() : undefined;
+}
+
+/** Runs `fn` in a context kept by `currentTrace` (or as it is, for undefined). */
+export function inTrace<T>(ctx: Context | undefined, fn: () => T): T {
+  return ctx === undefined || !tracingOn ? fn() : context.with(ctx, fn);
 }
 
 /** The active span's traceparent when it is sampled, to carry across a queue (BullMQ jobs). */
@@ -52,8 +89,8 @@ export function activeTraceparent(): string | undefined {
   return sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? formatTraceparent(sc) : undefined;
 }
 
-function inSpan<T>(name: string, kind: SpanKind, parent: Context, attributes: Attributes, fn: () => T): T {
-  const span = tracer!.startSpan(name, { kind, attributes }, parent);
+function inSpan<T>(name: string, kind: SpanKind, parent: Context, attributes: Attributes, fn: () => T, links?: Link[]): T {
+  const span = tracer!.startSpan(name, { kind, attributes, links }, parent);
   const ctx = trace.setSpan(parent, span);
   let result: T;
   try {

@@ -7,7 +7,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CatalogueStore } from '../../actors/catalogue.js';
 import type { CartClient } from '../../actors/cart-client.js';
-import { shutdownGrpcServer, type Logger } from '../../runtime/index.js';
+import { inServerSpan, shutdownGrpcServer, type Logger } from '../../runtime/index.js';
 import { bearerOf, verifyToken, type Principal } from './auth.js';
 import { cartHandlers } from './cart-service.js';
 import { itemHandlers } from './item-service.js';
@@ -76,7 +76,15 @@ function tokenExpiry(token: string): number {
   return exp * 1000;
 }
 
-function unary(handler: Handler, verify: (token: string) => Principal, metrics: MethodMetrics | undefined): grpc.handleUnaryCall<any, any> {
+/** A caller's W3C traceparent, from the call's metadata. */
+export function traceparentOf(metadata: grpc.Metadata): string | undefined {
+  const v = metadata.get('traceparent')[0];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function unary(method: string, handler: Handler, verify: (token: string) => Principal, metrics: MethodMetrics | undefined): grpc.handleUnaryCall<any, any> {
+  const [service, name] = method.split('/') as [string, string];
+  const attributes = { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': name };
   return (call, callback) => {
     const started = performance.now();
     const finish = (code: grpc.status) => {
@@ -93,7 +101,7 @@ function unary(handler: Handler, verify: (token: string) => Principal, metrics: 
       callback({ code: s.code, details: s.details });
       return;
     }
-    handler(who, call.request).then(
+    inServerSpan(method, traceparentOf(call.metadata), attributes, () => handler(who, call.request)).then(
       (reply) => {
         finish(grpc.status.OK);
         callback(null, reply);
@@ -109,7 +117,7 @@ function unary(handler: Handler, verify: (token: string) => Principal, metrics: 
 
 function implementation(prefix: string, handlers: Record<string, Handler>, verify: (token: string) => Principal, metrics: ReturnType<typeof metricsOf>) {
   const impl: grpc.UntypedServiceImplementation = {};
-  for (const [name, h] of Object.entries(handlers)) impl[name] = unary(h, verify, metrics?.(`${prefix}/${name}`));
+  for (const [name, h] of Object.entries(handlers)) impl[name] = unary(`${prefix}/${name}`, h, verify, metrics?.(`${prefix}/${name}`));
   return impl;
 }
 

@@ -4,7 +4,7 @@
 
 import type { Socket } from 'node:net';
 import MatchPair, { pairKey, type PairEvents } from '../../actors/match-pair.js';
-import type { ActorSystem, Logger } from '../../runtime/index.js';
+import { inServerSpan, isTracing, type ActorSystem, type Logger } from '../../runtime/index.js';
 import { SequenceBook, type PairBatch } from './ordering.js';
 import { LikeLineParser, type LikeEventSink, type LikeType, type LineProblem } from './parser.js';
 
@@ -24,15 +24,20 @@ export interface PairDecider {
  * costs about what a cross-thread one does, and the courier puts a partition's asks on one shard.)
  */
 export function actorDecider(system: ActorSystem, askTimeoutMs = 60_000): PairDecider {
+  const askPairs = (round: number, batches: readonly PairBatch[]): Promise<number[]>[] => {
+    const replies: Promise<number[]>[] = new Array(batches.length);
+    for (let i = 0; i < batches.length; i++) {
+      const b = batches[i]!;
+      const message: PairEvents = { round, events: b.events };
+      replies[i] = system.ref(MatchPair, pairKey(b.lo, b.hi)).ask('likes', message, { timeoutMs: askTimeoutMs });
+    }
+    return replies;
+  };
   return {
     deliver(round, batches) {
-      const replies: Promise<number[]>[] = new Array(batches.length);
-      for (let i = 0; i < batches.length; i++) {
-        const b = batches[i]!;
-        const message: PairEvents = { round, events: b.events };
-        replies[i] = system.ref(MatchPair, pairKey(b.lo, b.hi)).ask('likes', message, { timeoutMs: askTimeoutMs });
-      }
-      return replies;
+      // Traced (sampled by ratio): a span per step, the asks of its pairs inside it.
+      if (!isTracing()) return askPairs(round, batches);
+      return inServerSpan('dating.step', undefined, { 'dating.round': round, 'dating.pairs': batches.length }, () => askPairs(round, batches));
     },
   };
 }

@@ -5,7 +5,7 @@
 // retried by the queue, and on its last attempt its events are kept as dead letters.
 
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
-import type { Logger } from '../../runtime/index.js';
+import { inChildSpan, inConsumerSpan, type Logger } from '../../runtime/index.js';
 import type { EnrichResult, EnrichTask } from './enrichment.js';
 import type { PipelineMetrics } from './metrics.js';
 import type { BatchProcessor, Delivery, QueuedBatch } from './queue.js';
@@ -79,10 +79,21 @@ export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
    * Processes batches together; throws if any step fails, with nothing counted. `resent`: an
    * earlier try of these batches in this process may have got past the insert.
    */
-  async function processTogether(group: readonly Waiting[], resent: boolean): Promise<void> {
-    const enriched = await deps.pool.run({ batches: group.map((w) => ({ events: w.batch.events, receivedAt: w.batch.receivedAt, checked: w.batch.checked })) });
+  function processTogether(group: readonly Waiting[], resent: boolean): Promise<void> {
+    // Traced: one span for the group, in the trace of its first sampled request, linked to the others.
+    const traceparents = group.map((w) => w.batch.traceparent);
+    const events = group.reduce((n, w) => n + w.batch.count, 0);
+    return inConsumerSpan('events.process', traceparents, { 'events.batches': group.length, 'events.count': events }, () => applyTogether(group, resent));
+  }
+
+  async function applyTogether(group: readonly Waiting[], resent: boolean): Promise<void> {
+    const enriched = await inChildSpan('events.enrich', {}, () =>
+      deps.pool.run({ batches: group.map((w) => ({ events: w.batch.events, receivedAt: w.batch.receivedAt, checked: w.batch.checked })) }),
+    );
     const processedAt = now();
-    const inserted = await deps.store.insert({ rowsJson: enriched.rowsJson, rowCount: enriched.rowCount, processedAt });
+    const inserted = await inChildSpan('events.store', { 'events.rows': enriched.rowCount }, () =>
+      deps.store.insert({ rowsJson: enriched.rowsJson, rowCount: enriched.rowCount, processedAt }),
+    );
 
     // Only rows this delivery inserted are new to the actors, so a repeated id sent by a client
     // is never counted twice. A batch delivered again may have inserted rows and then died before

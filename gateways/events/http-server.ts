@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ActivitySummary } from '../../actors/user-activity.js';
-import type { Logger } from '../../runtime/index.js';
+import { activeTraceparent, inServerSpan, type Logger } from '../../runtime/index.js';
 import { MAX_USER_ID_LENGTH, type FieldProblem } from './event.js';
 import type { MetricsSnapshot } from './metrics.js';
 import type { CheckedBody, CheckTask } from './request-check.js';
@@ -144,7 +144,8 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     try {
       checked = await deps.check({ text, batch, receivedAt });
       if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
-      await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format });
+      const traceparent = activeTraceparent();
+      await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format, ...(traceparent ? { traceparent } : {}) });
     } finally {
       pendingEnqueues--;
     }
@@ -163,13 +164,10 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     if (refusing) {
       return send(res, 503, { error: 'shutting_down', message: 'this node is shutting down and accepts no new requests; send them to another node or retry' }, { connection: 'close', 'retry-after': '1' });
     }
-    if (path === '/events') {
+    if (path === '/events' || path === '/events/batch') {
       allow('POST');
-      return postEvents(req, res, false);
-    }
-    if (path === '/events/batch') {
-      allow('POST');
-      return postEvents(req, res, true);
+      const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
+      return inServerSpan(`POST ${path}`, traceparent, { 'http.request.method': 'POST', 'url.path': path }, () => postEvents(req, res, path === '/events/batch'));
     }
     if (path === '/metrics') return allow('GET');
     if (path === '/health') {

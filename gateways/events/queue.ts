@@ -18,6 +18,11 @@ export interface QueuedBatch {
    * or written by hand), every event is checked again in full.
    */
   checked?: number;
+  /**
+   * The W3C traceparent of the request's span when it was sampled (tracing on): the worker that
+   * takes the batch goes on with that trace.
+   */
+  traceparent?: string;
 }
 
 /** How this delivery of a batch relates to earlier ones. */

@@ -12,6 +12,7 @@ interface BatchRow {
   received_at: number;
   event_count: number;
   deliveries: number;
+  traceparent: string | null;
 }
 
 export interface SqliteQueueOptions {
@@ -64,8 +65,11 @@ export class SqliteEventQueue implements EventBatchQueue {
       last_error TEXT
     )`);
     this.#db.exec(`CREATE INDEX IF NOT EXISTS event_batches_ready ON event_batches (state, due_at)`);
-    this.#insert = this.#db.prepare(`INSERT INTO event_batches (events, received_at, event_count) VALUES (?, ?, ?)`);
-    this.#ready = this.#db.prepare(`SELECT seq, events, received_at, event_count, deliveries FROM event_batches WHERE state = 'ready' AND due_at <= ? ORDER BY seq LIMIT ?`);
+    // Added after the first release: a queue file written before it gains the column here.
+    const columns = this.#db.prepare(`PRAGMA table_info(event_batches)`).all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'traceparent')) this.#db.exec(`ALTER TABLE event_batches ADD COLUMN traceparent TEXT`);
+    this.#insert = this.#db.prepare(`INSERT INTO event_batches (events, received_at, event_count, traceparent) VALUES (?, ?, ?, ?)`);
+    this.#ready = this.#db.prepare(`SELECT seq, events, received_at, event_count, deliveries, traceparent FROM event_batches WHERE state = 'ready' AND due_at <= ? ORDER BY seq LIMIT ?`);
     this.#claim = this.#db.prepare(`UPDATE event_batches SET deliveries = deliveries + 1 WHERE seq = ?`);
     this.#done = this.#db.prepare(`DELETE FROM event_batches WHERE seq = ?`);
     this.#retryLater = this.#db.prepare(`UPDATE event_batches SET due_at = ?, last_error = ? WHERE seq = ?`);
@@ -75,7 +79,7 @@ export class SqliteEventQueue implements EventBatchQueue {
 
   async enqueue(batch: QueuedBatch): Promise<void> {
     if (this.#closing) throw new Error('the event queue is closing; the batch was not accepted');
-    this.#insert.run(batch.events, batch.receivedAt, batch.count);
+    this.#insert.run(batch.events, batch.receivedAt, batch.count, batch.traceparent ?? null);
     this.#schedulePump();
   }
 
@@ -112,6 +116,7 @@ export class SqliteEventQueue implements EventBatchQueue {
       this.#claim.run(row.seq);
       const attempt = row.deliveries + 1;
       const batch: QueuedBatch = { receivedAt: row.received_at, count: row.event_count, events: row.events };
+      if (row.traceparent) batch.traceparent = row.traceparent;
       const run = this.#deliver(row.seq, batch, attempt).finally(() => {
         this.#inFlight.delete(row.seq);
         this.#schedulePump();

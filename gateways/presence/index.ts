@@ -2,7 +2,7 @@
 // Troupe Gateway: each accepted Pong is told to the durable actor `user/<id>`, and the online count
 // is the user type's view summed over every shard of every node.
 
-import { ActorRef, type Gateway, type GatewayHost, type RunningGateway } from '../../runtime/index.js';
+import { ActorRef, inServerSpan, isTracing, type Gateway, type GatewayHost, type RunningGateway } from '../../runtime/index.js';
 import User from '../../actors/user.js';
 import type { PongMessage } from '../../actors/user-presence.js';
 import { DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PONGS_PER_PING, DEFAULT_PONG_TIMEOUT_MS, PresenceServer, type PresenceSink } from './server.js';
@@ -17,7 +17,11 @@ export function actorSink(system: GatewayHost['system']): PresenceSink {
   return {
     reporter(userId) {
       const ref: ActorRef<typeof User> = system.ref(User, userId);
-      return (status, atMs) => ref.tell('pong', { status, atMs } satisfies PongMessage);
+      return (status, atMs) => {
+        // Traced (sampled by ratio): a span per Pong, the tell to the user inside it.
+        if (!isTracing()) return ref.tell('pong', { status, atMs } satisfies PongMessage);
+        inServerSpan('presence.Pong', undefined, { 'presence.user': userId }, () => ref.tell('pong', { status, atMs } satisfies PongMessage));
+      };
     },
     onlineUsers: (nowMs) => system.query<number>(User, { nowMs }),
   };

@@ -3,7 +3,7 @@
 
 import net from 'node:net';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Logger, Membership } from '../../runtime/index.js';
+import { inServerSpan, type Logger, type Membership } from '../../runtime/index.js';
 import { LineReader, type Command, type LineEvent } from './protocol.js';
 
 /** The membership gauge each node publishes; WHO is its sum over the live members. */
@@ -115,7 +115,7 @@ export class WhoServer {
 
   /** The cluster-wide count, one membership call shared by every WHO that arrives while it runs. */
   whoCount(): Promise<string> {
-    this.#whoInFlight ??= this.#askMembership().finally(() => {
+    this.#whoInFlight ??= inServerSpan('who.count', undefined, { 'who.gauge': CONNECTIONS_GAUGE }, () => this.#askMembership()).finally(() => {
       this.#whoInFlight = undefined;
     });
     return this.#whoInFlight;

@@ -3,7 +3,8 @@
 // same from every node's StatusReader whichever gateway the clients use, kept whole when a node is
 // SIGKILLed (its users come back from the partition changelogs), and carts on one
 // PostgreSQL schema: AddItem from every node to one cart adds up, and an item's new price shows in
-// carts on every node as soon as Item/Update returns.
+// carts on every node as soon as Item/Update returns; and a traced AddItem's trace crosses from the
+// gateway's node to the node whose shard holds the cart.
 
 import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
@@ -21,6 +22,7 @@ import { dropSchema, PG_URL } from '../gateways/carts/harness.js';
 import { fetchOnlineUsers, gatewayConnection, PresenceClient } from '../../gateways/presence/client.js';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
 import { waitFor } from './test-cluster.js';
+import { OtlpReceiver } from '../runtime/otlp-receiver.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
 
@@ -181,4 +183,46 @@ test('carts on three nodes share one schema: AddItem from every node adds up, a 
   for (const [i, cart] of carts.entries()) t.is((await call(clients[i]!.cart, 'Get', { uuid: cart })).result.price_total, 90);
   await call(clients[2]!.item, 'Delete', { item_uuid: item.uuid });
   for (const [i, cart] of carts.entries()) t.deepEqual((await call(clients[(i + 1) % 3]!.cart, 'Get', { uuid: cart })).result.entries, [], 'the deleted item left the cart');
+});
+
+test('a traced AddItem is followed from the gateway on one node to the cart on another', async (t) => {
+  const schema = `carts_traced_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
+  const secret = 'cluster-test-secret-0123456789abcdef';
+  const receiver = await OtlpReceiver.start();
+  t.teardown(() => receiver.close());
+  t.teardown(() => dropSchema(schema));
+  const nodes = await cluster3(t, ['carts'], ['--postgres', PG_URL, '--carts-schema', schema, '--carts-secret', secret, '--otlp-endpoint', receiver.endpoint, '--trace-sample-ratio', '0']);
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${signToken(secret, randomUUID(), { roles: ['admin'], ttlSeconds: 600 })}`);
+  const address = `127.0.0.1:${nodes[0]!.ports['carts.grpc']}`;
+  const items = new (serviceOf('item', 'Item'))(address, grpc.credentials.createInsecure());
+  const carts = new (serviceOf('cart', 'Cart'))(address, grpc.credentials.createInsecure());
+  t.teardown(() => (items.close(), carts.close()));
+  const call = (client: grpc.Client, method: string, req: unknown, metadata = md): Promise<any> =>
+    new Promise((resolve, reject) => (client as any)[method](req, metadata, { deadline: Date.now() + 20_000 }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+  const item = await call(items, 'Create', { name: 'Tea', price: 2.5 });
+  // Eight carts through node 1's gateway: most live on the other two nodes.
+  const traces: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const traceId = randomUUID().replace(/-/g, '');
+    traces.push(traceId);
+    const traced = md.clone();
+    traced.set('traceparent', `00-${traceId}-${'ab'.repeat(8)}-01`);
+    await call(carts, 'AddItem', { cart_uuid: randomUUID(), item_uuid: item.uuid, quantity: 1 }, traced);
+  }
+  // Each thread sends its spans every second.
+  const complete = (traceId: string) => ['cart.Cart/AddItem', 'ask cart.apply', 'cart.apply'].every((n) => receiver.trace(traceId).some((s) => s.name === n));
+  t.true(await waitFor(async () => traces.every(complete), 15_000), 'every trace reached the cart turn');
+  let crossed = 0;
+  for (const traceId of traces) {
+    const spans = receiver.trace(traceId);
+    const gateway = spans.find((s) => s.name === 'cart.Cart/AddItem')!;
+    const ask = spans.find((s) => s.name === 'ask cart.apply')!;
+    const turn = spans.find((s) => s.name === 'cart.apply')!;
+    t.is(ask.parentSpanId, gateway.spanId);
+    t.is(turn.parentSpanId, ask.spanId, 'the turn is the child of the ask, wherever it ran');
+    t.is(ask.resource['troupe.node'], gateway.resource['troupe.node']);
+    if (turn.resource['troupe.node'] !== gateway.resource['troupe.node']) crossed++;
+  }
+  t.true(crossed > 0, `of 8 carts none lived on another node than the gateway's (${crossed})`);
 });
