@@ -20,7 +20,7 @@ export interface BenchOptions {
   args: string[];
 }
 
-const KNOWN = ['runtime', 'dating', 'presence', 'carts', 'who', 'events', 'cluster'];
+const KNOWN = ['runtime', 'dating', 'presence', 'carts', 'who', 'events', 'cluster', 'tracing'];
 
 function fmt(n: number | undefined): string {
   if (n === undefined) return '';
