@@ -1,14 +1,12 @@
-// Sets up OpenTelemetry in one thread (main or shard): a tracer provider with a parent-based ratio
-// sampler and a batching OTLP/HTTP exporter, the AsyncLocalStorage context manager (so a span
-// stays active across a gateway's awaits) and the W3C traceparent propagator. Each thread has its
-// own provider and exporter; spans of one trace meet again in the collector.
+// Sets up OpenTelemetry in one thread (main or shard): a tracer provider with a batching OTLP/HTTP
+// exporter and a synchronous (stack) context manager; tracing.ts decides which requests start a
+// trace (the ratio) and carries traceparents itself. Each thread has its own provider and
+// exporter; the spans of one trace meet again in the collector.
 
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { context, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, StackContextManager, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { useTracer } from './tracing.js';
 
 export interface TracingOptions {
@@ -34,7 +32,8 @@ export function startTracing(o: TracingOptions, exporter?: SpanExporter): boolea
   if (provider !== undefined) return false;
   provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': o.serviceName ?? 'troupe', ...o.attributes }),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(o.sampleRatio) }),
+    // Spans are made only for sampled requests (tracing.ts decides), so the SDK records them all.
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors: [
       new BatchSpanProcessor({
         exporter: exporter ?? new OTLPTraceExporter({ url: o.endpoint }),
@@ -44,10 +43,9 @@ export function startTracing(o: TracingOptions, exporter?: SpanExporter): boolea
       }),
     ],
   });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  context.setGlobalContextManager(new StackContextManager().enable());
   trace.setGlobalTracerProvider(provider);
-  useTracer(provider.getTracer('troupe'));
+  useTracer(provider.getTracer('troupe'), o.sampleRatio);
   return true;
 }
 
@@ -62,7 +60,6 @@ export async function stopTracing(): Promise<void> {
   } finally {
     trace.disable();
     context.disable();
-    propagation.disable();
   }
 }
 

@@ -14,58 +14,76 @@
 // ask (CLIENT, from the send to the reply, so it covers the queues, the hops and any commit the
 // reply waited for); a turn (SERVER for an ask, CONSUMER for a tell: the handler's run).
 
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 
 /** True while this thread records spans. Read on every send: an imported live binding. */
 export let tracingOn = false;
 let tracer: Tracer | undefined;
+/** Share of requests without a sampled parent that start a trace. */
+let newTraceRatio = 0;
 
 /** True while this thread records spans (for callers outside the runtime; inside, read `tracingOn`). */
 export function isTracing(): boolean {
   return tracingOn;
 }
 
-/** For tracing-sdk.ts: the tracer this thread records with, or undefined to stop. */
-export function useTracer(t: Tracer | undefined): void {
+/**
+ * For tracing-sdk.ts: the tracer this thread records with (undefined stops), and the share of new
+ * traces. The decision to start a trace is made here, before any span exists, so that a request
+ * not sampled costs one random number: no ids, no span object, no context.
+ */
+export function useTracer(t: Tracer | undefined, sampleRatio = 0): void {
   tracer = t;
   tracingOn = t !== undefined;
+  newTraceRatio = sampleRatio;
 }
 
 // ---- gateways -----------------------------------------------------------------------------------
+//
+// The active span is kept for the synchronous part of `fn` only (the context manager is a stack):
+// on Node 20, AsyncLocalStorage would tax every promise of the thread, traced or not (measured by
+// `npm run bench -- tracing`). Sends made before `fn`'s first await carry the span; work that
+// sends later keeps the context with `currentTrace()` and sends inside `inTrace(kept, ...)`.
 
 /**
- * Runs `fn` inside a SERVER span named `name` (a gateway's call), continuing the caller's trace
- * when `traceparent` (from gRPC metadata or an HTTP header) is a valid sampled one. Sends made by
- * `fn`, also after its awaits, carry the span. Without tracing it only runs `fn`.
+ * Runs `fn` inside a SERVER span named `name` (a gateway's call). A valid `traceparent` from the
+ * caller (gRPC metadata, an HTTP header) decides: sampled, the span continues that trace; not
+ * sampled, no span. Without one, a new trace starts with the configured ratio. Without tracing,
+ * or not sampled, it only runs `fn`.
  */
 export function inServerSpan<T>(name: string, traceparent: string | undefined, attributes: Attributes, fn: () => T): T {
   if (!tracingOn) return fn();
-  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }, { get: (c, k) => c[k as 'traceparent'], keys: (c) => Object.keys(c) }) : ROOT_CONTEXT;
-  return inSpan(name, SpanKind.SERVER, parent, attributes, fn);
+  const caller = traceparent === undefined ? undefined : spanContextOf(traceparent);
+  if (caller !== undefined) {
+    if ((caller.traceFlags & TraceFlags.SAMPLED) === 0) return fn();
+    return inSpan(name, SpanKind.SERVER, trace.setSpanContext(ROOT_CONTEXT, caller), attributes, fn);
+  }
+  if (!(Math.random() < newTraceRatio)) return fn();
+  return inSpan(name, SpanKind.SERVER, ROOT_CONTEXT, attributes, fn);
 }
 
 /**
  * Runs `fn` inside a CONSUMER span for work taken from a queue on behalf of one or more requests:
  * the first sampled `traceparents` is its parent (so that request's trace goes on through the
- * actors), and the others are links. With none sampled it is a new trace, sampled by ratio.
+ * actors), and the others are links. With none sampled it is a new trace, started with the ratio.
  */
 export function inConsumerSpan<T>(name: string, traceparents: readonly (string | undefined)[], attributes: Attributes, fn: () => T): T {
   if (!tracingOn) return fn();
-  let parent: Context = ROOT_CONTEXT;
+  let parent: SpanContext | undefined;
   const links: Link[] = [];
   for (const tp of traceparents) {
-    if (tp === undefined) continue;
-    const sc = trace.getSpanContext(parentContext(tp));
+    const sc = tp === undefined ? undefined : spanContextOf(tp);
     if (sc === undefined) continue;
-    if (parent === ROOT_CONTEXT && (sc.traceFlags & TraceFlags.SAMPLED) !== 0) parent = trace.setSpanContext(ROOT_CONTEXT, sc);
+    if (parent === undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0) parent = sc;
     else links.push({ context: sc });
   }
-  return inSpan(name, SpanKind.CONSUMER, parent, attributes, fn, links);
+  if (parent === undefined && !(Math.random() < newTraceRatio)) return fn();
+  return inSpan(name, SpanKind.CONSUMER, parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent), attributes, fn, links);
 }
 
-/** Runs `fn` inside an INTERNAL span child of the active one (a step of a gateway's work). */
+/** Runs `fn` inside an INTERNAL span child of the active one (a step of a gateway's work), if any. */
 export function inChildSpan<T>(name: string, attributes: Attributes, fn: () => T): T {
-  if (!tracingOn) return fn();
+  if (!tracingOn || trace.getSpan(context.active()) === undefined) return fn();
   return inSpan(name, SpanKind.INTERNAL, context.active(), attributes, fn);
 }
 
@@ -121,7 +139,9 @@ interface TracedPayload {
 
 /** The traceparent a message carries, or undefined; `untraced` gives its own payload back. */
 export function traceOf(payload: unknown): string | undefined {
-  return payload !== null && typeof payload === 'object' ? ((payload as Partial<TracedPayload>)[TRACE_KEY] as string | undefined) : undefined;
+  if (payload === null || typeof payload !== 'object') return undefined;
+  const tp: unknown = (payload as Partial<TracedPayload>)[TRACE_KEY];
+  return typeof tp === 'string' ? tp : undefined;
 }
 
 export function untraced(payload: unknown): unknown {
@@ -136,12 +156,16 @@ function formatTraceparent(sc: SpanContext): string {
   return `00-${sc.traceId}-${sc.spanId}-0${(sc.traceFlags & 0xff).toString(16)}`;
 }
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+/** W3C Trace Context: version-traceid-parentid-flags (later versions may append fields). */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
 
-function parentContext(traceparent: string): Context {
-  const m = TRACEPARENT.exec(traceparent);
-  if (m === null) return ROOT_CONTEXT;
-  return trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true });
+/** The span context a traceparent names, or undefined when it is not a valid one. */
+function spanContextOf(traceparent: string): SpanContext | undefined {
+  const m = TRACEPARENT.exec(traceparent.trim().toLowerCase());
+  if (m === null || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined) || m[2] === ZERO_TRACE || m[3] === ZERO_SPAN) return undefined;
+  return { traceId: m[2]!, spanId: m[3]!, traceFlags: parseInt(m[4]!, 16) & TraceFlags.SAMPLED, isRemote: true };
 }
 
 /** The sampled span a send from the main thread is made in (the active context), if any. */
@@ -174,10 +198,11 @@ export function endAskSpan(span: Span, reply: Promise<unknown>): void {
 
 /** The span of a turn that took a traced message (SERVER for an ask, CONSUMER for a tell). */
 export function turnSpan(actor: string, handler: string, isAsk: boolean, traceparent: string, attributes: Attributes): Span {
+  const sent = spanContextOf(traceparent);
   return tracer!.startSpan(
     `${actor.slice(0, actor.indexOf('/'))}.${handler}`,
     { kind: isAsk ? SpanKind.SERVER : SpanKind.CONSUMER, attributes: { 'troupe.actor': actor, ...attributes } },
-    parentContext(traceparent),
+    sent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, sent),
   );
 }
 

@@ -5,7 +5,7 @@
 // retried by the queue, and on its last attempt its events are kept as dead letters.
 
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
-import { inChildSpan, inConsumerSpan, type Logger } from '../../runtime/index.js';
+import { currentTrace, inChildSpan, inConsumerSpan, inTrace, type Logger } from '../../runtime/index.js';
 import type { EnrichResult, EnrichTask } from './enrichment.js';
 import type { PipelineMetrics } from './metrics.js';
 import type { BatchProcessor, Delivery, QueuedBatch } from './queue.js';
@@ -87,12 +87,13 @@ export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
   }
 
   async function applyTogether(group: readonly Waiting[], resent: boolean): Promise<void> {
+    const traced = currentTrace(); // the group's span, kept across the awaits below
     const enriched = await inChildSpan('events.enrich', {}, () =>
       deps.pool.run({ batches: group.map((w) => ({ events: w.batch.events, receivedAt: w.batch.receivedAt, checked: w.batch.checked })) }),
     );
     const processedAt = now();
-    const inserted = await inChildSpan('events.store', { 'events.rows': enriched.rowCount }, () =>
-      deps.store.insert({ rowsJson: enriched.rowsJson, rowCount: enriched.rowCount, processedAt }),
+    const inserted = await inTrace(traced, () =>
+      inChildSpan('events.store', { 'events.rows': enriched.rowCount }, () => deps.store.insert({ rowsJson: enriched.rowsJson, rowCount: enriched.rowCount, processedAt })),
     );
 
     // Only rows this delivery inserted are new to the actors, so a repeated id sent by a client
@@ -110,7 +111,9 @@ export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
       }
     });
     const asks: Promise<void>[] = [];
-    for (const [user, events] of byUser) asks.push(deps.activity.record(user, events));
+    inTrace(traced, () => {
+      for (const [user, events] of byUser) asks.push(deps.activity.record(user, events));
+    });
     await Promise.all(asks);
 
     // Retrying cannot make an invalid event valid: it is dead-lettered at once.

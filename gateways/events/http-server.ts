@@ -130,7 +130,8 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     }
   }
 
-  async function postEvents(req: IncomingMessage, res: ServerResponse, batch: boolean): Promise<void> {
+  /** `traceparent`: the request's span, read before the awaits (tracing.ts keeps it only that long). */
+  async function postEvents(req: IncomingMessage, res: ServerResponse, batch: boolean, traceparent: string | undefined): Promise<void> {
     const receivedAt = now();
     const contentType = req.headers['content-type'];
     if (!contentType || !JSON_TYPE.test(contentType)) {
@@ -144,7 +145,6 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     try {
       checked = await deps.check({ text, batch, receivedAt });
       if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
-      const traceparent = activeTraceparent();
       await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format, ...(traceparent ? { traceparent } : {}) });
     } finally {
       pendingEnqueues--;
@@ -167,7 +167,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     if (path === '/events' || path === '/events/batch') {
       allow('POST');
       const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
-      return inServerSpan(`POST ${path}`, traceparent, { 'http.request.method': 'POST', 'url.path': path }, () => postEvents(req, res, path === '/events/batch'));
+      return inServerSpan(`POST ${path}`, traceparent, { 'http.request.method': 'POST', 'url.path': path }, () => postEvents(req, res, path === '/events/batch', activeTraceparent()));
     }
     if (path === '/metrics') return allow('GET');
     if (path === '/health') {

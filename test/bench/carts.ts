@@ -17,7 +17,9 @@
 // CAP_SYS_NICE), leaving PostgreSQL and the rest of the machine at normal priority, to show how much
 // of the Get tail is waiting for a core. `--heap-sample` samples what the main thread allocates
 // during the 50% phase (V8's sampling heap profiler, objects later collected included) and reports
-// the share by origin: grpc-js, Node's HTTP/2 code, Troupe's own files.
+// the share by origin: grpc-js, Node's HTTP/2 code, Troupe's own files. `--trace=R` runs the node
+// with OpenTelemetry tracing at sampling ratio R, exporting to a counting sink (tracing.ts), to show
+// what tracing costs a real service.
 
 import * as grpc from '@grpc/grpc-js';
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
@@ -38,6 +40,7 @@ import { rootLogger, startNode } from '../../runtime/index.js';
 import { startBareCartServer, type BareItem } from './carts-bare-server.js';
 import type { LoadCommand, LoadResult } from './carts-load.js';
 import type { BenchOptions, BenchResult } from './run.js';
+import { SpanSink } from './tracing.js';
 
 const PG_URL = process.env.TROUPE_BENCH_POSTGRES ?? process.env.TROUPE_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SECRET = 'bench-secret';
@@ -304,9 +307,21 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
   if (!Number.isInteger(shards) || shards < 1 || shards > 256) throw new Error(`--shards must be a whole number from 1 to 256, got ${shardsArg}`);
   const realtime = opts.args.includes('--realtime');
   const heapSample = opts.args.includes('--heap-sample');
+  const traceArg = opts.args.find((a) => a.startsWith('--trace='));
+  const traceRatio = traceArg === undefined ? undefined : Number(traceArg.slice('--trace='.length));
+  if (traceRatio !== undefined && !(traceRatio >= 0 && traceRatio <= 1)) throw new Error(`--trace takes a sampling ratio from 0 to 1, got ${traceArg}`);
+  const sink = traceRatio === undefined ? undefined : await SpanSink.start();
   const settings = { 'carts-port': 0, postgres: PG_URL, 'carts-schema': schema, 'carts-secret': SECRET, 'carts-pool-size': POOL };
   const log = rootLogger().child({ bench: 'carts' });
-  const node = await startNode({ dataDir, actorModules: cartsGateway.actorModules, shards, settings, log });
+  const node = await startNode({
+    dataDir,
+    actorModules: cartsGateway.actorModules,
+    shards,
+    settings,
+    log,
+    tracing: sink === undefined ? undefined : { endpoint: sink.endpoint, sampleRatio: traceRatio! },
+  });
+  if (sink) say(`--trace: tracing at ratio ${traceRatio}, spans to a counting sink (a diagnostic, not a figure of record)`);
   const metrics = new Registry();
   const gateway = await cartsGateway.start({ system: node, membership: node.membership, settings, metrics, log, dataDir, host: '127.0.0.1' });
   const port = gateway.ports['grpc']!;
@@ -497,6 +512,10 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     await baselinePool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
     await baselinePool.end();
     rmSync(dataDir, { recursive: true, force: true });
+    if (sink) {
+      row({ metric: `--trace=${traceRatio}: spans exported`, value: await sink.count(), unit: 'spans' });
+      sink.stop();
+    }
   }
   return rows;
 }

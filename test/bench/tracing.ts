@@ -18,7 +18,7 @@ const ACTORS = 10_000;
 const IN_FLIGHT = 1_000;
 
 /** The sink: a child process taking OTLP/HTTP JSON posts, counting the spans in them. */
-class SpanSink {
+export class SpanSink {
   readonly #child: ChildProcess;
   readonly endpoint: string;
 

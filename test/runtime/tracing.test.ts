@@ -6,7 +6,7 @@
 
 import test from 'ava';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
-import { activeTraceparent, flushTracing, inServerSpan, partitionOf, startTracing, stopTracing, type TroupeNode } from '../../runtime/index.js';
+import { activeTraceparent, currentTrace, flushTracing, inServerSpan, inTrace, partitionOf, startTracing, stopTracing, type TroupeNode } from '../../runtime/index.js';
 import { OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 import { eventually, testNode } from './helpers.js';
 
@@ -41,8 +41,10 @@ test.serial('a traced request is followed through an ask, a second ask to anothe
     let traceparent: string | undefined;
     const total = await inServerSpan('test.request', undefined, { 'test.case': 'hops' }, async () => {
       traceparent = activeTraceparent();
+      const kept = currentTrace(); // the span is active until the first await; kept, it goes on after
       const n = await node.ref('counter', a).ask('forward', { to: b, by: 2 });
-      node.ref('counter', a).tell('tellOther', { to: c, by: 5 });
+      t.is(activeTraceparent(), undefined, 'after an await the span is no longer active by itself');
+      inTrace(kept, () => node.ref('counter', a).tell('tellOther', { to: c, by: 5 }));
       return n;
     });
     t.is(total, 2, 'the handler got its own payload, not the trace wrapped around it');
@@ -146,6 +148,35 @@ test.serial("a caller's sampled traceparent is continued; an unsampled request l
       [],
       'the unsampled request recorded nothing',
     );
+  } finally {
+    await node.stop();
+    await receiver.close();
+  }
+});
+
+test.serial("a caller's traceparent that is malformed, hostile or oversized starts a trace of our own; an unsampled one is followed: no spans", async (t) => {
+  const receiver = await OtlpReceiver.start();
+  const node = await tracedNode(receiver, 1);
+  const bad = [
+    'garbage',
+    '',
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7', // no flags
+    '00-00000000000000000000000000000000-00f067aa0ba902b7-01', // all-zero trace id
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01', // all-zero parent id
+    'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', // forbidden version
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra', // version 00 has no more fields
+    '00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01', // not hex
+    `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01${'x'.repeat(100_000)}`, // oversized
+    '00-\u0000\n-\r-01',
+  ];
+  try {
+    for (const tp of bad) t.is(await inServerSpan('test.bad', tp, {}, () => node.ref('counter', 'bad').ask('add', 1)), bad.indexOf(tp) + 1);
+    await inServerSpan('test.unsampled-caller', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00', {}, () => node.ref('counter', 'bad').ask('add', 1));
+    await node.stop();
+    t.true(await eventually(() => receiver.spans.filter((s) => s.name === 'test.bad').length === bad.length, 5000));
+    for (const s of receiver.spans.filter((x) => x.name === 'test.bad')) t.is(s.parentSpanId, undefined, 'a trace of our own');
+    t.is(new Set(receiver.spans.filter((s) => s.name === 'test.bad').map((s) => s.traceId)).size, bad.length);
+    t.false(receiver.spans.some((s) => s.traceId === '4bf92f3577b34da6a3ce929d0e0e4736'), "the unsampled caller's trace is not recorded");
   } finally {
     await node.stop();
     await receiver.close();
