@@ -19,7 +19,10 @@
 // during the 50% phase (V8's sampling heap profiler, objects later collected included) and reports
 // the share by origin: grpc-js, Node's HTTP/2 code, Troupe's own files. `--trace=R` runs the node
 // with OpenTelemetry tracing at sampling ratio R, exporting to a counting sink (tracing.ts), to show
-// what tracing costs a real service.
+// what tracing costs a real service. `--load-curve` runs the AddItem open loop (with the Get prober)
+// at 1/16, 1/8, 1/4 and 1/2 of the spread rate, on Troupe and on the bare server, and reports the
+// Get p99, the CPU each server spends per call and the machine's CPU at each rate: what "50% load"
+// leaves of this machine's cores, and how the Get tail grows with the load.
 
 import * as grpc from '@grpc/grpc-js';
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
@@ -28,7 +31,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
-import { constants as perfConstants, PerformanceObserver } from 'node:perf_hooks';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Registry } from 'prom-client';
@@ -51,6 +54,8 @@ const POOL = 4;
 const SESSIONS = 4;
 /** Gets per second of the latency prober. */
 const PROBE_RATE = 200;
+/** `--load-curve`: its rates, as divisors of the spread rate. */
+const CURVE_DIVISORS = [16, 8, 4, 2] as const;
 const SPREAD_STRIDE = 7919;
 
 /** Runs `total` calls of `one(i)` with `concurrency` in flight; returns calls per second. */
@@ -174,6 +179,82 @@ function cpuSince(start: CpuMark): CpuSplit {
     mainThreadPct: end.mainTicks === undefined || start.mainTicks === undefined ? undefined : (((end.mainTicks - start.mainTicks) * 10) / wallMs) * 100,
     machinePct: totalDelta > 0 ? ((end.machineBusy - start.machineBusy) / totalDelta) * cores * 100 : NaN,
   };
+}
+
+/** One point of `--load-curve`: an open-loop rate and what it cost. */
+interface CurvePoint {
+  rate: number;
+  /** CPU of this process (the node, or the bare server) per AddItem, in microseconds. */
+  serverUsPerCall: number;
+  /** The load generator's CPU per AddItem, in microseconds. */
+  loaderUsPerCall: number;
+  machinePct: number;
+  /** AddItem p99 from its scheduled send, and the prober's Get p99, in ms. */
+  addItemP99Ms: number;
+  getP99Ms: number;
+  /** This process's main thread: event-loop delay p99 and GC pauses over the point, in ms. */
+  loopDelayP99Ms: number;
+  gcLongestMs: number;
+  gcSharePct: number;
+  /** Troupe only: the share of Gets its gateway answered within 5 ms (handler to reply). */
+  gatewayWithin5msPct?: number;
+}
+
+/**
+ * The AddItem open loop at each rate for `seconds` (the Get prober in its middle `seconds - 1`), with
+ * the CPU each rate costs and the Get tail at that rate.
+ */
+async function loadCurve(
+  loader: LoadChild,
+  prober: LoadChild,
+  rates: readonly number[],
+  seconds: number,
+  label: string,
+  say: (msg: string) => void,
+  /** `isAddItem` is false for the prober's Gets, so that only AddItems are counted as acknowledged. */
+  account: (phase: string, r: LoadResult, isAddItem: boolean) => void,
+  gatewayBuckets?: () => Promise<Map<number, number>>,
+): Promise<CurvePoint[]> {
+  const points: CurvePoint[] = [];
+  for (const rate of rates) {
+    const getsBefore = await gatewayBuckets?.();
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const stopGcWatch = watchGc();
+    const mark = cpuMark();
+    const [run, probe] = await Promise.all([
+      loader.send({ cmd: 'open', rate, seconds, stride: 104_729 }),
+      prober.send({ cmd: 'probe', rate: PROBE_RATE, seconds: seconds - 1, delayMs: 500 }),
+    ]);
+    const cpu = cpuSince(mark);
+    loop.disable();
+    const gc = stopGcWatch();
+    const inGateway = getsBefore && gatewayBuckets ? gatewayGetSplit(getsBefore, await gatewayBuckets()) : undefined;
+    account(`--load-curve, ${label}, open loop at ${rate} AddItem/s`, run, true);
+    account(`--load-curve, ${label}, Get prober at ${rate} AddItem/s`, probe, false);
+    const calls = Math.max(1, run.ok);
+    const point = {
+      rate,
+      serverUsPerCall: ((cpu.nodePct / 100) * cpu.wallMs * 1000) / calls,
+      loaderUsPerCall: (run.cpuMs * 1000) / calls,
+      machinePct: cpu.machinePct,
+      addItemP99Ms: run.p99Ms ?? NaN,
+      getP99Ms: probe.p99Ms ?? NaN,
+      // The histogram's figures are in ns, and include the 1 ms resolution of its timer.
+      loopDelayP99Ms: loop.percentile(99) / 1e6,
+      gcLongestMs: gc.longestMs,
+      gcSharePct: (gc.totalMs / cpu.wallMs) * 100,
+      gatewayWithin5msPct: inGateway === undefined ? undefined : inGateway.within5ms * 100,
+    };
+    say(
+      `--load-curve, ${label} at ${rate} AddItem/s: CPU per call ${point.serverUsPerCall.toFixed(0)} µs (load generator ${point.loaderUsPerCall.toFixed(0)} µs), ` +
+        `machine ${point.machinePct.toFixed(0)}%, AddItem p99 ${point.addItemP99Ms.toFixed(1)} ms, Get p99 ${point.getP99Ms.toFixed(2)} ms; ` +
+        `main thread: event-loop delay p99 ${point.loopDelayP99Ms.toFixed(1)} ms, GC ${gc.pauses} pauses (longest ${gc.longestMs.toFixed(1)} ms, ${point.gcSharePct.toFixed(1)}% of the time)` +
+        (point.gatewayWithin5msPct === undefined ? '' : `, gateway answered ${point.gatewayWithin5msPct.toFixed(1)}% of Gets within 5 ms`),
+    );
+    points.push(point);
+  }
+  return points;
 }
 
 // ---- the gateway's own timing of Get (its latency histogram), for what the node adds ----
@@ -307,6 +388,7 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
   if (!Number.isInteger(shards) || shards < 1 || shards > 256) throw new Error(`--shards must be a whole number from 1 to 256, got ${shardsArg}`);
   const realtime = opts.args.includes('--realtime');
   const heapSample = opts.args.includes('--heap-sample');
+  const withCurve = opts.args.includes('--load-curve');
   const traceArg = opts.args.find((a) => a.startsWith('--trace='));
   const traceRatio = traceArg === undefined ? undefined : Number(traceArg.slice('--trace='.length));
   if (traceRatio !== undefined && !(traceRatio >= 0 && traceRatio <= 1)) throw new Error(`--trace takes a sampling ratio from 0 to 1, got ${traceArg}`);
@@ -438,6 +520,10 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     // Get latency while AddItem runs open-loop at half the spread rate: the load runs half a second
     // before and after the prober's window, so the prober sees the load's steady state only.
     const rate = spread / 2;
+    const curveRates = CURVE_DIVISORS.map((d) => Math.round(spread / d));
+    const curveSeconds = quick ? 3 : 5;
+    let troupeCurve: CurvePoint[] = [];
+    if (withCurve) troupeCurve = await loadCurve(loader, prober, curveRates, curveSeconds, 'Troupe', say, account, () => gatewayGetBuckets(metrics));
     const getsBefore = await gatewayGetBuckets(metrics);
     const stopSampling = heapSample ? await sampleAllocations() : undefined;
     const stopGcWatch = watchGc();
@@ -461,12 +547,14 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     let bareOpen: LoadResult;
     let bareProbe: LoadResult;
     let bareCpu: CpuSplit;
+    let bareCurve: CurvePoint[] = [];
     try {
       await Promise.all([
         loader.send({ cmd: 'setup', address: bare.address, token, items, carts, sessions: SESSIONS }),
         prober.send({ cmd: 'setup', address: bare.address, token, items, carts, sessions: 1 }),
       ]);
       account('bare grpc-js server, warm-up', await loader.send({ cmd: 'closed', total: CARTS, concurrency: CONCURRENCY, stride: 1 }), false);
+      if (withCurve) bareCurve = await loadCurve(loader, prober, curveRates, curveSeconds, 'bare grpc-js server', say, (phase, r) => account(phase, r, false));
       const bareMark = cpuMark();
       [bareOpen, bareProbe] = await Promise.all([
         loader.send({ cmd: 'open', rate, seconds: loadSeconds + 1, stride: 104_729 }),
@@ -498,6 +586,14 @@ export async function run(opts: BenchOptions): Promise<BenchResult[]> {
     row({ metric: `AddItem/s achieved open-loop (scheduled ${Math.round(rate)}/s)`, value: achieved, unit: 'calls/s', baseline: rate, ratio: achieved / rate });
     row({ metric: `CPU at 50% load: whole machine (${cpus().length} cores; node ${Math.round(openCpu.nodePct)}%, bare server ${Math.round(bareCpu.nodePct)}%)`, ...vsBare(openCpu.machinePct, bareCpu.machinePct), unit: '% of a core' });
     row({ metric: 'p99 AddItem latency at 50% load (from its scheduled send) vs bare grpc-js', ...vsBare(openRun.p99Ms, bareOpen.p99Ms), unit: 'ms' });
+    troupeCurve.forEach((t, i) => {
+      const b = bareCurve[i];
+      const at = `--load-curve: ${t.rate} AddItem/s (1/${CURVE_DIVISORS[i]} of spread)`;
+      row({ metric: `${at}, Get p99 vs bare grpc-js`, ...vsBare(t.getP99Ms, b?.getP99Ms), unit: 'ms' });
+      row({ metric: `${at}, server CPU per call vs bare grpc-js`, ...vsBare(t.serverUsPerCall, b?.serverUsPerCall), unit: 'µs' });
+      row({ metric: `${at}, load generator CPU per call`, ...vsBare(t.loaderUsPerCall, b?.loaderUsPerCall), unit: 'µs' });
+      row({ metric: `${at}, whole machine's CPU`, ...vsBare(t.machinePct, b?.machinePct), unit: '% of a core' });
+    });
 
     // Every acknowledged AddItem (quantity 1) must be in the store: a check on the figures above.
     const stored = Number((await baselinePool.query<{ n: string }>('SELECT coalesce(sum(quantity), 0) AS n FROM cart_entry')).rows[0]!.n);
