@@ -14,7 +14,7 @@ const DEFAULT_NODE = '127.0.0.1:7070';
 
 export const inspectSettings: SettingSpec[] = [
   { name: 'node', kind: 'string', default: undefined, description: `HOST:PORT of a node's cluster port; the other members are found through it (default ${DEFAULT_NODE} unless --redis is given)` },
-  { name: 'redis', kind: 'url', default: undefined, description: 'find the members in this Redis instead (with --cluster); read only' },
+  { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'find the members in this Redis instead (with --cluster); read only' },
   { name: 'cluster', kind: 'string', default: 'troupe', description: 'the cluster to inspect, with --redis' },
   { name: 'eval', kind: 'string', default: undefined, description: 'run these commands (separated by ; or new lines) and exit; without it, commands come from standard input, at a prompt on a terminal' },
   { name: 'json', kind: 'bool', default: false, description: 'print each result as one JSON object per line' },

@@ -36,14 +36,15 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
     { name: 'ops-port', kind: 'port', default: 9464, description: 'Prometheus /metrics, /healthz, /readyz' },
     { name: 'ask-timeout', kind: 'duration', min: 1, default: 5000, description: 'default time an ask waits for its reply' },
     { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'SQLite sync: normal survives a process crash, full also a power cut' },
-    { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL: join a cluster and queue event batches in BullMQ' },
-    { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL for the domain tables (default: SQLite in the data dir)' },
+    { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'Redis URL: join a cluster and queue event batches in BullMQ' },
+    { name: 'postgres', kind: 'url', default: undefined, example: 'postgres://postgres@127.0.0.1:5432/test', description: 'PostgreSQL URL for the domain tables (default: SQLite in the data dir)' },
     { name: 'cluster', kind: 'string', default: 'troupe', description: 'cluster name; the prefix of every Redis key of this cluster' },
     { name: 'advertise', kind: 'string', default: undefined, description: 'HOST:PORT other nodes use to reach this one (default host:cluster-port)' },
     {
       name: 'otlp-endpoint',
       kind: 'url',
       default: otlpDefault(),
+      example: 'http://collector:4318/v1/traces',
       description: 'send OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://collector:4318/v1/traces (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; unset: no tracing)',
     },
     {

@@ -16,6 +16,8 @@ export interface SettingSpec {
   choices?: readonly string[];
   min?: number;
   max?: number;
+  /** For `url`: a value shown when the one given is not a URL. */
+  example?: string;
 }
 
 export type SettingValues = Record<string, string | number | boolean | string[] | undefined>;
@@ -78,7 +80,7 @@ function coerce(spec: SettingSpec, raw: unknown, source: string): { value?: Sett
       try {
         new URL(raw);
       } catch {
-        return { problem: `got ${where}; expected a URL such as redis://127.0.0.1:6379` };
+        return { problem: `got ${where}; expected a URL${spec.example === undefined ? '' : ` such as ${spec.example}`}` };
       }
       return { value: raw };
     }

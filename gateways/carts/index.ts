@@ -13,6 +13,7 @@ export const CARTS_SETTINGS: readonly SettingSpec[] = [
     name: 'postgres',
     kind: 'url',
     default: undefined,
+    example: 'postgres://postgres@127.0.0.1:5432/test',
     description: 'PostgreSQL URL (postgres://user:pass@host:5432/db) for items and carts; without it they live in SQLite in the data dir',
   },
   { name: 'carts-schema', kind: 'string', default: 'public', description: 'PostgreSQL schema of the item, cart and cart_entry tables (created when missing)' },

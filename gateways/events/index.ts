@@ -11,8 +11,8 @@ const USER_ACTOR = new URL('../../actors/user.js', import.meta.url).href;
 
 export const eventsSettings: SettingSpec[] = [
   { name: 'events-port', kind: 'port', default: 8080, description: 'events HTTP port (POST /events, /events/batch, GET /metrics, /health)' },
-  { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL; the cluster ring, and the BullMQ event-batch queue (embedded: a SQLite queue in the data dir)' },
-  { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL for the domain tables such as processed_events (embedded: SQLite in the data dir)' },
+  { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'Redis URL; the cluster ring, and the BullMQ event-batch queue (embedded: a SQLite queue in the data dir)' },
+  { name: 'postgres', kind: 'url', default: undefined, example: 'postgres://postgres@127.0.0.1:5432/test', description: 'PostgreSQL URL for the domain tables such as processed_events (embedded: SQLite in the data dir)' },
   { name: 'events-queue-name', kind: 'string', default: 'troupe-events', description: 'BullMQ queue name of event batches, shared by the nodes of a cluster' },
   { name: 'events-pg-schema', kind: 'string', default: 'public', description: 'PostgreSQL schema of processed_events and dead_letter_events' },
   { name: 'events-queue-workers', kind: 'int', default: 32, min: 1, max: 256, description: 'event batches processed at once by this node' },

@@ -32,6 +32,15 @@ test('a bad configuration is refused at start, naming each setting, what was giv
   t.regex(r.stderr, /"chat" not known/);
   t.regex(r.stderr, /setting shards: got TROUPE_SHARDS "many"/);
   t.is(spawnSync(process.execPath, [TROUPE, 'nonsense'], { encoding: 'utf8' }).status, 2);
+  // A URL setting shows a URL of its own kind, and the tracing settings are checked too.
+  const tracing = spawnSync(process.execPath, [TROUPE, 'node', '--otlp-endpoint', 'collector 4318', '--trace-sample-ratio', '2', '--postgres', 'db'], { encoding: 'utf8' });
+  t.is(tracing.status, 2);
+  t.regex(tracing.stderr, /setting otlp-endpoint: got --otlp-endpoint "collector 4318"; expected a URL such as http:\/\/collector:4318\/v1\/traces/);
+  t.regex(tracing.stderr, /setting trace-sample-ratio: got --trace-sample-ratio "2"; expected a number from 0 to 1/);
+  t.regex(tracing.stderr, /setting postgres: got --postgres "db"; expected a URL such as postgres:\/\//);
+  const scheme = spawnSync(process.execPath, [TROUPE, 'node', '--otlp-endpoint', 'grpc://collector:4317'], { encoding: 'utf8' });
+  t.is(scheme.status, 2);
+  t.regex(scheme.stderr, /traces go over OTLP\/HTTP, so give an http:\/\/ or https:\/\/ URL/);
 });
 
 test('troupe node starts every service on free ports and exits 0 on SIGTERM', async (t) => {

@@ -13,7 +13,7 @@ const specs: SettingSpec[] = [
   { name: 'gateways', kind: 'list', choices: ['who', 'events'], default: ['who', 'events'], description: 'services' },
   { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'sync' },
   { name: 'verbose', kind: 'bool', default: false, description: 'more' },
-  { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL' },
+  { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'Redis URL' },
   { name: 'sample-ratio', kind: 'number', min: 0, max: 1, default: 0.01, description: 'share traced' },
 ];
 
@@ -50,7 +50,7 @@ test('every bad value is reported at once, naming the setting, the value and wha
   t.regex(msg, /unknown option --bogus/);
   t.regex(msg, /setting durability: got TROUPE_DURABILITY "sometimes"; expected one of normal, full/);
   t.regex(msg, /setting ask-timeout: got TROUPE_ASK_TIMEOUT "soon"; expected a duration/);
-  t.regex(msg, /setting redis: .*expected a URL/);
+  t.regex(msg, /setting redis: got --redis "not a url"; expected a URL such as redis:\/\/127\.0\.0\.1:6379/);
   t.regex(msg, /setting sample-ratio: got --sample-ratio "1.5"; expected a number from 0 to 1/);
 });
 
