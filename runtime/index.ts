@@ -39,7 +39,7 @@ export type { Logger } from './log.js';
 export { LocalMembership } from './membership.js';
 export type { Membership } from './membership.js';
 export { startNode } from './node.js';
-export type { InspectorOptions, NodeOptions, TroupeNode } from './node.js';
+export type { ClusterOptions, InspectorOptions, NodeOptions, TroupeNode } from './node.js';
 export { actorId, partitionOf, DEFAULT_PARTITIONS } from './partition.js';
 export { projectRoot, protoPath } from './paths.js';
 export { describeSettings, envName, parseDuration, readSettings } from './settings.js';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { rootLogger, startNode, type RunningGateway, type TroupeNode } from '../../../runtime/index.js';
+import { rootLogger, startNode, type ClusterOptions, type RunningGateway, type TroupeNode } from '../../../runtime/index.js';
 import { createPresenceGateway } from '../../../gateways/presence/index.js';
 
 const made: string[] = [];
@@ -24,10 +24,16 @@ export interface PresenceNode {
   stop(): Promise<void>;
 }
 
-export async function startPresenceNode(options: { dataDir: string; clock?: () => number; shards?: number; settings?: Record<string, unknown> }): Promise<PresenceNode> {
+export async function startPresenceNode(options: {
+  dataDir: string;
+  clock?: () => number;
+  shards?: number;
+  settings?: Record<string, unknown>;
+  cluster?: ClusterOptions;
+}): Promise<PresenceNode> {
   const presence = createPresenceGateway({ clock: options.clock });
   const settings: Record<string, unknown> = { 'presence-port': 0, ...options.settings };
-  const node = await startNode({ dataDir: options.dataDir, shards: options.shards ?? 2, actorModules: presence.actorModules, settings });
+  const node = await startNode({ dataDir: options.dataDir, shards: options.shards ?? 2, actorModules: presence.actorModules, settings, cluster: options.cluster });
   const gateway = await presence.start({
     system: node,
     membership: node.membership,
