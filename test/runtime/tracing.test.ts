@@ -23,8 +23,19 @@ function keyOnShard(shard: number, prefix: string): string {
   }
 }
 
-async function tracedNode(receiver: OtlpReceiver, sampleRatio: number): Promise<TroupeNode> {
-  return testNode({ partitions: PARTITIONS, tracing: { endpoint: receiver.endpoint, sampleRatio, exportDelayMs: 50 } });
+/** Runs `body` with a node tracing at `sampleRatio` into a fresh receiver; stops both after. */
+async function withTracedNode(sampleRatio: number, body: (node: TroupeNode, receiver: OtlpReceiver) => Promise<void>): Promise<void> {
+  const receiver = await OtlpReceiver.start();
+  try {
+    const node = await testNode({ partitions: PARTITIONS, tracing: { endpoint: receiver.endpoint, sampleRatio, exportDelayMs: 50 } });
+    try {
+      await body(node, receiver);
+    } finally {
+      await node.stop();
+    }
+  } finally {
+    await receiver.close();
+  }
 }
 
 function only(spans: ReceivedSpan[], name: string): ReceivedSpan {
@@ -34,10 +45,8 @@ function only(spans: ReceivedSpan[], name: string): ReceivedSpan {
 }
 
 test.serial('a traced request is followed through an ask, a second ask to another shard and a tell', async (t) => {
-  const receiver = await OtlpReceiver.start();
-  const node = await tracedNode(receiver, 1);
-  const [a, b, c] = [keyOnShard(0, 'a'), keyOnShard(1, 'b'), keyOnShard(1, 'c')];
-  try {
+  await withTracedNode(1, async (node, receiver) => {
+    const [a, b, c] = [keyOnShard(0, 'a'), keyOnShard(1, 'b'), keyOnShard(1, 'c')];
     let traceparent: string | undefined;
     const total = await inServerSpan('test.request', undefined, { 'test.case': 'hops' }, async () => {
       traceparent = activeTraceparent();
@@ -91,16 +100,11 @@ test.serial('a traced request is followed through an ask, a second ask to anothe
     t.truthy(addOnC);
     t.is(addOnC.kind, CONSUMER);
     t.is(addOnC.parentSpanId, tellOther.spanId);
-  } finally {
-    await node.stop();
-    await receiver.close();
-  }
+  });
 });
 
 test.serial("a failed turn's span and its ask's span say so", async (t) => {
-  const receiver = await OtlpReceiver.start();
-  const node = await tracedNode(receiver, 1);
-  try {
+  await withTracedNode(1, async (node, receiver) => {
     let traceparent: string | undefined;
     const err = await inServerSpan('test.failing', undefined, {}, async () => {
       traceparent = activeTraceparent();
@@ -116,19 +120,14 @@ test.serial("a failed turn's span and its ask's span say so", async (t) => {
     const spans = receiver.trace(traceId);
     t.is(only(spans, 'counter.addThenFail').status, 2);
     t.is(only(spans, 'ask counter.addThenFail').status, 2);
-  } finally {
-    await node.stop();
-    await receiver.close();
-  }
+  });
 });
 
 test.serial("a caller's sampled traceparent is continued; an unsampled request leaves no actor spans", async (t) => {
-  const receiver = await OtlpReceiver.start();
   // Ratio 0: nothing starts a trace of its own, but a caller's sampled one is followed.
-  const node = await tracedNode(receiver, 0);
-  const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
-  const callerSpan = '00f067aa0ba902b7';
-  try {
+  await withTracedNode(0, async (node, receiver) => {
+    const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const callerSpan = '00f067aa0ba902b7';
     await inServerSpan('test.continued', `00-${callerTrace}-${callerSpan}-01`, {}, () => node.ref('counter', 'k').ask('add', 1));
     let unsampled = 'not read' as string | undefined;
     await inServerSpan('test.unsampled', undefined, {}, async () => {
@@ -148,28 +147,23 @@ test.serial("a caller's sampled traceparent is continued; an unsampled request l
       [],
       'the unsampled request recorded nothing',
     );
-  } finally {
-    await node.stop();
-    await receiver.close();
-  }
+  });
 });
 
 test.serial("a caller's traceparent that is malformed, hostile or oversized starts a trace of our own; an unsampled one is followed: no spans", async (t) => {
-  const receiver = await OtlpReceiver.start();
-  const node = await tracedNode(receiver, 1);
-  const bad = [
-    'garbage',
-    '',
-    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7', // no flags
-    '00-00000000000000000000000000000000-00f067aa0ba902b7-01', // all-zero trace id
-    '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01', // all-zero parent id
-    'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', // forbidden version
-    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra', // version 00 has no more fields
-    '00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01', // not hex
-    `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01${'x'.repeat(100_000)}`, // oversized
-    '00-\u0000\n-\r-01',
-  ];
-  try {
+  await withTracedNode(1, async (node, receiver) => {
+    const bad = [
+      'garbage',
+      '',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7', // no flags
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01', // all-zero trace id
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01', // all-zero parent id
+      'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', // forbidden version
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra', // version 00 has no more fields
+      '00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01', // not hex
+      `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01${'x'.repeat(100_000)}`, // oversized
+      '00-\u0000\n-\r-01',
+    ];
     for (const tp of bad) t.is(await inServerSpan('test.bad', tp, {}, () => node.ref('counter', 'bad').ask('add', 1)), bad.indexOf(tp) + 1);
     await inServerSpan('test.unsampled-caller', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00', {}, () => node.ref('counter', 'bad').ask('add', 1));
     await node.stop();
@@ -177,10 +171,7 @@ test.serial("a caller's traceparent that is malformed, hostile or oversized star
     for (const s of receiver.spans.filter((x) => x.name === 'test.bad')) t.is(s.parentSpanId, undefined, 'a trace of our own');
     t.is(new Set(receiver.spans.filter((s) => s.name === 'test.bad').map((s) => s.traceId)).size, bad.length);
     t.false(receiver.spans.some((s) => s.traceId === '4bf92f3577b34da6a3ce929d0e0e4736'), "the unsampled caller's trace is not recorded");
-  } finally {
-    await node.stop();
-    await receiver.close();
-  }
+  });
 });
 
 test.serial('shards that do not record still unwrap traced messages', async (t) => {
