@@ -7,7 +7,7 @@ import type { MessageSender } from './actor-ref.js';
 import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, OWNED_HERE, REPLY_STRIDE, type Batch } from './envelope.js';
 import { NotRunning, Overloaded, toWireError } from './errors.js';
 import { PendingAsks } from './pending-asks.js';
-import { endAskSpan, sendingSpan, tracedAsk, tracedTell, tracingOn } from './tracing.js';
+import { sendingSpan, tracedAsk, tracedTell, tracingOn } from './tracing.js';
 
 /** A shard's batch is sent at once when it reaches this many messages, without waiting for the tick. */
 const FLUSH_AT = 4096 * MSG_STRIDE;
@@ -86,11 +86,7 @@ export class Router implements MessageSender {
     const { id: askId, promise } = this.pending.create(id, handler, timeoutMs ?? this.#askTimeoutMs);
     if (tracingOn) {
       const span = sendingSpan();
-      if (span !== undefined) {
-        const ask = tracedAsk(id, handler, message, span, { 'troupe.partition': partition });
-        message = ask.payload;
-        endAskSpan(ask.span, promise);
-      }
+      if (span !== undefined) message = tracedAsk(id, partition, handler, message, span, promise);
     }
     try {
       if (remote !== undefined) remote.route(id, partition, handler, message, MAIN_ORIGIN, askId);

@@ -21,7 +21,7 @@ import { renderValue } from './inspector/render.js';
 import { PendingAsks } from './pending-asks.js';
 import type { SnapshotCodec, SnapshotRow, SnapshotStore } from './snapshot-store.js';
 import type { ShardStats } from './system.js';
-import { endAskSpan, endWithError, traceOf, tracedAsk, tracedTell, tracingOn, turnSpan, untraced } from './tracing.js';
+import { endWithError, traceOf, tracedAsk, tracedTell, tracingOn, turnSpan, untraced } from './tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { getHeapStatistics } from 'node:v8';
 
@@ -651,11 +651,7 @@ export class Shard {
   ask(id: string, partition: number, handler: string, message: unknown, timeoutMs?: number, span?: Span): Promise<unknown> {
     if (this.#stopping) return Promise.reject(new NotRunning(`shard ${this.index}`));
     const { id: askId, promise } = this.#pending.create(id, handler, timeoutMs ?? this.#askTimeoutMs);
-    if (span !== undefined && tracingOn) {
-      const ask = tracedAsk(id, handler, message, span, { 'troupe.partition': partition });
-      message = ask.payload;
-      endAskSpan(ask.span, promise);
-    }
+    if (span !== undefined && tracingOn) message = tracedAsk(id, partition, handler, message, span, promise);
     try {
       this.route(id, partition, handler, message, this.#origin, askId);
     } catch (err) {

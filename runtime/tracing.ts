@@ -183,17 +183,17 @@ export function tracedTell(payload: unknown, span: Span): unknown {
  * An ask made inside `span`: opens the ask's CLIENT span (ended when `reply` settles) and returns
  * the payload carrying it.
  */
-export function tracedAsk(target: string, handler: string, payload: unknown, span: Span, attributes: Attributes): { payload: unknown; span: Span } {
-  const ask = tracer!.startSpan(`ask ${target.slice(0, target.indexOf('/'))}.${handler}`, { kind: SpanKind.CLIENT, attributes: { 'troupe.actor': target, ...attributes } }, trace.setSpan(ROOT_CONTEXT, span));
-  return { payload: traced(payload, ask.spanContext()), span: ask };
-}
-
-/** Ends an ask's span when its reply settles. */
-export function endAskSpan(span: Span, reply: Promise<unknown>): void {
-  reply.then(
-    () => span.end(),
-    (err: unknown) => endWithError(span, err),
+export function tracedAsk(target: string, partition: number, handler: string, payload: unknown, span: Span, reply: Promise<unknown>): unknown {
+  const ask = tracer!.startSpan(
+    `ask ${target.slice(0, target.indexOf('/'))}.${handler}`,
+    { kind: SpanKind.CLIENT, attributes: { 'troupe.actor': target, 'troupe.partition': partition } },
+    trace.setSpan(ROOT_CONTEXT, span),
   );
+  reply.then(
+    () => ask.end(),
+    (err: unknown) => endWithError(ask, err),
+  );
+  return traced(payload, ask.spanContext());
 }
 
 /** The span of a turn that took a traced message (SERVER for an ask, CONSUMER for a tell). */
