@@ -61,7 +61,8 @@ test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowled
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number];
+  // 'close', not 'exit': the report is the last line of stdout, read only once the pipe is drained.
+  const [code] = (await once(child, 'close')) as [number];
   t.log(stdout.split('\n').filter((l) => !l.startsWith('{')).join('\n'));
   if (stderr) t.log(stderr);
   t.is(code, 0);

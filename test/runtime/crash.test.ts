@@ -30,7 +30,9 @@ test('SIGKILL mid-load loses no acknowledged update and invents none', async (t)
   });
   await enough;
   child.kill('SIGKILL');
-  await once(child, 'exit');
+  // 'close', not 'exit': every line the child wrote before it died is read first ('exit' can come
+  // while SENT lines are still in the pipe, and an update would then look invented).
+  await once(child, 'close');
   lines.close();
 
   const node = await testNode({ dataDir, shards: 3 });
