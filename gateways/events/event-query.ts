@@ -38,7 +38,10 @@ export function decodeCursor(text: string): EventPosition | undefined {
   }
   if (!Array.isArray(v) || v.length !== 2) return undefined;
   const [createdAt, id] = v as unknown[];
-  if (typeof createdAt !== 'string' || !ISO_UTC.test(createdAt) || new Date(createdAt).toISOString() !== createdAt) return undefined;
+  if (typeof createdAt !== 'string' || !ISO_UTC.test(createdAt)) return undefined;
+  // A real instant, written as the stores write it (2026-13-45 matches the pattern, not a date).
+  const ms = Date.parse(createdAt);
+  if (!Number.isFinite(ms) || new Date(ms).toISOString() !== createdAt) return undefined;
   if (typeof id !== 'string' || !UUID.test(id) || id !== id.toLowerCase()) return undefined;
   return { created_at: createdAt, id };
 }

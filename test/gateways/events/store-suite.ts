@@ -153,6 +153,9 @@ export function storeSuite(test: TestFn, factory: StoreFactory): void {
     const annWindow = (await allPages(store, { user_id: 'ann', since: '2026-11-22T10:00:07.500Z', limit: 2 })).flat();
     t.is(annWindow.length, 3, 'the one second 8 has three of ann');
     t.deepEqual(await store.list({ until: '2026-11-22T09:00:00.000Z', limit: 10 }), []);
+    // Bounds far outside what a MySQL TIMESTAMP holds are still just bounds.
+    t.is((await store.list({ since: '0001-01-01T00:00:00.000Z', until: '9999-12-31T23:59:59.999Z', limit: 1000 })).length, 45);
+    t.is((await store.list({ after: { created_at: '9999-12-31T23:59:59.999Z', id: randomUUID() }, limit: 1000 })).length, 45);
   });
 
   test(`${name}: user_id matches exactly: case, trailing spaces and SQL-ish text are not other users`, async (t) => {
