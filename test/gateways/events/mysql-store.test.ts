@@ -4,6 +4,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { MysqlEventStore, mysqlPageSql, PROCESSED_EVENTS_DDL } from '../../../gateways/events/mysql-store.js';
 import { connectTestDatabase, createTestDatabase, dropTestDatabase, MYSQL_TEST_URL } from './mysql-test-db.js';
 
@@ -14,6 +15,17 @@ async function database(t: ExecutionContext): Promise<string> {
   return url;
 }
 
+/** compose.yml's init script for MySQL 8, the brief's table. */
+const INIT_SQL = readFileSync(new URL('../../../../ops/mysql-init.sql', import.meta.url), 'utf8')
+  .split('\n')
+  .filter((l) => !l.startsWith('--'))
+  .join('\n')
+  .trim();
+
+test('the store creates the table with the DDL of the brief\'s init script, word for word', (t) => {
+  t.is(INIT_SQL, `${PROCESSED_EVENTS_DDL};`);
+});
+
 function rowsJson(rows: { id: string; created_at: string; user_id?: string | null; type?: string }[]) {
   return JSON.stringify(rows.map((r) => ({ type: 'user_action', source: 'web', user_id: null, processed_data: { a: 1 }, received_at: Date.parse(r.created_at), ...r })));
 }
@@ -22,7 +34,7 @@ test('the table the brief\'s init created first, with its rows, is used as it is
   const url = await database(t);
   const db = await connectTestDatabase(url);
   t.teardown(() => db.end());
-  await db.query(PROCESSED_EVENTS_DDL);
+  await db.query(INIT_SQL);
   const old = randomUUID();
   // As another writer might: only the NOT NULL columns, the rest left to their defaults.
   await db.query("INSERT INTO processed_events (id, type, source) VALUES (?, 'system_log', 'system')", [old]);
