@@ -1,12 +1,14 @@
 // The events front door on node:http: routes, body limits, content type, JSON parsing, validation
-// answers, and the stopping state in which every new request gets 503.
+// answers, reading stored events back, and the stopping state in which every new request gets 503.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ActivitySummary } from '../../actors/user-activity.js';
 import { activeTraceparent, inServerSpan, type Logger } from '../../runtime/index.js';
 import { MAX_USER_ID_LENGTH, type FieldProblem } from './event.js';
+import { encodeCursor, parseEventId, parseEventQuery } from './event-query.js';
 import type { MetricsSnapshot } from './metrics.js';
+import type { ProcessedEventStore } from './store.js';
 import type { CheckedBody, CheckTask } from './request-check.js';
 import type { QueuedBatch } from './queue.js';
 
@@ -32,6 +34,8 @@ export interface EventsHttpDeps {
   metrics(): Promise<MetricsSnapshot>;
   health(): Promise<HealthReport>;
   summary(userId: string): Promise<ActivitySummary>;
+  /** The stored events, for GET /events/{id} and GET /events?...; absent: those are not served. */
+  events?: Pick<ProcessedEventStore, 'get' | 'list'>;
   log: Logger;
   now?: () => number;
 }
@@ -152,8 +156,45 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     send(res, 202, batch ? { accepted: checked.count, ids: checked.ids } : { accepted: 1, id: checked.ids[0], ids: checked.ids });
   }
 
+  /** A store read; its failure is the store's, so 503 and retry, not a 500. */
+  async function read<T>(what: string, p: () => Promise<T>): Promise<T> {
+    try {
+      return await p();
+    } catch (err) {
+      deps.log.warn({ err: (err as Error).message }, `reading ${what} failed`);
+      throw new HttpProblem(503, 'store_unavailable', `the events store did not answer while reading ${what}: ${(err as Error).message}; retry later`);
+    }
+  }
+
+  async function listEvents(res: ServerResponse, events: NonNullable<EventsHttpDeps['events']>, search: string): Promise<void> {
+    const { query, problems } = parseEventQuery(search);
+    if (!query) throw new HttpProblem(400, 'invalid_query', `the query is not valid: ${problems.map((p) => `${p.field} ${p.problem}`).join('; ')}`, problems);
+    // One row more than the page says whether there is a next one.
+    const rows = await read('a page of events', () => events.list({ ...query, limit: query.limit + 1 }));
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    send(res, 200, { events: page, next_cursor: rows.length > query.limit && last ? encodeCursor(last) : null });
+  }
+
+  async function getEvent(res: ServerResponse, events: NonNullable<EventsHttpDeps['events']>, segment: string): Promise<void> {
+    let text: string;
+    try {
+      text = decodeURIComponent(segment);
+    } catch {
+      throw new HttpProblem(400, 'invalid_event_id', 'the event id in the path is not valid percent-encoding');
+    }
+    const id = parseEventId(text);
+    if (!id) throw new HttpProblem(400, 'invalid_event_id', `an event id is a UUID such as 3f2a9c1e-0b6d-4c8e-9a51-2f0e7d3b6a10; got ${JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text)}`);
+    const row = await read(`event ${id}`, () => events.get(id));
+    if (!row) throw new HttpProblem(404, 'event_not_found', `no stored event has id ${id} (an accepted event is stored once the queue has processed it)`);
+    send(res, 200, row);
+  }
+
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]!;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const search = q < 0 ? '' : url.slice(q + 1);
     const method = req.method ?? 'GET';
     const allow = (methods: string) => {
       if (!methods.split(', ').includes(method)) {
@@ -164,8 +205,14 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     if (refusing) {
       return send(res, 503, { error: 'shutting_down', message: 'this node is shutting down and accepts no new requests; send them to another node or retry' }, { connection: 'close', 'retry-after': '1' });
     }
+    const events = deps.events;
+    if (path === '/events' && method === 'GET' && events) return listEvents(res, events, search);
+    if (events && path.startsWith('/events/') && path !== '/events/batch') {
+      allow('GET');
+      return getEvent(res, events, path.slice('/events/'.length));
+    }
     if (path === '/events' || path === '/events/batch') {
-      allow('POST');
+      allow(path === '/events' && events ? 'GET, POST' : 'POST');
       const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
       return inServerSpan(`POST ${path}`, traceparent, { 'http.request.method': 'POST', 'url.path': path }, () => postEvents(req, res, path === '/events/batch', activeTraceparent()));
     }
@@ -190,7 +237,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       }
       return send(res, 200, await deps.summary(userId));
     }
-    throw new HttpProblem(404, 'not_found', `nothing at ${method} ${path}; try POST /events, POST /events/batch, GET /metrics, GET /health, GET /users/<id>/summary`);
+    throw new HttpProblem(404, 'not_found', `nothing at ${method} ${path}; try POST /events, POST /events/batch, GET /events, GET /events/<id>, GET /metrics, GET /health, GET /users/<id>/summary`);
   }
 
   const server: Server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 30_000 }, (req, res) => {

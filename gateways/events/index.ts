@@ -3,9 +3,12 @@
 
 import { availableParallelism } from 'node:os';
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
-import type { ActorSystem, Gateway, SettingSpec, SettingValues } from '../../runtime/index.js';
+import { ConfigError, type ActorSystem, type Gateway, type SettingSpec, type SettingValues } from '../../runtime/index.js';
 import type { UserActivity } from './batch-processor.js';
+import { mysqlConnection } from './mysql-store.js';
+import { DEFAULT_MYSQL_URL, EVENT_STORE_KINDS } from './open-store.js';
 import { startEventsPipeline, type EventsPipelineOptions } from './pipeline.js';
+import type { EventStoreKind } from './store.js';
 
 const USER_ACTOR = new URL('../../actors/user.js', import.meta.url).href;
 
@@ -14,6 +17,14 @@ export const eventsSettings: SettingSpec[] = [
   { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'Redis URL; the cluster ring, and the BullMQ event-batch queue (embedded: a SQLite queue in the data dir)' },
   { name: 'postgres', kind: 'url', default: undefined, example: 'postgres://postgres@127.0.0.1:5432/test', description: 'PostgreSQL URL for the domain tables such as processed_events (embedded: SQLite in the data dir)' },
   { name: 'events-queue-name', kind: 'string', default: 'troupe-events', description: 'BullMQ queue name of event batches, shared by the nodes of a cluster' },
+  {
+    name: 'events-store',
+    kind: 'enum',
+    choices: EVENT_STORE_KINDS,
+    default: undefined,
+    description: 'where processed_events and dead_letter_events live: sqlite (the data dir), postgres (--postgres) or mysql (--mysql); default postgres when --postgres is given, else sqlite',
+  },
+  { name: 'mysql', kind: 'url', default: DEFAULT_MYSQL_URL, example: DEFAULT_MYSQL_URL, description: 'MySQL 8 or MariaDB 10.6+ URL of the events store with --events-store mysql; the database must exist' },
   { name: 'events-pg-schema', kind: 'string', default: 'public', description: 'PostgreSQL schema of processed_events and dead_letter_events' },
   { name: 'events-queue-workers', kind: 'int', default: 32, min: 1, max: 256, description: 'event batches processed at once by this node' },
   { name: 'events-pool-threads', kind: 'int', default: Math.max(1, Math.floor(availableParallelism() / 2)), min: 1, max: 64, description: 'threads of the validation and enrichment pool (piscina)' },
@@ -42,9 +53,25 @@ export function userActivityOf(system: ActorSystem, askTimeoutMs: number): UserA
   };
 }
 
+/** The store settings that only make sense together; throws ConfigError naming the fix. */
+function checkStoreSettings(settings: SettingValues): void {
+  const store = settings['events-store'] as EventStoreKind | undefined;
+  if (store === 'postgres' && !settings['postgres']) {
+    throw new ConfigError('setting events-store: postgres needs --postgres URL (e.g. postgres://postgres@127.0.0.1:5432/test); or choose --events-store sqlite|mysql');
+  }
+  if (store === 'mysql') {
+    try {
+      mysqlConnection(settings['mysql'] as string);
+    } catch (err) {
+      throw new ConfigError(`setting mysql: ${(err as Error).message}`);
+    }
+  }
+}
+
 /** Pipeline options from the node's settings (values already validated by the settings engine). */
 export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPipelineOptions, 'host' | 'dataDir' | 'activity' | 'log'>): EventsPipelineOptions {
   const num = (name: string) => settings[name] as number;
+  checkStoreSettings(settings);
   return {
     ...rest,
     port: num('events-port'),
@@ -52,6 +79,8 @@ export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPi
     postgresUrl: settings['postgres'] as string | undefined,
     queueName: settings['events-queue-name'] as string,
     pgSchema: settings['events-pg-schema'] as string,
+    eventsStore: settings['events-store'] as EventStoreKind | undefined,
+    mysqlUrl: settings['mysql'] as string,
     queueWorkers: num('events-queue-workers'),
     poolThreads: num('events-pool-threads'),
     retry: { attempts: num('events-max-attempts'), backoffMs: num('events-retry-backoff') },

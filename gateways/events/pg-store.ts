@@ -1,9 +1,11 @@
 // The clustered processed-events store: `processed_events` and `dead_letter_events` in PostgreSQL,
-// written through a pg connection pool, one multi-row statement per batch.
+// written through a pg connection pool, one multi-row statement per batch; read back by id or a page
+// at a time.
 
 import pg from 'pg';
 import { redactedUrl } from '../../runtime/index.js';
-import type { DeadLetter, ProcessedEventRow, ProcessedEventStore, RowBatch } from './store.js';
+import { pageSql } from './page-sql.js';
+import type { DeadLetter, EventQuery, ProcessedEventRow, ProcessedEventStore, RowBatch } from './store.js';
 
 export interface PgStoreOptions {
   url: string;
@@ -14,6 +16,10 @@ export interface PgStoreOptions {
 
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+function toRow(r: Record<string, unknown>): ProcessedEventRow {
+  return { ...r, created_at: (r.created_at as Date).toISOString(), processed_at: (r.processed_at as Date).toISOString() } as ProcessedEventRow;
 }
 
 export class PgEventStore implements ProcessedEventStore {
@@ -97,15 +103,28 @@ export class PgEventStore implements ProcessedEventStore {
     }
   }
 
+  async get(id: string): Promise<ProcessedEventRow | undefined> {
+    const res = await this.#pool.query(`SELECT * FROM ${this.#events} WHERE id = $1`, [id]);
+    return res.rows[0] && toRow(res.rows[0]);
+  }
+
+  async list(query: EventQuery): Promise<ProcessedEventRow[]> {
+    const { sql, values } = pageSql(query, {
+      table: this.#events,
+      time: '?::timestamptz',
+      timeValue: (iso) => iso,
+      userId: { sql: 'user_id = ?', values: (u) => [u] },
+    });
+    let n = 0;
+    const res = await this.#pool.query(sql.replace(/\?/g, () => `$${++n}`), values);
+    return res.rows.map(toRow);
+  }
+
   async rows(ids?: readonly string[]): Promise<ProcessedEventRow[]> {
     const res = ids
       ? await this.#pool.query(`SELECT * FROM ${this.#events} WHERE id = ANY($1::varchar[])`, [ids])
       : await this.#pool.query(`SELECT * FROM ${this.#events}`);
-    return res.rows.map((r) => ({
-      ...r,
-      created_at: (r.created_at as Date).toISOString(),
-      processed_at: (r.processed_at as Date).toISOString(),
-    }));
+    return res.rows.map(toRow);
   }
 
   async count(): Promise<number> {

@@ -9,11 +9,10 @@ import type { EnrichResult, EnrichTask } from './enrichment.js';
 import type { CheckedBody, CheckTask } from './request-check.js';
 import { startEventsHttp, type HealthReport } from './http-server.js';
 import { PipelineMetrics, type MetricsSnapshot } from './metrics.js';
-import { PgEventStore } from './pg-store.js';
 import type { EventBatchQueue, RetryPolicy } from './queue.js';
 import { SqliteEventQueue } from './sqlite-queue.js';
-import { SqliteEventStore } from './sqlite-store.js';
-import type { ProcessedEventStore } from './store.js';
+import { openEventStore, storeKindOf } from './open-store.js';
+import type { EventStoreKind, ProcessedEventStore } from './store.js';
 
 export interface EventsPipelineOptions {
   host: string;
@@ -25,6 +24,10 @@ export interface EventsPipelineOptions {
   /** PostgreSQL when set, else SQLite in dataDir. */
   postgresUrl?: string;
   pgSchema: string;
+  /** Where processed_events live; absent: postgres when postgresUrl is set, else sqlite. */
+  eventsStore?: EventStoreKind;
+  /** For eventsStore mysql (absent: the brief's mysql://root:testpass@127.0.0.1:3306/eventdb). */
+  mysqlUrl?: string;
   queueWorkers: number;
   poolThreads: number;
   retry: RetryPolicy;
@@ -66,9 +69,7 @@ function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
 }
 
 export async function startEventsPipeline(o: EventsPipelineOptions): Promise<EventsPipeline> {
-  let store: ProcessedEventStore = o.postgresUrl
-    ? await PgEventStore.open({ url: o.postgresUrl, schema: o.pgSchema, poolSize: Math.max(4, o.queueWorkers + 2) })
-    : new SqliteEventStore(o.dataDir);
+  let store: ProcessedEventStore = await openEventStore({ ...o, poolSize: Math.max(4, o.queueWorkers + 2) });
   if (o.wrapStore) store = o.wrapStore(store);
   const queue: EventBatchQueue = o.redisUrl
     ? new BullmqEventQueue({ redisUrl: o.redisUrl, name: o.queueName, retry: o.retry, lockDurationMs: o.lockDurationMs })
@@ -119,7 +120,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     };
     await Promise.all([
       probe(o.redisUrl ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
-      probe(o.postgresUrl ? 'store (postgres)' : 'store (sqlite)', () => store.ping()),
+      probe(`store (${storeKindOf(o)})`, () => store.ping()),
       probe('actors', () => o.activity.ping()),
       probe('worker pool', async () => {
         if (pool.threads.length === 0) throw new Error('the enrichment pool has no threads');
@@ -142,6 +143,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
       metrics: snapshot,
       health,
       summary: (userId) => o.activity.summary(userId),
+      events: store,
       log,
     },
     o.host,

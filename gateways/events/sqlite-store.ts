@@ -1,12 +1,17 @@
 // The embedded processed-events store: `processed_events` and `dead_letter_events` in a SQLite file
-// in the node's data directory.
+// in the node's data directory; and the rows read back by id or a page at a time.
 
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import type { DeadLetter, ProcessedEventRow, ProcessedEventStore, RowBatch } from './store.js';
+import { pageSql } from './page-sql.js';
+import type { DeadLetter, EventQuery, ProcessedEventRow, ProcessedEventStore, RowBatch } from './store.js';
 
 interface SqliteRow extends Omit<ProcessedEventRow, 'processed_data'> {
   processed_data: string;
+}
+
+function toRow(r: SqliteRow): ProcessedEventRow {
+  return { ...r, processed_data: JSON.parse(r.processed_data) as Record<string, unknown> };
 }
 
 export class SqliteEventStore implements ProcessedEventStore {
@@ -14,6 +19,7 @@ export class SqliteEventStore implements ProcessedEventStore {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
   readonly #dead: Database.Statement;
+  readonly #byId: Database.Statement;
 
   constructor(dataDir: string, fileName = 'events-store.sqlite') {
     this.#db = new Database(join(dataDir, fileName));
@@ -45,6 +51,7 @@ export class SqliteEventStore implements ProcessedEventStore {
       SELECT value ->> '$.id', value ->> '$.type', value ->> '$.source', value ->> '$.user_id', value -> '$.processed_data', max(0, @ms - (value ->> '$.received_at')), value ->> '$.created_at', @at
       FROM json_each(@rows)
       RETURNING id`);
+    this.#byId = this.#db.prepare('SELECT * FROM processed_events WHERE id = ?');
     this.#dead = this.#db.prepare(`INSERT INTO dead_letter_events (id, event, error, attempts, failed_at) VALUES (?, ?, ?, ?, ?)`);
   }
 
@@ -64,11 +71,26 @@ export class SqliteEventStore implements ProcessedEventStore {
     this.#db.prepare('SELECT 1').get();
   }
 
+  async get(id: string): Promise<ProcessedEventRow | undefined> {
+    const r = this.#byId.get(id) as SqliteRow | undefined;
+    return r && toRow(r);
+  }
+
+  async list(query: EventQuery): Promise<ProcessedEventRow[]> {
+    const { sql, values } = pageSql(query, {
+      table: 'processed_events',
+      time: '?',
+      timeValue: (iso) => iso, // stored as toISOString() text, which sorts as time
+      userId: { sql: 'user_id = ?', values: (u) => [u] },
+    });
+    return (this.#db.prepare(sql).all(...values) as SqliteRow[]).map(toRow);
+  }
+
   async rows(ids?: readonly string[]): Promise<ProcessedEventRow[]> {
     const raw = ids
-      ? ids.map((id) => this.#db.prepare('SELECT * FROM processed_events WHERE id = ?').get(id) as SqliteRow | undefined).filter((r): r is SqliteRow => !!r)
+      ? ids.map((id) => this.#byId.get(id) as SqliteRow | undefined).filter((r): r is SqliteRow => !!r)
       : (this.#db.prepare('SELECT * FROM processed_events').all() as SqliteRow[]);
-    return raw.map((r) => ({ ...r, processed_data: JSON.parse(r.processed_data) as Record<string, unknown> }));
+    return raw.map(toRow);
   }
 
   async count(): Promise<number> {

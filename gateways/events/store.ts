@@ -1,5 +1,6 @@
 // Where processed events end up: the `processed_events` table (idempotent on id) and the dead-letter
-// table of events that failed their last attempt. PostgreSQL with --postgres, SQLite embedded.
+// table of events that failed their last attempt; and reading stored events back, newest first.
+// SQLite embedded, PostgreSQL or MySQL/MariaDB by --events-store.
 
 /** A row of `processed_events` (wire-contracts section 5). */
 export interface ProcessedEventRow {
@@ -37,13 +38,41 @@ export interface DeadLetter {
   attempts: number;
 }
 
+export type EventStoreKind = 'sqlite' | 'postgres' | 'mysql';
+
+/** Where a page of `GET /events` starts: just after (older than) this row, in (created_at, id) order. */
+export interface EventPosition {
+  created_at: string;
+  id: string;
+}
+
+/**
+ * A page of stored events, newest first by (created_at, id); every field already validated
+ * (event-query.ts). Stores answer it from their (user_id, created_at) or (type, created_at) index.
+ */
+export interface EventQuery {
+  user_id?: string;
+  type?: string;
+  /** created_at >= since (RFC 3339, UTC). */
+  since?: string;
+  /** created_at < until. */
+  until?: string;
+  /** Rows strictly older than this position in (created_at, id) order. */
+  after?: EventPosition;
+  limit: number;
+}
+
 export interface ProcessedEventStore {
-  readonly kind: 'postgres' | 'sqlite';
+  readonly kind: EventStoreKind;
   /** Inserts the rows not already there (by id) in one statement; returns the ids it inserted. */
   insert(batch: RowBatch): Promise<Set<string>>;
   deadLetter(entries: readonly DeadLetter[]): Promise<void>;
   /** Throws, with a reason a person can act on, when the database does not answer. */
   ping(): Promise<void>;
+  /** The stored row of one event (id lowercase), or undefined. */
+  get(id: string): Promise<ProcessedEventRow | undefined>;
+  /** Up to query.limit rows, newest first by (created_at, id). */
+  list(query: EventQuery): Promise<ProcessedEventRow[]>;
   /** For tools and tests: rows by id (all rows when ids is absent), and the dead letters. */
   rows(ids?: readonly string[]): Promise<ProcessedEventRow[]>;
   count(): Promise<number>;

@@ -62,6 +62,12 @@ function standIns(opts: { refuseRowsWith?: string; holdFirstTask?: Promise<void>
         dead.push(...entries);
       },
       async ping() {},
+      async get() {
+        return undefined;
+      },
+      async list() {
+        return [];
+      },
       async rows() {
         return [];
       },

@@ -1,15 +1,12 @@
 // The promises that outlive a process: SIGTERM mid-load loses nothing that got a 202 (and the node
 // exits 0); SIGKILL mid-load and a restart store every 202'd event exactly once, and the user
-// aggregates count each once. A child process node, on both backends.
+// aggregates count each once. A child process node, on every backend.
 
 import test from 'ava';
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { join } from 'node:path';
-import { PgEventStore } from '../../../gateways/events/pg-store.js';
-import { SqliteEventStore } from '../../../gateways/events/sqlite-store.js';
 import type { ProcessedEventStore } from '../../../gateways/events/store.js';
-import { BACKENDS, cleanUp, get, isolatedOptions, spawnEventsNode, until, type Backend } from './helpers.js';
+import { BACKENDS, cleanUp, get, isolatedOptions, openStoreOf, spawnEventsNode, until, type Backend } from './helpers.js';
 
 const USERS = Array.from({ length: 8 }, (_, i) => `crash-user-${i}`);
 
@@ -55,8 +52,8 @@ function load(port: number, concurrency: number) {
   };
 }
 
-async function openStore(o: ReturnType<typeof isolatedOptions>): Promise<ProcessedEventStore> {
-  return o.postgresUrl ? PgEventStore.open({ url: o.postgresUrl, schema: o.pgSchema }) : new SqliteEventStore(join(o.dataDir));
+function openStore(o: ReturnType<typeof isolatedOptions>): Promise<ProcessedEventStore> {
+  return openStoreOf(o);
 }
 
 function options(backend: Backend) {

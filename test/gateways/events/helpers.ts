@@ -1,6 +1,6 @@
-// Shared by the events tests: a node with the events pipeline on the embedded backends (SQLite) or
-// the cluster ones (BullMQ on Redis, PostgreSQL), each test with its own queue name, schema and data
-// directory, all removed afterwards.
+// Shared by the events tests: a node with the events pipeline on the embedded backends (SQLite), the
+// cluster ones (BullMQ on Redis, PostgreSQL) or BullMQ with MySQL, each test with its own queue name,
+// schema or MySQL database, and data directory, all removed afterwards.
 
 import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,6 +15,9 @@ import { userActivityOf } from '../../../gateways/events/index.js';
 import { BullmqEventQueue } from '../../../gateways/events/bullmq-queue.js';
 import { PgEventStore } from '../../../gateways/events/pg-store.js';
 import { waitFor } from '../../common.js';
+import { openEventStore } from '../../../gateways/events/open-store.js';
+import type { ProcessedEventStore } from '../../../gateways/events/store.js';
+import { createTestDatabase, dropTestDatabase, MYSQL_TEST_URL } from './mysql-test-db.js';
 import { startEventsPipeline, type EventsPipeline, type EventsPipelineOptions } from '../../../gateways/events/pipeline.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
@@ -23,8 +26,9 @@ export const testLog = pino({ level: process.env.TROUPE_TEST_LOG ?? 'silent' }) 
 
 export const REDIS_URL = process.env.TROUPE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
 export const PG_URL = process.env.TROUPE_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
-export type Backend = 'embedded' | 'cluster';
-export const BACKENDS: Backend[] = ['embedded', 'cluster'];
+/** embedded: SQLite queue and store; cluster: BullMQ + PostgreSQL; mysql: BullMQ + MySQL (MariaDB here). */
+export type Backend = 'embedded' | 'cluster' | 'mysql';
+export const BACKENDS: Backend[] = ['embedded', 'cluster', 'mysql'];
 
 const USER_ACTOR = new URL('../../../actors/user.js', import.meta.url).href;
 
@@ -35,10 +39,11 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
     host: '127.0.0.1',
     port: 0,
     dataDir: mkdtempSync(join(tmpdir(), 'troupe-events-')),
-    redisUrl: backend === 'cluster' ? REDIS_URL : undefined,
+    redisUrl: backend === 'embedded' ? undefined : REDIS_URL,
     queueName: `events-test-${tag}`,
     postgresUrl: backend === 'cluster' ? PG_URL : undefined,
     pgSchema: `events_test_${tag}`,
+    ...(backend === 'mysql' ? { eventsStore: 'mysql' as const, mysqlUrl: `${MYSQL_TEST_URL}/troupe_${tag}` } : {}),
     queueWorkers: 4,
     poolThreads: 1,
     retry: { attempts: 3, backoffMs: 20 },
@@ -54,7 +59,18 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
 export async function cleanUp(o: Omit<EventsPipelineOptions, 'activity' | 'log'>): Promise<void> {
   if (o.redisUrl) await BullmqEventQueue.destroy(o.redisUrl, o.queueName).catch(() => {});
   if (o.postgresUrl) await PgEventStore.dropSchema(o.postgresUrl, o.pgSchema).catch(() => {});
+  if (o.eventsStore === 'mysql' && o.mysqlUrl) await dropTestDatabase(o.mysqlUrl).catch(() => {});
   rmSync(o.dataDir, { recursive: true, force: true });
+}
+
+/** Creates what isolatedOptions named and the pipeline does not create itself (a MySQL database). */
+export async function prepare(o: Omit<EventsPipelineOptions, 'activity' | 'log'>): Promise<void> {
+  if (o.eventsStore === 'mysql' && o.mysqlUrl) await createTestDatabase(o.mysqlUrl);
+}
+
+/** The store a pipeline with these options writes, opened beside it (tests and benches read it). */
+export function openStoreOf(o: Omit<EventsPipelineOptions, 'activity' | 'log'>): Promise<ProcessedEventStore> {
+  return openEventStore({ ...o, poolSize: 2 });
 }
 
 export interface Harness {
@@ -69,6 +85,7 @@ export interface Harness {
 /** A node plus pipeline in this process; stopped and cleaned when the test ends. */
 export async function startEvents(t: ExecutionContext, backend: Backend, overrides: Partial<EventsPipelineOptions> = {}): Promise<Harness> {
   const options = { ...isolatedOptions(backend), ...overrides };
+  await prepare(options);
   const node = await startNode({ dataDir: join(options.dataDir, 'node'), actorModules: [USER_ACTOR], shards: 1 });
   const pipeline = await startEventsPipeline({ ...options, activity: userActivityOf(node, 10_000), log: testLog });
   let stopped: Promise<void> | undefined;
@@ -119,6 +136,7 @@ export interface ChildNode {
 
 /** Starts the fixture node in a child process. */
 export async function spawnEventsNode(options: Omit<EventsPipelineOptions, 'activity' | 'log' | 'host'>): Promise<ChildNode> {
+  await prepare({ ...options, host: '127.0.0.1' });
   const script = new URL('./fixtures/events-node.js', import.meta.url);
   const proc = spawn(process.execPath, [script.pathname], {
     env: { ...process.env, TROUPE_EVENTS_FIXTURE: JSON.stringify(options), TROUPE_LOG_LEVEL: 'warn' },
