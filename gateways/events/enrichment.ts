@@ -16,7 +16,7 @@ export interface EnrichTask {
 export interface EnrichedBatch {
   /** Its valid events (the metrics count these as processed). */
   valid: number;
-  /** Per user, in batch order, what its actor needs of the valid events that name a user. */
+  /** Per user, in batch order, what its actor needs of the valid events that name a user (each id once). */
   activity: [string, ActivityEvent[]][];
   /** Events that can never be stored, whatever the retries: they go to the dead letters at once. */
   rejected: { id: string | null; event: unknown; error: string }[];
@@ -81,6 +81,7 @@ function enrichBatch({ events, receivedAt, checked }: EnrichTask['batches'][numb
   }
   const byUser = new Map<string, ActivityEvent[]>();
   const rejected: EnrichedBatch['rejected'] = [];
+  const mine = new Set<string>();
   let valid = 0;
   const checkedAtDoor = checked === EVENT_FORMAT;
   for (const q of queued as Partial<AcceptedEvent>[]) {
@@ -97,18 +98,23 @@ function enrichBatch({ events, receivedAt, checked }: EnrichTask['batches'][numb
       continue;
     }
     valid++;
-    // A repeated id is stored (and counted by its actor) once: the first occurrence wins.
-    if (seen.has(event.id)) continue;
-    seen.add(event.id);
-    rows.push({
-      id: event.id,
-      type: event.type,
-      source: event.source,
-      user_id: event.user_id,
-      processed_data: { ...event.data, _enriched: derive(event) },
-      created_at: event.timestamp,
-      received_at: receivedAt,
-    });
+    // A repeated id is stored once, from its first occurrence in the task. Its actor is told of it
+    // by every batch that holds it (once per batch), since which batch must tell depends on how each
+    // was delivered (the main thread decides, and asks each actor once per id).
+    if (mine.has(event.id)) continue;
+    mine.add(event.id);
+    if (!seen.has(event.id)) {
+      seen.add(event.id);
+      rows.push({
+        id: event.id,
+        type: event.type,
+        source: event.source,
+        user_id: event.user_id,
+        processed_data: { ...event.data, _enriched: derive(event) },
+        created_at: event.timestamp,
+        received_at: receivedAt,
+      });
+    }
     if (event.user_id !== null) {
       const a: ActivityEvent = { id: event.id, type: event.type, timestamp: event.timestamp, receivedAt };
       if (event.type === 'user_action') {

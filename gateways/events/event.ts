@@ -7,8 +7,11 @@ export const EVENT_TYPES = ['user_action', 'sensor_data', 'system_log'] as const
 export const EVENT_SOURCES = ['web', 'mobile', 'iot_device', 'system'] as const;
 export const USER_ACTIONS = ['login', 'purchase', 'click', 'error'] as const;
 export const MAX_BATCH_EVENTS = 100;
-/** The version of AcceptedEvent and of the rules acceptEvent applies; raise it when either changes. */
-export const EVENT_FORMAT = 1;
+/**
+ * The version of AcceptedEvent and of the rules acceptEvent applies; raise it when either changes.
+ * 2: text that a store cannot hold (U+0000, unpaired surrogates) is refused.
+ */
+export const EVENT_FORMAT = 2;
 /** The `processed_events.user_id` and `source` columns hold at most 50 characters. */
 export const MAX_USER_ID_LENGTH = 50;
 /** Deeper `data` is refused: recursive code further down (JSON, structured clone) must not overflow. */
@@ -41,6 +44,66 @@ const KNOWN_FIELDS = new Set(['id', 'type', 'source', 'timestamp', 'user_id', 'd
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * U+0000 and UTF-16 surrogates without their pair: valid in a JSON string, but PostgreSQL text and
+ * jsonb refuse U+0000, and jsonb and MySQL's JSON refuse an unpaired surrogate, so an event holding
+ * one would be acknowledged and then never stored. Searched per UTF-16 unit (no `u` flag).
+ */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
+
+/** What in `text` no store can hold, said for a person; undefined when it is all storable. */
+export function unstorableIn(text: string): string | undefined {
+  const m = UNSTORABLE.exec(text);
+  if (!m) return undefined;
+  const unit = m[0].charCodeAt(0);
+  return unit === 0 ? 'U+0000 (NUL)' : `an unpaired UTF-16 surrogate (\\u${unit.toString(16)})`;
+}
+
+/** `text` with every unstorable unit written out as the six characters `\\uXXXX` (storable everywhere). */
+export function spelledOut(text: string): string {
+  return text.replace(UNSTORABLE_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** How a key is named in a field path: as is when plain, else as a JSON string with the bad units spelled out. */
+function keyInPath(key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${spelledOut(JSON.stringify(key))}]`;
+}
+
+/**
+ * Every string and key inside `value` that holds text no store can keep, by field path (at most
+ * `max`). Iterative, like nestedDeeperThan; the caller has bounded the depth.
+ */
+export function unstorableFields(value: unknown, path: string, max = 10): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const stack: [unknown, string][] = [[value, path]];
+  while (stack.length && problems.length < max) {
+    const [v, at] = stack.pop()!;
+    if (typeof v === 'string') {
+      const why = unstorableIn(v);
+      if (why) problems.push({ field: at, problem: `holds ${why}, which PostgreSQL and MySQL cannot store; remove it or encode it` });
+      continue;
+    }
+    if (typeof v !== 'object' || v === null) continue;
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${at}[${i}]`]);
+      continue;
+    }
+    for (const [key, child] of Object.entries(v)) {
+      const field = `${at}${keyInPath(key)}`;
+      const why = unstorableIn(key);
+      if (why && problems.length < max) problems.push({ field, problem: `is a key that holds ${why}, which PostgreSQL and MySQL cannot store; rename it` });
+      stack.push([child, field]);
+    }
+  }
+  return problems;
+}
+
+/** Whether anything inside `value` (strings and keys, at any depth) holds text no store can keep. */
+export function holdsUnstorable(value: unknown): boolean {
+  return unstorableFields(value, '', 1).length > 0;
 }
 
 /** Iterative, so a hostile 100,000-level nesting cannot overflow the stack while being measured. */
@@ -113,15 +176,21 @@ export function acceptEvent(raw: unknown, receivedAt: number, path = ''): { even
   if (raw.user_id !== undefined && raw.user_id !== null) {
     if (typeof raw.user_id !== 'string' || raw.user_id.length === 0 || raw.user_id.length > MAX_USER_ID_LENGTH) {
       problems.push({ field: at('user_id'), problem: `must be a string of 1 to ${MAX_USER_ID_LENGTH} characters, or absent; got ${shown(raw.user_id)}` });
+    } else if (unstorableIn(raw.user_id)) {
+      problems.push({ field: at('user_id'), problem: `holds ${unstorableIn(raw.user_id)}, which PostgreSQL and MySQL cannot store; got ${shown(raw.user_id)}` });
     } else userId = raw.user_id;
   }
 
-  if (isPlainObject(raw.data) && nestedDeeperThan(raw.data, MAX_DATA_DEPTH)) {
+  const dataUsable = isPlainObject(raw.data) && !nestedDeeperThan(raw.data, MAX_DATA_DEPTH);
+  if (isPlainObject(raw.data) && !dataUsable) {
     problems.push({ field: at('data'), problem: `is nested deeper than ${MAX_DATA_DEPTH} levels` });
   } else if (!isPlainObject(raw.data)) {
     problems.push({ field: at('data'), problem: `must be a JSON object; got ${Array.isArray(raw.data) ? 'an array' : shown(raw.data)}` });
-  } else if (raw.type === 'user_action') {
-    const data = raw.data;
+  } else {
+    problems.push(...unstorableFields(raw.data, at('data')));
+  }
+  if (dataUsable && raw.type === 'user_action') {
+    const data = raw.data as Record<string, unknown>;
     if (!(USER_ACTIONS as readonly unknown[]).includes(data.action)) {
       problems.push({ field: at('data.action'), problem: `a user_action needs an action, one of ${USER_ACTIONS.join(', ')}; got ${shown(data.action)}` });
     }

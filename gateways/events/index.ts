@@ -35,8 +35,12 @@ export const eventsSettings: SettingSpec[] = [
   { name: 'events-max-queue-depth', kind: 'int', default: 200_000, min: 100, description: 'events queued (cluster-wide with BullMQ) beyond which new requests get 503' },
   { name: 'events-drain-timeout', kind: 'duration', default: 30_000, description: 'at stop, how long to keep processing queued batches before leaving them for the next start' },
   { name: 'events-lock-duration', kind: 'duration', default: 30_000, min: 1000, description: 'BullMQ job lock; a batch held by a crashed node is redelivered after about twice this' },
-  { name: 'events-ask-timeout', kind: 'duration', default: 10_000, min: 100, description: 'how long a user actor may take to apply a batch before the batch is retried' },
+  { name: 'events-ask-timeout', kind: 'duration', default: 10_000, min: 100, description: "how long a batch waits for a user actor to apply its events; past it, that user's events are handed off to a retry of their own" },
 ];
+
+/** The user whose actor /health reads; reading changes nothing, so a real user of that id is harmless. */
+const HEALTH_PROBE_USER = '~events-health';
+const HEALTH_PROBE_TIMEOUT_MS = 1500;
 
 /** The user actors through the node's actor system. */
 export function userActivityOf(system: ActorSystem, askTimeoutMs: number): UserActivity {
@@ -48,7 +52,8 @@ export function userActivityOf(system: ActorSystem, askTimeoutMs: number): UserA
       return (await system.ref('user', userId).ask('activitySummary', undefined, { timeoutMs: askTimeoutMs })) as ActivitySummary;
     },
     async ping() {
-      await system.stats();
+      // A read of one user actor, with a short deadline: it answers only when its partition is served.
+      await system.ref('user', HEALTH_PROBE_USER).ask('activitySummary', undefined, { timeoutMs: Math.min(askTimeoutMs, HEALTH_PROBE_TIMEOUT_MS) });
     },
   };
 }
@@ -89,6 +94,7 @@ export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPi
     maxPendingEnqueues: num('events-max-pending'),
     maxQueueDepth: num('events-max-queue-depth'),
     drainTimeoutMs: num('events-drain-timeout'),
+    askTimeoutMs: num('events-ask-timeout'),
   };
 }
 

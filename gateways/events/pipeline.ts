@@ -13,6 +13,7 @@ import type { EventBatchQueue, RetryPolicy } from './queue.js';
 import { SqliteEventQueue } from './sqlite-queue.js';
 import { openEventStore, storeKindOf } from './open-store.js';
 import type { EventStoreKind, ProcessedEventStore } from './store.js';
+import { answerWithin, UserAnswers } from './user-answers.js';
 
 export interface EventsPipelineOptions {
   host: string;
@@ -38,6 +39,8 @@ export interface EventsPipelineOptions {
   maxQueueDepth: number;
   drainTimeoutMs: number;
   activity: UserActivity;
+  /** How long a batch waits for one user actor before handing that user's events off (default 10 s). */
+  askTimeoutMs?: number;
   log: Logger;
   /** Tests: wrap the store (to inject failures). */
   wrapStore?: (store: ProcessedEventStore) => ProcessedEventStore;
@@ -58,16 +61,6 @@ export interface EventsPipeline {
 
 const HEALTH_TIMEOUT_MS = 2000;
 
-function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} gave no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 export async function startEventsPipeline(o: EventsPipelineOptions): Promise<EventsPipeline> {
   let store: ProcessedEventStore = await openEventStore({ ...o, poolSize: Math.max(4, o.queueWorkers + 2) });
   if (o.wrapStore) store = o.wrapStore(store);
@@ -84,7 +77,10 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
   const log = o.log;
 
   const enrichment = { run: (task: EnrichTask) => pool.run(task) as Promise<EnrichResult> };
-  queue.start(createBatchProcessor({ pool: enrichment, store, activity: o.activity, metrics, log }), o.queueWorkers);
+  const askTimeoutMs = o.askTimeoutMs ?? 10_000;
+  const answers = new UserAnswers({ probe: (user) => o.activity.record(user, []), askTimeoutMs });
+  const processor = createBatchProcessor({ pool: enrichment, store, activity: o.activity, metrics, log, handOff: (batch) => queue.enqueue(batch), askTimeoutMs, answers });
+  queue.start(processor, o.queueWorkers);
 
   const snapshot = async () => metrics.snapshot(await queue.depth().catch(() => -1));
 
@@ -112,7 +108,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     const checks: Record<string, string> = {};
     const probe = async (name: string, check: () => Promise<unknown>) => {
       try {
-        await within(HEALTH_TIMEOUT_MS, name, check());
+        await answerWithin(HEALTH_TIMEOUT_MS, name, check());
         checks[name] = 'ok';
       } catch (err) {
         checks[name] = (err as Error).message;
@@ -121,7 +117,13 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     await Promise.all([
       probe(o.redisUrl ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
       probe(`store (${storeKindOf(o)})`, () => store.ping()),
-      probe('actors', () => o.activity.ping()),
+      // A short ask to a user actor, and how this node's recent asks went: either can say that the
+      // actors do not answer (a Redis that lost the ring, a partition nobody serves, a cut node).
+      probe('actors', async () => {
+        await o.activity.ping();
+        const trouble = answers.trouble();
+        if (trouble) throw new Error(trouble);
+      }),
       probe('worker pool', async () => {
         if (pool.threads.length === 0) throw new Error('the enrichment pool has no threads');
       }),
@@ -164,6 +166,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
         const drained = await queue.drained(o.drainTimeoutMs).catch(() => false);
         if (!drained) log.warn({ depth: await queue.depth().catch(() => -1) }, 'events left queued at stop; the next start takes them');
         await queue.close();
+        answers.close();
         await http.close();
         await pool.destroy();
         await store.close();

@@ -23,6 +23,13 @@ export interface QueuedBatch {
    * takes the batch goes on with that trace.
    */
   traceparent?: string;
+  /**
+   * Set on a hand-off, which the workers queue themselves: `events` then holds
+   * `[userId, ActivityEvent[]][]` as JSON, events whose rows are stored and whose user actors did not
+   * answer in time. A worker only tells those actors all of them (they drop ids already applied); a
+   * hand-off is counted in no metric but the depth, and is never dead-lettered.
+   */
+  handOff?: true;
 }
 
 /** How this delivery of a batch relates to earlier ones. */

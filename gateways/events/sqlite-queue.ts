@@ -13,6 +13,7 @@ interface BatchRow {
   event_count: number;
   deliveries: number;
   traceparent: string | null;
+  hand_off: number;
 }
 
 export interface SqliteQueueOptions {
@@ -68,8 +69,9 @@ export class SqliteEventQueue implements EventBatchQueue {
     // Added after the first release: a queue file written before it gains the column here.
     const columns = this.#db.prepare(`PRAGMA table_info(event_batches)`).all() as { name: string }[];
     if (!columns.some((c) => c.name === 'traceparent')) this.#db.exec(`ALTER TABLE event_batches ADD COLUMN traceparent TEXT`);
-    this.#insert = this.#db.prepare(`INSERT INTO event_batches (events, received_at, event_count, traceparent) VALUES (?, ?, ?, ?)`);
-    this.#ready = this.#db.prepare(`SELECT seq, events, received_at, event_count, deliveries, traceparent FROM event_batches WHERE state = 'ready' AND due_at <= ? ORDER BY seq LIMIT ?`);
+    if (!columns.some((c) => c.name === 'hand_off')) this.#db.exec(`ALTER TABLE event_batches ADD COLUMN hand_off INTEGER NOT NULL DEFAULT 0`);
+    this.#insert = this.#db.prepare(`INSERT INTO event_batches (events, received_at, event_count, traceparent, hand_off) VALUES (?, ?, ?, ?, ?)`);
+    this.#ready = this.#db.prepare(`SELECT seq, events, received_at, event_count, deliveries, traceparent, hand_off FROM event_batches WHERE state = 'ready' AND due_at <= ? ORDER BY seq LIMIT ?`);
     this.#claim = this.#db.prepare(`UPDATE event_batches SET deliveries = deliveries + 1 WHERE seq = ?`);
     this.#done = this.#db.prepare(`DELETE FROM event_batches WHERE seq = ?`);
     this.#retryLater = this.#db.prepare(`UPDATE event_batches SET due_at = ?, last_error = ? WHERE seq = ?`);
@@ -79,7 +81,7 @@ export class SqliteEventQueue implements EventBatchQueue {
 
   async enqueue(batch: QueuedBatch): Promise<void> {
     if (this.#closing) throw new Error('the event queue is closing; the batch was not accepted');
-    this.#insert.run(batch.events, batch.receivedAt, batch.count, batch.traceparent ?? null);
+    this.#insert.run(batch.events, batch.receivedAt, batch.count, batch.traceparent ?? null, batch.handOff ? 1 : 0);
     this.#schedulePump();
   }
 
@@ -117,6 +119,7 @@ export class SqliteEventQueue implements EventBatchQueue {
       const attempt = row.deliveries + 1;
       const batch: QueuedBatch = { receivedAt: row.received_at, count: row.event_count, events: row.events };
       if (row.traceparent) batch.traceparent = row.traceparent;
+      if (row.hand_off) batch.handOff = true;
       const run = this.#deliver(row.seq, batch, attempt).finally(() => {
         this.#inFlight.delete(row.seq);
         this.#schedulePump();
