@@ -147,7 +147,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     // A hand-off deletes what the shards stored of the partitions (the new owner recovers them from
     // the changelogs). If Redis lost those (a ring raised after a restart moves partitions away),
     // the local snapshots are what a rebuild needs: keep them, and stop serving without shipping.
-    await incarnation.check();
+    // (A Redis that does not answer cannot have raised the ring: hand off with what is known.)
+    await incarnation.check().catch((err: Error) => log.warn({ err: err.message }, 'cannot check the cluster incarnation before a hand-off; handing off'));
     if (incarnation.lost() !== '') throw new Error(`Redis lost the cluster's data (${incarnation.lost()}); not handing ${moves.length} partitions off, their snapshots stay for the rebuild`);
     const byShard = byShardOf(moves.map((m) => m.partition));
     const rowsByShard = await Promise.all(byShard.map((ps, s) => (ps.length > 0 ? o.shards[s]!.handOff(ps) : Promise.resolve([] as unknown[]))));

@@ -17,6 +17,8 @@ export class TestNode {
   readonly child: ChildProcess;
   /** Set by the cluster that started it (a restart reuses it). */
   dataDir = '';
+  /** Its cluster port, where the inspector answers too. */
+  clusterPort = 0;
   #n = 0;
   readonly #waiting = new Map<number, (r: { ok: boolean; value?: unknown; error?: string }) => void>();
   exited: Promise<unknown>;
@@ -134,11 +136,13 @@ export class TestCluster {
       env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn' },
     });
     const lines = createInterface({ input: child.stdout! });
+    let clusterPort = 0;
     const nodeId = await new Promise<string>((resolve, reject) => {
       const onLine = (line: string) => {
-        const msg = JSON.parse(line) as { ready?: boolean; nodeId?: string };
+        const msg = JSON.parse(line) as { ready?: boolean; nodeId?: string; clusterPort?: number };
         if (msg.ready) {
           lines.off('line', onLine);
+          clusterPort = msg.clusterPort ?? 0;
           resolve(msg.nodeId!);
         }
       };
@@ -147,6 +151,7 @@ export class TestCluster {
     });
     const node = new TestNode(child, nodeId, lines);
     node.dataDir = dataDir;
+    node.clusterPort = clusterPort;
     return node;
   }
 }
