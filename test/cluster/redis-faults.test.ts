@@ -106,7 +106,7 @@ async function askUntilServed(node: TestNode, id: string, handler: string, messa
 
 test('Redis paused past the lease TTL: the node serves until each deadline, then refuses at once with PARTITION_UNAVAILABLE, not ready, without busy looping; back by itself on SIGCONT', async (t) => {
   const own = await OwnRedis.start(t);
-  const cluster = new TestCluster(t, { redis: own.url });
+  const cluster = new TestCluster(t, { redis: own.url, inspector: true });
   const [a] = await cluster.start(1);
   t.teardown(() => own.resume());
   await eventually(async () => (await a!.notReady()) === null, 20_000, 'the node is ready');
@@ -159,7 +159,7 @@ test('Redis paused past the lease TTL: the node serves until each deadline, then
 
 test('Redis restarted empty: nothing is served and nodes say why; restarted nodes publish their snapshots, the newest tenure wins, and after troupe recover --accept every acknowledged state is back', async (t) => {
   const own = await OwnRedis.start(t);
-  const cluster = new TestCluster(t, { redis: own.url });
+  const cluster = new TestCluster(t, { redis: own.url, inspector: true });
   const [a] = await cluster.start(1);
   const keys = Array.from({ length: 40 }, (_, i) => `counter/r${i}`);
   // a alone serves everything: its SQLite holds every counter at 1.

@@ -99,10 +99,15 @@ export class TestCluster {
   readonly name = uniqueCluster();
   readonly nodes: TestNode[] = [];
   readonly #redis: string;
+  readonly #inspector: boolean;
 
-  /** `redis`: a Redis of the test's own (then its keys are not dropped: the test stops the server). */
-  constructor(t: ExecutionContext, o: { redis?: string } = {}) {
+  /**
+   * `redis`: a Redis of the test's own (then its keys are not dropped: the test stops the server).
+   * `inspector`: the nodes serve a read-only inspector on their cluster port (by default they serve none).
+   */
+  constructor(t: ExecutionContext, o: { redis?: string; inspector?: boolean } = {}) {
     this.#redis = o.redis ?? REDIS_URL;
+    this.#inspector = o.inspector === true;
     t.teardown(async () => {
       for (const n of this.nodes) {
         if (n.child.exitCode === null && n.child.signalCode === null) {
@@ -133,7 +138,7 @@ export class TestCluster {
   async #startOne(dataDir = mkdtempSync(join(tmpdir(), 'troupe-cluster-node-'))): Promise<TestNode> {
     const child = spawn(process.execPath, [SCRIPT, dataDir, this.#redis, this.name], {
       stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn', TROUPE_TEST_INSPECTOR: this.#inspector ? '1' : '0' },
     });
     const lines = createInterface({ input: child.stdout! });
     let clusterPort = 0;
