@@ -147,6 +147,9 @@ export class PartitionOwnership {
     }, this.#o.retryMs ?? 100);
     this.#retry.unref();
     await ring.join(this.self);
+    // Members that died before this node joined (every node was restarted, say) changed nothing in
+    // the membership it read: take them off the ring now, or their partitions wait for them forever.
+    if (membership) await ring.removeDead().catch((err: Error) => this.#log.warn({ err: err.message }, 'removing dead nodes from the ring failed'));
     await this.reconcile();
   }
 
@@ -297,6 +300,7 @@ export class PartitionOwnership {
     void this.#o.leases
       .releaseAll()
       .then(() => this.#o.ring.join(this.self))
+      .then(() => this.#o.ring.removeDead())
       .then(() => this.reconcile())
       .catch((err: Error) => this.#log.warn({ err: err.message }, 'rejoining the ring after an eviction failed'));
   }
