@@ -106,6 +106,8 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       port: Number(values['ops-port']),
       registry,
       notReady: async () => {
+        const unserved = node.notReady();
+        if (unserved) return `cluster: ${unserved}`;
         for (const { gateway, handle } of running) {
           const why = await handle.notReady?.();
           if (why) return `${gateway.name}: ${why}`;

@@ -73,6 +73,16 @@ export class PartitionMoved extends TroupeError {
   }
 }
 
+/**
+ * In a cluster: nobody serves the partition now (its owner cannot reach Redis to hold its lease, or
+ * Redis lost the cluster's data). The message was not handled: retry later.
+ */
+export class PartitionUnavailable extends TroupeError {
+  constructor(actor: string, partition: number, node: string, why: string) {
+    super('PARTITION_UNAVAILABLE', `partition ${partition} of ${actor} is served by no node now (its owner ${node}: ${why}); the message was not handled: retry later`);
+  }
+}
+
 /** A setting was given a value it cannot take. */
 export class ConfigError extends TroupeError {
   constructor(message: string) {

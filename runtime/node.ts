@@ -19,7 +19,7 @@ import { DEFAULT_PARTITIONS, partitionOf } from './partition.js';
 import { Router } from './router.js';
 import type { ShardControl, ShardInit } from './shard-worker.js';
 import { reshard } from './snapshot-store.js';
-import type { ActorSystem, NodeStats } from './system.js';
+import { clusterNotReady, type ActorSystem, type NodeStats } from './system.js';
 import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
 
 export interface NodeOptions {
@@ -88,6 +88,8 @@ export interface TroupeNode extends ActorSystem {
   readonly failed: Promise<Error>;
   /** True while this node serves the partition (always, alone; in a cluster, while it holds the lease). */
   servesPartition(partition: number): boolean;
+  /** Why this node is not ready to serve (for /readyz); undefined when it is. Alone, always ready. */
+  notReady(): string | undefined;
   /** Graceful: refuse new messages, finish turns in flight, commit, stop the shards. */
   stop(): Promise<void>;
 }
@@ -284,6 +286,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
         deadlines: new Float64Array(deadlinesBuffer!),
         tenures: new Int32Array(tenuresBuffer!),
         shards: controls,
+        dataDir,
         log,
       });
     } catch (err) {
@@ -344,7 +347,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       return remote.reduce((a, b) => merge(a, b) as A, local);
     },
     async stats(): Promise<NodeStats> {
-      return { nodeId, shards: await Promise.all(controls.map((c) => c.stats())), pendingAsks: router.pending.size };
+      return { nodeId, shards: await Promise.all(controls.map((c) => c.stats())), pendingAsks: router.pending.size, cluster: cluster?.health() };
     },
     async listActors(o?: { type?: string; limit?: number }): Promise<string[]> {
       const limit = o?.limit ?? 100;
@@ -356,6 +359,9 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     },
     servesPartition(partition: number): boolean {
       return Atomics.load(ownershipTable, partition) === OWNED_HERE;
+    },
+    notReady(): string | undefined {
+      return cluster ? clusterNotReady(cluster.health()) : undefined;
     },
     async collectGarbage(): Promise<boolean> {
       const done = await Promise.all(controls.map((c) => c.collectGarbage()));

@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gauge, Counter, type Registry } from 'prom-client';
-import type { ActorSystem } from './system.js';
+import type { ActorSystem, NodeStats } from './system.js';
 
 export interface OpsServer {
   readonly port: number;
@@ -62,6 +62,27 @@ export function registerRuntimeMetrics(registry: Registry, system: ActorSystem):
   totals('troupe_changelog_states_total', 'Cluster: durable states written to the partition changelogs', 'changelogStates');
   totals('troupe_changelog_failures_total', 'Cluster: changelog writes Redis did not take (their turns were not acknowledged; retried)', 'changelogFailures');
   totals('troupe_changelog_refused_total', 'Cluster: states the changelog refused because the partition lease had moved', 'changelogRefused');
+  // Cluster: partitions the ring gives this node and nobody serves, and why (summed over the nodes,
+  // troupe_partitions_unserved is the cluster's count of partitions served by nobody).
+  const cluster = (name: string, help: string, value: (h: NonNullable<NodeStats['cluster']>) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const h = (await snapshot()).cluster;
+        if (h) this.set(value(h));
+      },
+    });
+  cluster('troupe_partitions_owned', 'Cluster: partitions the ring gives this node', (h) => h.owned);
+  cluster('troupe_partitions_serving', 'Cluster: partitions this node serves now (lease held by its own clock)', (h) => h.serving);
+  cluster('troupe_partitions_unserved', 'Cluster: partitions the ring gives this node that it does not serve now (acquiring, unavailable, or lease lapsed)', (h) => h.owned - h.serving);
+  cluster('troupe_partitions_unavailable', 'Cluster: partitions this node cannot take (Redis unreachable, or it lost the cluster data); asks to them fail with PARTITION_UNAVAILABLE', (h) => h.unavailable);
+  cluster('troupe_ring_epoch', "Cluster: the ring epoch of this node's view", (h) => h.epoch);
+  cluster('troupe_cluster_data_lost', "Cluster: 1 while the cluster is marked lost (Redis lost its data; troupe recover --accept serves again)", (h) => (h.clusterLost === '' ? 0 : 1));
+  cluster('troupe_redis_unanswered_seconds', "Cluster: seconds since Redis last answered this node's ring or lease calls", (h) => h.sinceRedisAnsweredMs / 1000);
+  cluster('troupe_lease_stale_epoch_refusals', 'Cluster: lease grabs and renewals Redis refused at a stale ring epoch, since start', (h) => h.staleEpochRefusals);
+  cluster('troupe_ring_epoch_raises', 'Cluster: times this node found Redis behind its ring epoch (it lost the ring) and raised it, since start', (h) => h.epochRaises);
   new Gauge({
     name: 'troupe_pending_asks',
     help: 'Asks from the main thread waiting for a reply',

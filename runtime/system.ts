@@ -27,10 +27,45 @@ export interface ShardStats {
   heapUsed: number;
 }
 
+/** In a cluster: what this node serves of what the ring gives it, and why not the rest. */
+export interface ClusterHealth {
+  /** Partitions the ring gives this node. */
+  owned: number;
+  /** Of those, served now (lease held by this node's clock). */
+  serving: number;
+  acquiring: number;
+  releasing: number;
+  /** The ring gives them to this node and it cannot take their leases (Redis unreachable, or it lost the cluster's data). */
+  unavailable: number;
+  why: string;
+  epoch: number;
+  /** Whether this node is on the ring it sees. */
+  onRing: boolean;
+  staleEpochRefusals: number;
+  epochRaises: number;
+  /** Ms since Redis last answered this node's ring or lease calls. */
+  sinceRedisAnsweredMs: number;
+  /** The lease TTL: past it without an answer from Redis, this node cannot tell what it may serve. */
+  leaseTtlMs: number;
+  /** Why the cluster is marked lost ('' when it is not): Redis lost its data and an operator must act. */
+  clusterLost: string;
+}
+
+/** Why a node in a cluster is not ready, from its health; undefined when it is. */
+export function clusterNotReady(h: ClusterHealth): string | undefined {
+  if (h.clusterLost !== '') return `Redis lost the cluster's data (${h.clusterLost}); nothing is served until an operator runs troupe recover --accept`;
+  if (h.sinceRedisAnsweredMs > h.leaseTtlMs) return `Redis has not answered for ${h.sinceRedisAnsweredMs} ms (lease TTL ${h.leaseTtlMs} ms): this node cannot tell which partitions it may serve`;
+  if (!h.onRing) return 'this node is not on the ring yet (joining, or rejoining after it was declared dead)';
+  if (h.owned > 0 && h.serving === 0) return `this node serves none of the ${h.owned} partitions the ring gives it${h.why ? `: ${h.why}` : ' (waiting for their leases)'}`;
+  return undefined;
+}
+
 export interface NodeStats {
   nodeId: string;
   shards: ShardStats[];
   pendingAsks: number;
+  /** In a cluster only. */
+  cluster?: ClusterHealth;
 }
 
 export interface ActorSystem {

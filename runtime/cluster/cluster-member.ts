@@ -8,10 +8,12 @@ import { MAIN_ORIGIN } from '../envelope.js';
 import type { Logger } from '../log.js';
 import type { Router } from '../router.js';
 import type { ShardControl } from '../shard-worker.js';
+import { ClusterIncarnation } from './cluster-incarnation.js';
 import { ClusterRouting } from './cluster-routing.js';
 import { HANDOFF_ROW_STRIDE } from './frame-codec.js';
 import { PartitionLeases } from './leases.js';
 import { PartitionOwnership } from './partition-ownership.js';
+import type { ClusterHealth } from '../system.js';
 import { RedisMembership } from './redis-membership.js';
 import { RedisRing } from './redis-ring.js';
 import type { PartitionMove } from './ring.js';
@@ -32,6 +34,8 @@ export interface JoinClusterOptions {
   /** Per-partition tenures shared with the shards (see PartitionOwnershipOptions.tenures). */
   tenures?: Int32Array;
   shards: Remote<ShardControl>[];
+  /** The node's data directory: the cluster incarnation and this node's tenures are remembered there. */
+  dataDir: string;
   /** More gRPC services served on the cluster port (the inspector). */
   services?: ClusterTransportOptions['services'];
   log: Logger;
@@ -44,6 +48,9 @@ export interface ClusterMember {
   /** For inspection: the ring as this node sees it, and its leases. */
   readonly ring: RedisRing;
   readonly leases: PartitionLeases;
+  readonly incarnation: ClusterIncarnation;
+  /** What this node serves of what the ring gives it (/readyz, metrics, the inspector). */
+  health(): ClusterHealth;
   /** Asks every other live member for its local answer to a view query. */
   queryPeers(type: string, args: unknown, timeoutMs?: number): Promise<unknown[]>;
   /** Graceful: leave the ring, hand every partition off, leave the membership. */
@@ -54,22 +61,32 @@ export interface ClusterMember {
 export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember> {
   const log = o.log.child({ node: o.self });
   const redis = new Redis(o.redis, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true });
+  // A paused Redis must not hang the membership, ring and lease calls (read per command by ioredis).
+  redis.options.commandTimeout ??= 1500;
   try {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
     throw new Error(`cannot reach Redis at ${o.redis} to join cluster "${o.name}": ${(err as Error).message}`);
   }
+  let incarnation: ClusterIncarnation;
+  try {
+    incarnation = await ClusterIncarnation.open({ redis, cluster: o.name, self: o.self, dataDir: o.dataDir, shards: o.shards.length, log });
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot check the incarnation of cluster "${o.name}" in Redis at ${o.redis}: ${(err as Error).message}`);
+  }
   const shardCount = o.shards.length;
   let membership: RedisMembership | undefined;
   let ownership!: PartitionOwnership;
 
   const ring = await RedisRing.open({ redis, cluster: o.name, partitions: o.partitions, log });
-  const leases = new PartitionLeases({ redis, cluster: o.name, self: o.self, partitions: o.partitions, deadlines: o.deadlines, log });
+  const leases = new PartitionLeases({ redis, cluster: o.name, self: o.self, partitions: o.partitions, deadlines: o.deadlines, incarnation: () => incarnation.expected(), log });
+  ring.onChange((view) => incarnation.noteRingMembers(view.members));
   const router = o.router;
   const routing = new ClusterRouting({
     self: o.self,
-    ownership: { state: (p: number) => ownership.state(p), ownerOf: (p: number) => ownership.ownerOf(p) } as PartitionOwnership,
+    ownership: { state: (p: number) => ownership.state(p), ownerOf: (p: number) => ownership.ownerOf(p), unavailableWhy: () => ownership.unavailableWhy() } as PartitionOwnership,
     ring,
     log,
     local: {
@@ -127,6 +144,12 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
   };
 
   const handOff = async (moves: PartitionMove[], epoch: number): Promise<void> => {
+    // A hand-off deletes what the shards stored of the partitions (the new owner recovers them from
+    // the changelogs). If Redis lost those (a ring raised after a restart moves partitions away),
+    // the local snapshots are what a rebuild needs: keep them, and stop serving without shipping.
+    // (A Redis that does not answer cannot have raised the ring: hand off with what is known.)
+    await incarnation.check().catch((err: Error) => log.warn({ err: err.message }, 'cannot check the cluster incarnation before a hand-off; handing off'));
+    if (incarnation.lost() !== '') throw new Error(`Redis lost the cluster's data (${incarnation.lost()}); not handing ${moves.length} partitions off, their snapshots stay for the rebuild`);
     const byShard = byShardOf(moves.map((m) => m.partition));
     const rowsByShard = await Promise.all(byShard.map((ps, s) => (ps.length > 0 ? o.shards[s]!.handOff(ps) : Promise.resolve([] as unknown[]))));
     const ownerOf = new Map(moves.map((m) => [m.partition, m.to]));
@@ -156,12 +179,15 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     membership,
     handOff,
     // Durable actors come from the partitions' changelogs, whoever had them before (runtime/shard.ts).
-    acquire: async (ps) => {
+    acquire: async (ps, epoch) => {
       const recovered = await Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts) : 0)));
       const n = recovered.reduce((a, b) => a + b, 0);
       if (n > 0) log.info({ partitions: ps.length, actors: n }, 'partitions recovered from their changelogs');
+      // Remembered before serving: if Redis loses its data, the newest tenure of each partition rebuilds it.
+      incarnation.noteTenures(ps, epoch);
     },
     onServing: (ps) => routing.drain(ps),
+    onUnavailable: (ps) => routing.drain(ps),
     onLost: (ps) => {
       // Activations of lost partitions go (their waiting messages come back here to be routed on),
       // then what the router held for them follows.
@@ -172,6 +198,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     log,
   });
   router.setRemotePath(routing);
+  incarnation.onChange(() => void ownership.reconcile());
+  incarnation.watch();
   await ownership.start();
   log.info({ cluster: o.name, address: membership.info(o.self)?.address, serving: ownership.serving().length }, 'joined the cluster');
 
@@ -182,6 +210,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     transport,
     ring,
     leases,
+    incarnation,
+    health: () => ({ ...ownership.health(), clusterLost: incarnation.lost() }),
     async queryPeers(type: string, args: unknown, timeoutMs = 2000): Promise<unknown[]> {
       const peers = membership!.members().filter((m) => m !== o.self);
       const answers = await Promise.all(
@@ -207,6 +237,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     },
     async close(): Promise<void> {
       ownership.stop();
+      incarnation.close();
       routing.close();
       await transport.close();
       await membership!.close();

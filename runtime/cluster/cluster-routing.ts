@@ -3,7 +3,7 @@
 // ways so that replies find their asker (the main thread, a shard, or another node).
 
 import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, REPLY_STRIDE } from '../envelope.js';
-import { Overloaded, PeerGone, toWireError } from '../errors.js';
+import { Overloaded, PartitionUnavailable, PeerGone, toWireError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemotePath } from '../router.js';
 import type { PartitionOwnership } from './partition-ownership.js';
@@ -98,6 +98,8 @@ export class ClusterRouting implements RemotePath {
       this.#o.local.deliverLocal(id, partition, handler, payload, origin, askId);
       return;
     }
+    // Nobody can serve it until Redis answers (or an operator acts): asks fail now, tells wait.
+    if (state === 'unavailable' && origin !== NO_REPLY) throw new PartitionUnavailable(id, partition, this.#o.self, this.#o.ownership.unavailableWhy());
     const owner = state === 'elsewhere' ? this.#o.ownership.ownerOf(partition) : '';
     if (owner === '' || owner === this.#o.self || this.#transport === undefined || this.#o.isMember?.(owner) === false) {
       this.#hold(id, partition, handler, payload, origin, askId);

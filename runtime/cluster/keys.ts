@@ -18,6 +18,14 @@ export interface ClusterKeys {
   lease(partition: number): string;
   /** HASH actor id -> last acknowledged state (encoded) of one partition's durable actors: its changelog, compacted. */
   changelog(partition: number): string;
+  /**
+   * HASH of the cluster's incarnation: `id` (random, written when the cluster is created), `lost`
+   * (present while Redis is known to have lost the cluster's data: nothing is served), `stale`
+   * and `replaces` (incarnations nodes remembered, and those an operator accepted losing).
+   */
+  readonly incarnation: string;
+  /** HASH partition -> "epoch|node": during a rebuild, the newest tenure that published the partition's rows. */
+  readonly rebuild: string;
   /** Pub/sub: member joined, left or died (payload: the node id). */
   readonly membersChannel: string;
   /** Pub/sub: the ring changed (payload: the new epoch). */
@@ -41,6 +49,8 @@ export function clusterKeys(cluster: string): ClusterKeys {
     ringMembers: prefix + 'ring:members',
     lease: (p) => prefix + 'lease:' + p,
     changelog: (p) => prefix + 'changelog:' + p,
+    incarnation: prefix + 'incarnation',
+    rebuild: prefix + 'rebuild',
     membersChannel: prefix + 'members:changed',
     ringChannel: prefix + 'ring:changed',
   };

@@ -1,6 +1,8 @@
 // Partition leases: a node serves a partition only while it holds the partition's lease in Redis.
 // A lease is "epoch|node" with a TTL; grab, renew and release are Lua scripts, renewal covers every
 // held partition in one call, and grabs and renewals from a node behind on the ring epoch are refused.
+// Whatever Redis does (down, paused, slow), a lease stops counting at its local deadline: a sweep on
+// its own timer drops it, and a grab or renewal that takes too long is given up.
 
 import type { Redis } from 'ioredis';
 import { performance } from 'node:perf_hooks';
@@ -30,11 +32,22 @@ if tonumber(ARGV[2]) ~= current then return { -1, current } end
 local out = { 0, current }
 `;
 
+/**
+ * KEYS: ring meta, cluster incarnation, lease keys. ARGV: node, epoch, ttlMs, the incarnation the
+ * node belongs to ('' to skip that check). Reply: {0, epoch, per lease '' granted or the other
+ * holder's "epoch|node"}, {-1, current epoch} at a stale epoch, or {-2, incarnation in Redis or ''}
+ * when Redis does not hold the node's cluster (it lost its data) or the cluster is marked lost.
+ */
 const grabPartitionLeases = new LuaScript(
   'grab_partition_leases_n_keys',
   HOLDER_OF +
+    `if ARGV[4] ~= '' then
+  local id = redis.call('HGET', KEYS[2], 'id')
+  if id ~= ARGV[4] or redis.call('HEXISTS', KEYS[2], 'lost') == 1 then return { -2, id or '' } end
+end
+` +
     EPOCH_GUARD +
-    `for i = 2, #KEYS do
+    `for i = 3, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v or holder_of(v) == ARGV[1] then
     redis.call('SET', KEYS[i], ARGV[2] .. '|' .. ARGV[1], 'PX', ARGV[3])
@@ -89,6 +102,40 @@ export class StaleEpoch extends TroupeError {
   }
 }
 
+/** Redis did not answer a lease call in time; the call may still land, which is safe (see renew). */
+export class LeaseCallTimeout extends TroupeError {
+  constructor(what: string, ms: number) {
+    super('LEASE_CALL_TIMEOUT', `${what} got no answer from Redis within ${ms} ms; the leases lapse at their local deadlines unless a later call succeeds`);
+  }
+}
+
+/** Rejects with LeaseCallTimeout after `ms`; the call itself runs on (its result is dropped). */
+function withinMs<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LeaseCallTimeout(what, ms)), ms);
+  });
+  call.catch(() => {});
+  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Redis does not hold this node's cluster: it lost its data (restarted empty, say), or the cluster
+ * is marked lost. No lease is granted until an operator accepts (see runtime/cluster/README.md).
+ */
+export class ClusterDataLost extends TroupeError {
+  constructor(
+    readonly expected: string,
+    readonly found: string,
+  ) {
+    super(
+      'CLUSTER_DATA_LOST',
+      `Redis does not hold cluster incarnation ${expected} (it holds ${found || 'none'}, or the cluster is marked lost): it lost the cluster's data; ` +
+        'no partition is served until an operator runs `troupe recover --accept` (see `troupe recover` for what the nodes rebuilt)',
+    );
+  }
+}
+
 export interface LeaseHolder {
   partition: number;
   node: string;
@@ -125,6 +172,13 @@ export interface PartitionLeasesOptions {
    * so shard threads can refuse turns after a pause without asking the main thread.
    */
   deadlines?: Float64Array;
+  /** The cluster incarnation this node belongs to (runtime/cluster/cluster-incarnation.ts); grabs in a Redis without it are refused. */
+  incarnation?: () => string;
+  /**
+   * A grab or renewal not answered within this long is given up (its leases then lapse at their
+   * deadlines). Default ttl - margin: past that, a renewal's answer could not extend anything.
+   */
+  callTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -144,7 +198,14 @@ export class PartitionLeases {
   readonly #deadlines: Float64Array | undefined;
   readonly #log: Logger;
   #renewTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #expiryAt = Infinity;
+  #onExpired: ((partitions: number[]) => void) | undefined;
   #renewing = false;
+  readonly #callTimeoutMs: number;
+  readonly #incarnation: () => string;
+  #staleEpochRefusals = 0;
+  #lastOkAt = absoluteNow();
 
   constructor(o: PartitionLeasesOptions) {
     this.self = o.self;
@@ -156,7 +217,19 @@ export class PartitionLeases {
     this.#partitions = o.partitions;
     this.#deadlines = o.deadlines;
     if (this.#deadlines && this.#deadlines.length < o.partitions) throw new RangeError(`deadlines table has ${this.#deadlines.length} slots for ${o.partitions} partitions`);
+    this.#callTimeoutMs = o.callTimeoutMs ?? this.ttlMs - this.marginMs;
+    this.#incarnation = o.incarnation ?? (() => '');
     this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'leases' });
+  }
+
+  /** How many grabs and renewals Redis refused because this node's ring epoch was not current. */
+  get staleEpochRefusals(): number {
+    return this.#staleEpochRefusals;
+  }
+
+  /** When (absolute ms) Redis last answered a grab or renewal. */
+  get lastAnsweredAt(): number {
+    return this.#lastOkAt;
   }
 
   #check(partitions: readonly number[]): void {
@@ -168,6 +241,35 @@ export class PartitionLeases {
   #set(p: number, until: number): void {
     this.#validUntil.set(p, until);
     if (this.#deadlines) this.#deadlines[p] = until;
+    this.#armExpiry(until);
+  }
+
+  /** The sweep runs at the earliest deadline, so a lease stops counting when it lapses, not a renewal later. */
+  #armExpiry(until: number): void {
+    if (this.#onExpired === undefined || until >= this.#expiryAt) return;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryAt = until;
+    this.#expiryTimer = setTimeout(() => this.#sweep(), Math.max(0, until - absoluteNow()) + 1);
+    this.#expiryTimer.unref();
+  }
+
+  /** Drops every lease past its local deadline and tells the owner; re-arms for the next deadline. */
+  #sweep(): void {
+    this.#expiryAt = Infinity;
+    this.#expiryTimer = undefined;
+    const now = absoluteNow();
+    const expired: number[] = [];
+    let next = Infinity;
+    for (const [p, until] of this.#validUntil) {
+      if (now >= until) expired.push(p);
+      else if (until < next) next = until;
+    }
+    for (const p of expired) this.#drop(p);
+    if (next < Infinity) this.#armExpiry(next);
+    if (expired.length > 0) {
+      this.#log.warn({ partitions: expired.length, first: expired[0], sinceRedisAnsweredMs: Math.round(now - this.#lastOkAt) }, 'partition leases reached their local deadline without a renewal; stopped serving them');
+      this.#onExpired?.(expired);
+    }
   }
 
   #drop(p: number): void {
@@ -194,12 +296,18 @@ export class PartitionLeases {
     this.#check(partitions);
     if (partitions.length === 0) return { granted: [], heldElsewhere: [] };
     const sentAt = absoluteNow();
-    const reply = (await grabPartitionLeases.run(
-      this.#redis,
-      [this.keys.ringMeta, ...partitions.map((p) => this.keys.lease(p))],
-      [this.self, epoch, this.ttlMs],
-    )) as [number, number, ...string[]];
-    if (reply[0] === -1) throw new StaleEpoch(epoch, reply[1], `lease grab of ${partitions.length} partitions`);
+    const incarnation = this.#incarnation();
+    const reply = (await withinMs(
+      grabPartitionLeases.run(this.#redis, [this.keys.ringMeta, this.keys.incarnation, ...partitions.map((p) => this.keys.lease(p))], [this.self, epoch, this.ttlMs, incarnation]),
+      this.#callTimeoutMs,
+      `lease grab of ${partitions.length} partitions`,
+    )) as [number, number | string, ...string[]];
+    this.#lastOkAt = absoluteNow();
+    if (reply[0] === -2) throw new ClusterDataLost(incarnation, String(reply[1]));
+    if (reply[0] === -1) {
+      this.#staleEpochRefusals++;
+      throw new StaleEpoch(epoch, Number(reply[1]), `lease grab of ${partitions.length} partitions`);
+    }
     const result: GrabResult = { granted: [], heldElsewhere: [] };
     const until = sentAt + this.ttlMs - this.marginMs;
     partitions.forEach((p, i) => {
@@ -220,12 +328,16 @@ export class PartitionLeases {
     const mine = [...this.#validUntil.keys()];
     if (mine.length === 0) return { renewed: [], lost: [] };
     const sentAt = absoluteNow();
-    const reply = (await renewPartitionLeases.run(
-      this.#redis,
-      [this.keys.ringMeta, ...mine.map((p) => this.keys.lease(p))],
-      [this.self, epoch, this.ttlMs],
+    const reply = (await withinMs(
+      renewPartitionLeases.run(this.#redis, [this.keys.ringMeta, ...mine.map((p) => this.keys.lease(p))], [this.self, epoch, this.ttlMs]),
+      this.#callTimeoutMs,
+      `renewal of ${mine.length} leases`,
     )) as number[];
-    if (reply[0] === -1) throw new StaleEpoch(epoch, reply[1]!, `renewal of ${mine.length} leases`);
+    this.#lastOkAt = absoluteNow();
+    if (reply[0] === -1) {
+      this.#staleEpochRefusals++;
+      throw new StaleEpoch(epoch, reply[1]!, `renewal of ${mine.length} leases`);
+    }
     const result: RenewResult = { renewed: [], lost: [] };
     const until = sentAt + this.ttlMs - this.marginMs;
     mine.forEach((p, i) => {
@@ -269,7 +381,8 @@ export class PartitionLeases {
   /**
    * Renews every `everyMs` (default ttl/4). `epoch()` gives this node's ring epoch; on StaleEpoch
    * `refresh()` must bring the ring up to date (it returns the new epoch) and the renewal is retried
-   * once. `onLost` hears of leases lost to expiry or to another node.
+   * once. `onLost` hears of leases lost to expiry or to another node. The expiry sweep runs on its
+   * own timer, at each lease's deadline, whether or not a renewal is stuck.
    */
   startRenewing(o: { epoch: () => number; refresh: () => Promise<number>; onLost: (partitions: number[]) => void; everyMs?: number }): void {
     const every = o.everyMs ?? Math.max(50, Math.floor(this.ttlMs / 4));
@@ -282,6 +395,7 @@ export class PartitionLeases {
           result = await this.renew(o.epoch());
         } catch (err) {
           if (!(err instanceof StaleEpoch)) throw err;
+          this.#log.warn({ err: err.message }, 'lease renewal refused at a stale ring epoch; refreshing the ring and renewing again');
           result = await this.renew(await o.refresh());
         }
         if (result.lost.length > 0) o.onLost(result.lost);
@@ -289,19 +403,21 @@ export class PartitionLeases {
         this.#log.warn({ err: (err as Error).message }, 'lease renewal failed; leases lapse at their local deadline');
       } finally {
         this.#renewing = false;
-        // Whatever Redis said, a lease past its local deadline is not ours to serve.
-        const expired = [...this.#validUntil].filter(([, until]) => absoluteNow() >= until).map(([p]) => p);
-        for (const p of expired) this.#drop(p);
-        if (expired.length > 0) o.onLost(expired);
       }
     };
     this.stopRenewing();
+    this.#onExpired = o.onLost;
+    for (const until of this.#validUntil.values()) this.#armExpiry(until);
     this.#renewTimer = setInterval(() => void tick(), every);
     this.#renewTimer.unref();
   }
 
   stopRenewing(): void {
     clearInterval(this.#renewTimer);
+    clearTimeout(this.#expiryTimer);
     this.#renewTimer = undefined;
+    this.#expiryTimer = undefined;
+    this.#expiryAt = Infinity;
+    this.#onExpired = undefined;
   }
 }

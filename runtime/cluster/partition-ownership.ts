@@ -4,7 +4,8 @@
 
 import { OWNED_ELSEWHERE, OWNED_HERE } from '../envelope.js';
 import { rootLogger, type Logger } from '../log.js';
-import { StaleEpoch, type PartitionLeases } from './leases.js';
+import type { ClusterHealth } from '../system.js';
+import { ClusterDataLost, StaleEpoch, type PartitionLeases } from './leases.js';
 import type { RedisMembership } from './redis-membership.js';
 import type { RedisRing, RingView } from './redis-ring.js';
 import type { PartitionMove } from './ring.js';
@@ -18,7 +19,15 @@ export type PartitionState =
   /** The ring gives it to another node and this node is handing it off: buffer its messages. */
   | 'releasing'
   /** Another node's: forward its messages to the ring owner. */
-  | 'elsewhere';
+  | 'elsewhere'
+  /**
+   * The ring gives it to this node, and it cannot take the lease: Redis does not answer, or lost the
+   * cluster's data. Nobody serves it; asks fail at once with PartitionUnavailable (retryable).
+   */
+  | 'unavailable';
+
+/** What this node serves of what the ring gives it, and why not the rest (for /readyz, metrics, the inspector). */
+export type OwnershipHealth = Omit<ClusterHealth, 'clusterLost'>;
 
 export interface PartitionOwnershipOptions {
   self: string;
@@ -43,6 +52,8 @@ export interface PartitionOwnershipOptions {
   /** Partitions now serving (drain their buffers) or lost (fail over their buffers to the router). */
   onServing?(partitions: number[]): void;
   onLost?(partitions: number[]): void;
+  /** Partitions now 'unavailable': fail what is buffered for them (the asks get PartitionUnavailable). */
+  onUnavailable?(partitions: number[]): void;
   /** How often partitions still 'acquiring' are retried; default 100 ms. */
   retryMs?: number;
   log?: Logger;
@@ -58,6 +69,8 @@ export class PartitionOwnership {
   #again = false;
   #retry: NodeJS.Timeout | undefined;
   readonly #unsubscribe: (() => void)[] = [];
+  #why = '';
+  #whyLoggedAt = 0;
 
   constructor(o: PartitionOwnershipOptions) {
     this.self = o.self;
@@ -74,6 +87,39 @@ export class PartitionOwnership {
   /** The node the ring gives a partition to now ('' on an empty ring): where to forward its messages. */
   ownerOf(partition: number): string {
     return this.#o.ring.view().owners[partition] ?? '';
+  }
+
+  /** Why partitions are 'unavailable' here ('' if none is). */
+  unavailableWhy(): string {
+    return this.#states.includes('unavailable') ? this.#why : '';
+  }
+
+  health(): OwnershipHealth {
+    const view = this.#o.ring.view();
+    const h: OwnershipHealth = {
+      owned: 0,
+      serving: 0,
+      acquiring: 0,
+      releasing: 0,
+      unavailable: 0,
+      why: '',
+      epoch: view.epoch,
+      onRing: view.members.includes(this.self),
+      staleEpochRefusals: this.#o.leases.staleEpochRefusals,
+      epochRaises: this.#o.ring.epochRaises,
+      sinceRedisAnsweredMs: Math.max(0, Math.round(performance.timeOrigin + performance.now() - Math.max(this.#o.leases.lastAnsweredAt, this.#o.ring.lastAnsweredAt))),
+      leaseTtlMs: this.#o.leases.ttlMs,
+    };
+    this.#states.forEach((s, p) => {
+      if (view.owners[p] === this.self) h.owned++;
+      // 'serving' counts only while the lease holds by this node's clock: that is what shards check.
+      if (s === 'serving') {
+        if (this.#o.leases.holds(p)) h.serving++;
+        else h.unavailable++;
+      } else if (s !== 'elsewhere') h[s]++;
+    });
+    if (h.unavailable > 0) h.why = this.#why || 'leases past their deadline, not yet renewed';
+    return h;
   }
 
   serving(): number[] {
@@ -97,10 +143,13 @@ export class PartitionOwnership {
       onLost: (partitions) => this.#lost(partitions),
     });
     this.#retry = setInterval(() => {
-      if (this.#states.includes('acquiring')) this.reconcile();
+      if (this.#states.includes('acquiring') || this.#states.includes('unavailable')) this.reconcile();
     }, this.#o.retryMs ?? 100);
     this.#retry.unref();
     await ring.join(this.self);
+    // Members that died before this node joined (every node was restarted, say) changed nothing in
+    // the membership it read: take them off the ring now, or their partitions wait for them forever.
+    if (membership) await ring.removeDead().catch((err: Error) => this.#log.warn({ err: err.message }, 'removing dead nodes from the ring failed'));
     await this.reconcile();
   }
 
@@ -131,9 +180,9 @@ export class PartitionOwnership {
     for (let p = 0; p < this.#states.length; p++) {
       const mine = view.owners[p] === this.self;
       const s = this.#states[p]!;
-      if (mine && (s === 'elsewhere' || s === 'acquiring')) wanted.push(p);
+      if (mine && (s === 'elsewhere' || s === 'acquiring' || s === 'unavailable')) wanted.push(p);
       else if (!mine && s === 'serving') moves.push({ partition: p, from: this.self, to: view.owners[p] ?? '' });
-      else if (!mine && s === 'acquiring') this.#states[p] = 'elsewhere';
+      else if (!mine && (s === 'acquiring' || s === 'unavailable')) this.#states[p] = 'elsewhere';
     }
 
     // A lease that lapsed (this node was paused, say) may have been someone else's since: what this
@@ -176,13 +225,25 @@ export class PartitionOwnership {
         granted = result.granted;
         for (const h of result.heldElsewhere) this.#states[h.partition] = 'acquiring';
       } catch (err) {
-        if (!(err instanceof StaleEpoch)) throw err;
-        await this.#o.ring.refresh(); // a newer view calls reconcile again through onChange
-        for (const p of wanted) this.#states[p] = 'acquiring';
+        if (!(err instanceof StaleEpoch)) {
+          this.#unavailable(wanted, err as Error);
+          return;
+        }
+        // Redis behind this node's view means it lost the ring: refresh raises the epoch above the
+        // view (runtime/cluster/redis-ring.ts). Either way the retry timer grabs again at the new one.
+        const behind = err.current < err.offered;
+        if (behind || this.#why !== '') this.#log.warn({ offered: err.offered, current: err.current }, behind ? 'Redis is behind this node\'s ring epoch; raising it and grabbing again' : err.message);
+        else this.#log.debug({ offered: err.offered, current: err.current }, 'lease grab at a stale ring epoch; refreshing the ring');
+        await this.#o.ring.refresh();
+        for (const p of wanted) if (this.#states[p] !== 'unavailable') this.#states[p] = 'acquiring';
         return;
       }
+      if (this.#why !== '' && !this.#states.includes('unavailable')) this.#why = '';
       if (granted.length > 0) {
         for (const p of granted) this.#states[p] = 'acquiring';
+        if (this.#states.includes('unavailable')) {
+          this.#log.info({ partitions: granted.length }, 'Redis answers again: taking partitions back');
+        }
         await this.#o.acquire?.(granted, view.epoch);
         const serving = granted.filter((p) => leases.holds(p));
         for (const p of serving) {
@@ -192,6 +253,21 @@ export class PartitionOwnership {
         if (serving.length > 0) this.#o.onServing?.(serving);
       }
     }
+  }
+
+  /** The ring gives these partitions to this node and it cannot take their leases: say so, and fail their callers at once. */
+  #unavailable(partitions: number[], err: Error): void {
+    const newly = partitions.filter((p) => this.#states[p] !== 'unavailable');
+    for (const p of partitions) this.#states[p] = 'unavailable';
+    const why = err instanceof ClusterDataLost ? err.message : `cannot take their leases: ${err.message}`;
+    const now = Date.now();
+    // Said once per cause, then every 10 s while it lasts (the retry runs every 100 ms).
+    if (why !== this.#why || now - this.#whyLoggedAt > 10_000) {
+      this.#log.error({ partitions: partitions.length, first: partitions[0] }, `partitions of this node are served by nobody: ${why}`);
+      this.#whyLoggedAt = now;
+    }
+    this.#why = why;
+    if (newly.length > 0) this.#o.onUnavailable?.(newly);
   }
 
   /** Shards stop taking the partition's messages; if it was served here, its tenure ends. */
@@ -224,6 +300,7 @@ export class PartitionOwnership {
     void this.#o.leases
       .releaseAll()
       .then(() => this.#o.ring.join(this.self))
+      .then(() => this.#o.ring.removeDead())
       .then(() => this.reconcile())
       .catch((err: Error) => this.#log.warn({ err: err.message }, 'rejoining the ring after an eviction failed'));
   }

@@ -39,6 +39,10 @@ export interface NodeDescription {
   ports: Port[];
   members: Member[];
   actorTypes: ActorTypeInfo[];
+  /** Cluster: why the node is not ready ('' when it is), partitions the ring gives it, and those it serves. */
+  notReady: string;
+  owned: number;
+  serving: number;
 }
 
 export interface ShardStatsMessage {
@@ -77,7 +81,7 @@ export interface NodeStatsMessage {
 }
 
 /** Values of PartitionView.states, one byte per partition. */
-export const PARTITION_STATES = ['elsewhere', 'serving', 'acquiring', 'releasing'] as const;
+export const PARTITION_STATES = ['elsewhere', 'serving', 'acquiring', 'releasing', 'unavailable'] as const;
 export type PartitionStateName = (typeof PARTITION_STATES)[number];
 
 export interface LeaseHolderMessage {
@@ -96,6 +100,7 @@ export interface PartitionView {
   leaseTtlMs: number;
   leasesHeld: number;
   waitingOn: LeaseHolderMessage[];
+  unavailableWhy: string;
 }
 
 export interface ActorsRequest {

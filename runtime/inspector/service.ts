@@ -11,7 +11,7 @@ import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, type Logger } from '../log.js';
 import { parseActorId, partitionOf } from '../partition.js';
 import type { InspectedState } from '../shard.js';
-import type { ActorSystem } from '../system.js';
+import { clusterNotReady, type ActorSystem } from '../system.js';
 import {
   DEFAULT_ACTORS_LIMIT,
   inspectorProtocol,
@@ -146,6 +146,9 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
       ports: Object.entries(node.ports()).map(([name, port]) => ({ name, port })),
       members,
       actorTypes: [...node.actorTypes],
+      notReady: (cluster ? clusterNotReady(cluster.health()) : undefined) ?? '',
+      owned: cluster ? cluster.health().owned : node.partitions,
+      serving: cluster ? cluster.health().serving : node.partitions,
     };
   };
 
@@ -190,13 +193,14 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
     const states = Buffer.alloc(node.partitions);
     if (!cluster) {
       for (let p = 0; p < node.partitions; p++) states[p] = system.servesPartition(p) ? 1 : 0;
-      return { nodeId: node.nodeId, partitions: node.partitions, ringEpoch: 0, ringMembers: [node.nodeId], vnodes: DEFAULT_VNODES, states, leaseTtlMs: 0, leasesHeld: 0, waitingOn: [] };
+      return { nodeId: node.nodeId, partitions: node.partitions, ringEpoch: 0, ringMembers: [node.nodeId], vnodes: DEFAULT_VNODES, states, leaseTtlMs: 0, leasesHeld: 0, waitingOn: [], unavailableWhy: '' };
     }
     const view = cluster.ring.view();
     const acquiring: number[] = [];
     for (let p = 0; p < node.partitions; p++) {
       const s = cluster.ownership.state(p);
-      states[p] = s === 'serving' ? 1 : s === 'acquiring' ? 2 : s === 'releasing' ? 3 : 0;
+      // Serving counts only while the lease holds by this node's clock (what the shards check).
+      states[p] = s === 'serving' ? (cluster.leases.holds(p) ? 1 : 4) : s === 'acquiring' ? 2 : s === 'releasing' ? 3 : s === 'unavailable' ? 4 : 0;
       if (s === 'acquiring' && acquiring.length < WAITING_ON_SHOWN) acquiring.push(p);
     }
     // Who holds them is a nicety: without Redis the view goes without it rather than failing.
@@ -211,6 +215,7 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
       leaseTtlMs: cluster.leases.ttlMs,
       leasesHeld: cluster.leases.held().length,
       waitingOn: holders ? acquiring.map((p, i) => ({ partition: p, nodeId: holders[i]?.node ?? '', epoch: holders[i]?.epoch ?? 0 })) : [],
+      unavailableWhy: cluster.health().why || cluster.incarnation.lost(),
     };
   };
 

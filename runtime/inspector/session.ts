@@ -116,7 +116,7 @@ function parseMessage(text: string): string {
 }
 
 function statesOf(view: PartitionView): Record<PartitionStateName, number[]> {
-  const out: Record<PartitionStateName, number[]> = { elsewhere: [], serving: [], acquiring: [], releasing: [] };
+  const out: Record<PartitionStateName, number[]> = { elsewhere: [], serving: [], acquiring: [], releasing: [], unavailable: [] };
   for (let p = 0; p < view.states.length; p++) out[PARTITION_STATES[view.states[p]!] ?? 'elsewhere'].push(p);
   return out;
 }
@@ -155,7 +155,8 @@ const COMMANDS: Record<string, Command> = {
         const mark = m.nodeId === current.nodeId ? '*' : '';
         if (!d) return [mark, m.nodeId, m.address, `unreachable: ${failed.get(m.nodeId) ?? '?'}`];
         const ports = d.ports.map((p) => `${p.name} ${p.port}`).join(', ') || 'none';
-        return [mark, m.nodeId, m.address, `up ${duration(d.uptimeMs)}, ${plural(d.shards, 'shard')}, types ${d.actorTypes.map((t) => t.name).join(' ') || 'none'}, ports ${ports}${d.inspectorMode === 'read-only' ? ', read-only' : ''}`];
+        const serves = d.cluster ? `, serves ${d.serving} of the ${d.owned} partitions the ring gives it${d.notReady ? `, NOT READY: ${d.notReady}` : ''}` : '';
+        return [mark, m.nodeId, m.address, `up ${duration(d.uptimeMs)}, ${plural(d.shards, 'shard')}, types ${d.actorTypes.map((t) => t.name).join(' ') || 'none'}, ports ${ports}${d.inspectorMode === 'read-only' ? ', read-only' : ''}${serves}`];
       });
       const first = answers[0]?.value;
       const where = first?.cluster ? `in cluster "${first.cluster}"` : 'on its own (no cluster)';
@@ -215,11 +216,11 @@ const COMMANDS: Record<string, Command> = {
       const rows = answers.map(({ member, value: v }) => {
         const st = statesOf(v);
         const owns = owners.reduce((n, o) => n + (o === member.nodeId ? 1 : 0), 0);
-        return [member.nodeId, v.ringEpoch, owns, st.serving.length, st.acquiring.length, st.releasing.length, v.leaseTtlMs ? v.leasesHeld : 0];
+        return [member.nodeId, v.ringEpoch, owns, st.serving.length, st.acquiring.length, st.releasing.length, st.unavailable.length, v.leaseTtlMs ? v.leasesHeld : 0];
       });
       const lines = [
         `ring epoch ${newest.ringEpoch}: ${plural(newest.ringMembers.length, 'member')}, ${count(P)} partitions, ${newest.vnodes} virtual nodes per member`,
-        table(['node', 'epoch', 'owns', 'serving', 'acquiring', 'releasing', 'leases'], rows),
+        table(['node', 'epoch', 'owns', 'serving', 'acquiring', 'releasing', 'unavailable', 'leases'], rows),
       ];
       // Partitions of ring members that did not answer are unknown here, not unserved.
       const silent = new Set(newest.ringMembers.filter((m) => !answers.some((a) => a.member.nodeId === m)));
@@ -233,7 +234,8 @@ const COMMANDS: Record<string, Command> = {
       }
       if (none.length === 0 && many.length === 0 && unknown.length === 0) lines.push(`every partition is served by exactly one node`);
       if (unknown.length > 0) lines.push(`unknown: ${plural(unknown.length, 'partition')} the ring gives to nodes that did not answer`);
-      if (none.length > 0) lines.push(`served by no node: ${plural(none.length, 'partition')} (${ranges(none, 16)}): being handed off or waiting for a lease to lapse`);
+      const whys = [...new Set(answers.filter((a) => a.value.unavailableWhy).map((a) => `${a.member.nodeId}: ${a.value.unavailableWhy}`))];
+      if (none.length > 0) lines.push(`served by no node: ${plural(none.length, 'partition')} (${ranges(none, 16)}): ${whys.length > 0 ? whys.join('; ') : 'being handed off or waiting for a lease to lapse'}`);
       if (many.length > 0) lines.push(`served by more than one node, as the nodes answered one after another: ${ranges(many, 16)} (look again; if it stays, it is a fault)`);
       return {
         text: lines.join('\n'),
@@ -242,7 +244,7 @@ const COMMANDS: Record<string, Command> = {
           members: newest.ringMembers,
           partitions: P,
           vnodes: newest.vnodes,
-          nodes: rows.map(([nodeId, epoch, owns, serving, acquiring, releasing, leases]) => ({ nodeId, epoch, owns, serving, acquiring, releasing, leases })),
+          nodes: rows.map(([nodeId, epoch, owns, serving, acquiring, releasing, unavailable, leases]) => ({ nodeId, epoch, owns, serving, acquiring, releasing, unavailable, leases })),
           servedByNone: none,
           servedByMany: many,
           unknown,
@@ -260,7 +262,7 @@ const COMMANDS: Record<string, Command> = {
         const owners = ringOwners(v);
         const st = statesOf(v);
         const owns = owners.flatMap((o, p) => (o === member.nodeId ? [p] : []));
-        return { nodeId: member.nodeId, epoch: v.ringEpoch, owns, serving: st.serving, acquiring: st.acquiring, releasing: st.releasing, leaseTtlMs: v.leaseTtlMs, leasesHeld: v.leasesHeld, waitingOn: v.waitingOn };
+        return { nodeId: member.nodeId, epoch: v.ringEpoch, owns, serving: st.serving, acquiring: st.acquiring, releasing: st.releasing, unavailable: st.unavailable, unavailableWhy: v.unavailableWhy, leaseTtlMs: v.leaseTtlMs, leasesHeld: v.leasesHeld, waitingOn: v.waitingOn };
       });
       const text = data
         .map((d) => {
@@ -271,6 +273,7 @@ const COMMANDS: Record<string, Command> = {
             `  acquiring  ${String(d.acquiring.length).padStart(5)}: ${ranges(d.acquiring)}`,
             `  releasing  ${String(d.releasing.length).padStart(5)}: ${ranges(d.releasing)}`,
           ];
+          if (d.unavailable.length > 0) lines.push(`  served by nobody ${String(d.unavailable.length).padStart(5)}: ${ranges(d.unavailable)} (${d.unavailableWhy || 'leases past their deadline'})`);
           if (d.waitingOn.length > 0) {
             lines.push(`  waiting for leases: ${d.waitingOn.map((w) => `${w.partition} (${w.nodeId ? `held by ${w.nodeId} at epoch ${w.epoch}` : 'free now'})`).join(', ')}`);
           }

@@ -16,6 +16,10 @@ const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pat
 export class TestNode {
   readonly nodeId: string;
   readonly child: ChildProcess;
+  /** Set by the cluster that started it (a restart reuses it). */
+  dataDir = '';
+  /** Its cluster port, where the inspector answers too. */
+  clusterPort = 0;
   #n = 0;
   readonly #waiting = new Map<number, (r: { ok: boolean; value?: unknown; error?: string }) => void>();
   exited: Promise<unknown>;
@@ -62,6 +66,16 @@ export class TestNode {
     return r.value as T;
   }
 
+  /** Why the node is not ready (what /readyz says), or null when it is. */
+  async notReady(): Promise<string | null> {
+    return ((await this.#call({ op: 'notReady' })).value as string | null) ?? null;
+  }
+
+  /** The node's /metrics text. */
+  async metrics(): Promise<string> {
+    return (await this.#call({ op: 'metrics' })).value as string;
+  }
+
   async members(): Promise<string[]> {
     return (await this.#call({ op: 'members' })).value as string[];
   }
@@ -85,8 +99,16 @@ export class TestNode {
 export class TestCluster {
   readonly name = uniqueCluster();
   readonly nodes: TestNode[] = [];
+  readonly #redis: string;
+  readonly #inspector: boolean;
 
-  constructor(t: ExecutionContext) {
+  /**
+   * `redis`: a Redis of the test's own (then its keys are not dropped: the test stops the server).
+   * `inspector`: the nodes serve a read-only inspector on their cluster port (by default they serve none).
+   */
+  constructor(t: ExecutionContext, o: { redis?: string; inspector?: boolean } = {}) {
+    this.#redis = o.redis ?? REDIS_URL;
+    this.#inspector = o.inspector === true;
     t.teardown(async () => {
       for (const n of this.nodes) {
         if (n.child.exitCode === null && n.child.signalCode === null) {
@@ -94,6 +116,7 @@ export class TestCluster {
           n.kill('SIGKILL');
         }
       }
+      if (o.redis !== undefined) return;
       const redis = newRedis();
       await dropCluster(redis, this.name);
       redis.disconnect();
@@ -106,25 +129,36 @@ export class TestCluster {
     return started;
   }
 
-  async #startOne(): Promise<TestNode> {
-    const dataDir = mkdtempSync(join(tmpdir(), 'troupe-cluster-node-'));
-    const child = spawn(process.execPath, [SCRIPT, dataDir, REDIS_URL, this.name], {
+  /** Starts a node again on the data directory of one that exited (killed or stopped). */
+  async restart(node: TestNode): Promise<TestNode> {
+    const again = await this.#startOne(node.dataDir);
+    this.nodes.push(again);
+    return again;
+  }
+
+  async #startOne(dataDir = mkdtempSync(join(tmpdir(), 'troupe-cluster-node-'))): Promise<TestNode> {
+    const child = spawn(process.execPath, [SCRIPT, dataDir, this.#redis, this.name], {
       stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn', TROUPE_TEST_INSPECTOR: this.#inspector ? '1' : '0' },
     });
     const lines = createInterface({ input: child.stdout! });
+    let clusterPort = 0;
     const nodeId = await new Promise<string>((resolve, reject) => {
       const onLine = (line: string) => {
-        const msg = JSON.parse(line) as { ready?: boolean; nodeId?: string };
+        const msg = JSON.parse(line) as { ready?: boolean; nodeId?: string; clusterPort?: number };
         if (msg.ready) {
           lines.off('line', onLine);
+          clusterPort = msg.clusterPort ?? 0;
           resolve(msg.nodeId!);
         }
       };
       lines.on('line', onLine);
       child.once('exit', (code) => reject(new Error(`node exited with ${code} before it was ready`)));
     });
-    return new TestNode(child, nodeId, lines);
+    const node = new TestNode(child, nodeId, lines);
+    node.dataDir = dataDir;
+    node.clusterPort = clusterPort;
+    return node;
   }
 }
 
