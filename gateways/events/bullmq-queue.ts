@@ -4,12 +4,13 @@
 // BullMQ's stalled-job check once its lock expires if its worker died.
 
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { redactedUrl } from '../../runtime/index.js';
+import type { Redis } from 'ioredis';
+import { describeRedis, openRedis, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
 import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
 
 export interface BullmqQueueOptions {
-  redisUrl: string;
+  /** A URL, or Sentinels and a master name (runtime/redis-connection.ts). */
+  redis: RedisTarget;
   /** BullMQ queue name; every node of a cluster uses the same one. */
   name: string;
   /** Redis key prefix (BullMQ's `prefix`), default "bull". */
@@ -20,6 +21,7 @@ export interface BullmqQueueOptions {
    * again within about twice this (lock expiry, then the next stalled check).
    */
   lockDurationMs?: number;
+  log?: Logger;
 }
 
 const ACTIVE_STATES = ['wait', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
@@ -58,10 +60,10 @@ export class BullmqEventQueue implements EventBatchQueue {
   constructor(options: BullmqQueueOptions) {
     this.#opts = options;
     this.#prefix = options.prefix ?? 'bull';
-    this.#redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
-    this.#redis.on('error', () => {}); // reported through ping() and failed enqueues, not as crashes
+    // Failures are reported through ping() and failed enqueues; the client logs its state changes.
+    this.#redis = this.#open('command', 'event queue bookkeeping');
     this.#queue = new Queue<QueuedJob>(options.name, {
-      connection: this.#connect(2),
+      connection: this.#connect('command', 'event queue'),
       prefix: this.#prefix,
       defaultJobOptions: {
         attempts: options.retry.attempts,
@@ -74,9 +76,12 @@ export class BullmqEventQueue implements EventBatchQueue {
     this.#depthKey = `${this.#prefix}:${options.name}:troupe-event-depth`;
   }
 
-  #connect(maxRetriesPerRequest: number | null): Redis {
-    const r = new Redis(this.#opts.redisUrl, { maxRetriesPerRequest });
-    r.on('error', () => {});
+  #open(role: 'command' | 'blocking', purpose: string): Redis {
+    return openRedis(this.#opts.redis, { role, purpose: `${purpose} "${this.#opts.name}"`, log: this.#opts.log ?? rootLogger() });
+  }
+
+  #connect(role: 'command' | 'blocking', purpose: string): Redis {
+    const r = this.#open(role, purpose);
     this.#connections.push(r);
     return r;
   }
@@ -133,7 +138,7 @@ export class BullmqEventQueue implements EventBatchQueue {
         await this.#redis.decrby(this.#depthKey, eventsIn(parts)).catch(() => {});
       },
       {
-        connection: this.#connect(null),
+        connection: this.#connect('blocking', 'event workers'),
         prefix: this.#prefix,
         concurrency: Math.max(1, concurrency),
         lockDuration,
@@ -155,7 +160,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     try {
       await this.#redis.ping();
     } catch (err) {
-      throw new Error(`redis at ${redactedUrl(this.#opts.redisUrl)} does not answer: ${(err as Error).message}`);
+      throw new Error(`redis (${describeRedis(this.#opts.redis)}) does not answer: ${(err as Error).message}`);
     }
   }
 
@@ -177,8 +182,8 @@ export class BullmqEventQueue implements EventBatchQueue {
   }
 
   /** Removes a queue and its keys (tests: each uses its own queue name). */
-  static async destroy(redisUrl: string, name: string, prefix = 'bull'): Promise<void> {
-    const connection = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
+  static async destroy(redis: RedisTarget, name: string, prefix = 'bull'): Promise<void> {
+    const connection = openRedis(redis, { role: 'command', purpose: `removing event queue "${name}"`, log: rootLogger() });
     const queue = new Queue(name, { connection, prefix });
     try {
       await queue.obliterate({ force: true });

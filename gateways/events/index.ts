@@ -3,7 +3,7 @@
 
 import { availableParallelism } from 'node:os';
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
-import type { ActorSystem, Gateway, SettingSpec, SettingValues } from '../../runtime/index.js';
+import { redisEndpointFrom, type ActorSystem, type Gateway, type SettingSpec, type SettingValues } from '../../runtime/index.js';
 import type { UserActivity } from './batch-processor.js';
 import { startEventsPipeline, type EventsPipelineOptions } from './pipeline.js';
 
@@ -48,7 +48,7 @@ export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPi
   return {
     ...rest,
     port: num('events-port'),
-    redisUrl: settings['redis'] as string | undefined,
+    redis: redisEndpointFrom(settings),
     postgresUrl: settings['postgres'] as string | undefined,
     queueName: settings['events-queue-name'] as string,
     pgSchema: settings['events-pg-schema'] as string,

@@ -2,7 +2,7 @@
 // -> processed_events + user actors; and its orderly stop. The gateway (index.ts) and tests start it.
 
 import { Piscina } from 'piscina';
-import type { Logger } from '../../runtime/index.js';
+import type { Logger, RedisTarget } from '../../runtime/index.js';
 import { createBatchProcessor, type UserActivity } from './batch-processor.js';
 import { BullmqEventQueue } from './bullmq-queue.js';
 import type { EnrichResult, EnrichTask } from './enrichment.js';
@@ -19,8 +19,8 @@ export interface EventsPipelineOptions {
   host: string;
   port: number;
   dataDir: string;
-  /** BullMQ on this Redis when set, else the SQLite queue in dataDir. */
-  redisUrl?: string;
+  /** BullMQ on this Redis (a URL, or Sentinels and a master) when set, else the SQLite queue in dataDir. */
+  redis?: RedisTarget;
   queueName: string;
   /** PostgreSQL when set, else SQLite in dataDir. */
   postgresUrl?: string;
@@ -70,8 +70,8 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     ? await PgEventStore.open({ url: o.postgresUrl, schema: o.pgSchema, poolSize: Math.max(4, o.queueWorkers + 2) })
     : new SqliteEventStore(o.dataDir);
   if (o.wrapStore) store = o.wrapStore(store);
-  const queue: EventBatchQueue = o.redisUrl
-    ? new BullmqEventQueue({ redisUrl: o.redisUrl, name: o.queueName, retry: o.retry, lockDurationMs: o.lockDurationMs })
+  const queue: EventBatchQueue = o.redis
+    ? new BullmqEventQueue({ redis: o.redis, name: o.queueName, retry: o.retry, lockDurationMs: o.lockDurationMs })
     : new SqliteEventQueue({ dataDir: o.dataDir, retry: o.retry });
   const pool = new Piscina<EnrichTask | CheckTask, EnrichResult | CheckedBody>({
     filename: new URL('./enrich-worker.js', import.meta.url).href,
@@ -118,7 +118,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
       }
     };
     await Promise.all([
-      probe(o.redisUrl ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
+      probe(o.redis ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
       probe(o.postgresUrl ? 'store (postgres)' : 'store (sqlite)', () => store.ping()),
       probe('actors', () => o.activity.ping()),
       probe('worker pool', async () => {

@@ -2,10 +2,10 @@
 // the gRPC transport and the cross-node routing to the node's router and shards, and runs the
 // hand-off on joins and graceful leaves.
 
-import { Redis } from 'ioredis';
 import type { Remote } from 'comlink';
 import { MAIN_ORIGIN } from '../envelope.js';
 import type { Logger } from '../log.js';
+import { connectRedis, type RedisTarget } from '../redis-connection.js';
 import type { Router } from '../router.js';
 import type { ShardControl } from '../shard-worker.js';
 import { ClusterRouting } from './cluster-routing.js';
@@ -19,7 +19,8 @@ import { ClusterTransport, type ClusterTransportOptions } from './transport.js';
 
 
 export interface JoinClusterOptions {
-  redis: string;
+  /** A URL, or Sentinels and a master name (runtime/redis-connection.ts). */
+  redis: RedisTarget;
   name: string;
   host: string;
   port: number;
@@ -53,13 +54,7 @@ export interface ClusterMember {
 
 export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember> {
   const log = o.log.child({ node: o.self });
-  const redis = new Redis(o.redis, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true });
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis at ${o.redis} to join cluster "${o.name}": ${(err as Error).message}`);
-  }
+  const redis = await connectRedis(o.redis, { role: 'command', purpose: `cluster "${o.name}" membership, ring and leases`, log });
   const shardCount = o.shards.length;
   let membership: RedisMembership | undefined;
   let ownership!: PartitionOwnership;

@@ -3,7 +3,9 @@
 // that takes a partition over after a crash rebuilds it from what was acknowledged. It is kept
 // compacted: one hash per partition, actor id -> the actor's last logged state (as SQLite stores it).
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import { connectRedis, type RedisTarget } from '../redis-connection.js';
 import type { SnapshotRow } from '../snapshot-store.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
 import { HOLDER_OF } from './leases.js';
@@ -54,14 +56,8 @@ export class PartitionChangelog implements DurableLog {
   }
 
   /** Connects its own Redis client (a shard's appends queue behind nobody else's commands). */
-  static async open(url: string, cluster: string, self: string): Promise<PartitionChangelog> {
-    const redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true });
-    try {
-      await redis.connect();
-    } catch (err) {
-      redis.disconnect();
-      throw new Error(`cannot reach Redis at ${url} for the partition changelog of cluster "${cluster}": ${(err as Error).message}`);
-    }
+  static async open(target: RedisTarget, cluster: string, self: string, log: Logger): Promise<PartitionChangelog> {
+    const redis = await connectRedis(target, { role: 'command', purpose: `partition changelog of cluster "${cluster}"`, log });
     return new PartitionChangelog(redis, cluster, self);
   }
 

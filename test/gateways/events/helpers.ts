@@ -34,7 +34,7 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
     host: '127.0.0.1',
     port: 0,
     dataDir: mkdtempSync(join(tmpdir(), 'troupe-events-')),
-    redisUrl: backend === 'cluster' ? REDIS_URL : undefined,
+    redis: backend === 'cluster' ? REDIS_URL : undefined,
     queueName: `events-test-${tag}`,
     postgresUrl: backend === 'cluster' ? PG_URL : undefined,
     pgSchema: `events_test_${tag}`,
@@ -51,7 +51,7 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
 
 /** Removes what isolatedOptions named. */
 export async function cleanUp(o: Omit<EventsPipelineOptions, 'activity' | 'log'>): Promise<void> {
-  if (o.redisUrl) await BullmqEventQueue.destroy(o.redisUrl, o.queueName).catch(() => {});
+  if (o.redis) await BullmqEventQueue.destroy(o.redis, o.queueName).catch(() => {});
   if (o.postgresUrl) await PgEventStore.dropSchema(o.postgresUrl, o.pgSchema).catch(() => {});
   rmSync(o.dataDir, { recursive: true, force: true });
 }
