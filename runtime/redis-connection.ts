@@ -5,6 +5,7 @@
 import { Command, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from './log.js';
 import { redactedUrl } from './redact.js';
+import type { WaitReplicas } from './replica-wait.js';
 
 /** Where Redis is: one server by URL, or the primary that Sentinels name. */
 export interface RedisEndpoint {
@@ -21,6 +22,13 @@ export interface RedisEndpoint {
   commandTimeoutMs?: number;
   /** A connection attempt is given up after this, and retried (default 3000 ms). */
   connectTimeoutMs?: number;
+  /**
+   * Replicas that must confirm (WAIT) a write that backs an acknowledgement (changelog writes, event
+   * queue adds) before it is acknowledged; default `auto` (runtime/replica-wait.ts).
+   */
+  waitReplicas?: WaitReplicas;
+  /** How long such a WAIT may take before the write is refused as not acknowledged (default 1000 ms). */
+  waitTimeoutMs?: number;
 }
 
 /** A URL alone, or an endpoint. */
@@ -95,11 +103,12 @@ function endpointOptions(e: RedisEndpoint): RedisOptions {
     o.sentinels = e.sentinels.map((s) => ({ host: s.host, port: s.port }));
     o.name = e.master;
     if (o.tls) o.enableTLSForSentinelMode = true;
-    // Each connection attempt asks every Sentinel once; the retry strategy paces the next attempt.
-    o.sentinelRetryStrategy = () => null;
+    // ioredis ends a client for good when its Sentinel round fails without a retry: keep asking.
+    o.sentinelRetryStrategy = (times) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS);
     o.sentinelCommandTimeout = e.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-    // Hear +switch-master from the Sentinels instead of waiting for the old primary's socket to fail.
-    o.failoverDetector = true;
+    // No failoverDetector: its Sentinel clients have no error listener in ioredis 5 (one
+    // "Unhandled error event" per attempt while the Sentinels are down). A failed-over primary is
+    // left when its socket fails, or when it answers READONLY once demoted (reconnectOnError).
   } else if (url) {
     o.host = url.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
     o.port = url.port === '' ? 6379 : Number(url.port);
@@ -186,6 +195,10 @@ export function openRedis(target: RedisTarget, o: RedisConnectionOptions): Redis
     lazyConnect: o.lazyConnect ?? false,
     connectionName: `troupe:${o.purpose.replace(/[^A-Za-z0-9_.:-]/g, '-')}`,
   };
+  if (options.sentinels && o.giveUpAfter !== undefined) {
+    const giveUpAfter = o.giveUpAfter;
+    options.sentinelRetryStrategy = (times) => (times > giveUpAfter ? null : Math.min(times * 100, MAX_RECONNECT_DELAY_MS));
+  }
   return new TimedRedis(options, timeoutMs, o);
 }
 

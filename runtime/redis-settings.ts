@@ -3,6 +3,7 @@
 
 import { ConfigError } from './errors.js';
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, parseSentinels, type RedisEndpoint } from './redis-connection.js';
+import { DEFAULT_WAIT_TIMEOUT_MS, type WaitReplicas } from './replica-wait.js';
 import type { SettingSpec, SettingValues } from './settings.js';
 
 /** With `--redis`, the settings beside it; `--redis` itself is each command's own (its wording differs). */
@@ -16,6 +17,14 @@ export const redisSettings: SettingSpec[] = [
   },
   { name: 'redis-master', kind: 'string', default: undefined, description: 'the master group name the Redis Sentinels watch, with --redis-sentinels' },
   { name: 'redis-command-timeout', kind: 'duration', min: 50, max: 600_000, default: DEFAULT_COMMAND_TIMEOUT_MS, description: 'a Redis command without an answer fails after this (blocking BullMQ reads excepted)' },
+  {
+    name: 'redis-wait-replicas',
+    kind: 'string',
+    default: 'auto',
+    description:
+      'Redis replicas that must confirm (WAIT) a changelog write or an event-queue add before it is acknowledged: auto (the primary\'s connected replicas, at most 1, read every 5 s and after each reconnect), 0 (never wait) or a number',
+  },
+  { name: 'redis-wait-timeout', kind: 'duration', min: 1, max: 60_000, default: DEFAULT_WAIT_TIMEOUT_MS, description: 'how long a write waits for its replicas; past it, the write is not acknowledged (retried, or a retryable error)' },
   { name: 'redis-connect-timeout', kind: 'duration', min: 50, max: 600_000, default: DEFAULT_CONNECT_TIMEOUT_MS, description: 'a Redis connection attempt is given up after this, then retried' },
 ];
 
@@ -46,6 +55,12 @@ export function redisEndpointFrom(values: SettingValues): RedisEndpoint | undefi
   if (url !== undefined && !/^rediss?:$/.test(new URL(url).protocol)) {
     problems.push(`setting redis: got a ${new URL(url).protocol} URL; expected redis://host:port or rediss://host:port (TLS)`);
   }
+  const waitText = values['redis-wait-replicas'] === undefined ? 'auto' : String(values['redis-wait-replicas']).trim();
+  let waitReplicas: WaitReplicas = 'auto';
+  if (waitText !== 'auto') {
+    if (/^\d{1,2}$/.test(waitText)) waitReplicas = Number(waitText);
+    else problems.push(`setting redis-wait-replicas: got "${waitText}"; expected auto, 0 (do not wait for replicas) or the number of replicas that must confirm each acknowledged write, like 1`);
+  }
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   if (url === undefined && sentinels === undefined) return undefined;
   return {
@@ -54,5 +69,7 @@ export function redisEndpointFrom(values: SettingValues): RedisEndpoint | undefi
     master: sentinels ? master : undefined,
     commandTimeoutMs: values['redis-command-timeout'] === undefined ? undefined : Number(values['redis-command-timeout']),
     connectTimeoutMs: values['redis-connect-timeout'] === undefined ? undefined : Number(values['redis-connect-timeout']),
+    waitReplicas,
+    waitTimeoutMs: values['redis-wait-timeout'] === undefined ? undefined : Number(values['redis-wait-timeout']),
   };
 }

@@ -5,7 +5,7 @@
 
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { describeRedis, openRedis, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
+import { describeRedis, openRedis, redisEndpoint, ReplicaWait, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
 import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
 
 export interface BullmqQueueOptions {
@@ -52,6 +52,8 @@ export class BullmqEventQueue implements EventBatchQueue {
   /** BullMQ leaves connections it was given open; these are closed in close(). */
   readonly #connections: Redis[] = [];
   #worker?: Worker<QueuedJob>;
+  /** With Redis replicas, an add is acknowledged only once a replica holds it (WAIT on the queue's connection). */
+  readonly #replicas: ReplicaWait;
   readonly #pendingAdds: PendingAdd[] = [];
   #addsInFlight = 0;
   /** Events queued and not finished, kept beside the queue: BullMQ counts jobs, not events. */
@@ -62,8 +64,11 @@ export class BullmqEventQueue implements EventBatchQueue {
     this.#prefix = options.prefix ?? 'bull';
     // Failures are reported through ping() and failed enqueues; the client logs its state changes.
     this.#redis = this.#open('command', 'event queue bookkeeping');
+    const adds = this.#connect('command', 'event queue');
+    const endpoint = redisEndpoint(options.redis);
+    this.#replicas = new ReplicaWait(adds, { replicas: endpoint.waitReplicas, timeoutMs: endpoint.waitTimeoutMs, what: 'an event-queue add', log: options.log ?? rootLogger() });
     this.#queue = new Queue<QueuedJob>(options.name, {
-      connection: this.#connect('command', 'event queue'),
+      connection: adds,
       prefix: this.#prefix,
       defaultJobOptions: {
         attempts: options.retry.attempts,
@@ -106,16 +111,26 @@ export class BullmqEventQueue implements EventBatchQueue {
 
   async #add(group: PendingAdd[]): Promise<void> {
     const parts = group.map((p) => p.batch);
+    const since = this.#replicas.begin();
     try {
-      // Queue.add resolves once Redis has the job; the depth counter is bookkeeping for /metrics.
+      // Queue.add resolves once Redis has the job, on the connection WAIT then asks about.
       await this.#queue.add('batch', { parts });
     } catch (err) {
       for (const p of group) p.reject(err);
       return;
     }
-    // The job is queued: a failed counter update must not turn the 202 into an error (the client
-    // would resend, and events without a client-given id would be stored twice).
+    // The job is queued: it counts in the depth (bookkeeping for /metrics), and a failed counter
+    // update must not turn the 202 into an error (the client would resend, and events without a
+    // client-given id would be stored twice).
     await this.#redis.incrby(this.#depthKey, eventsIn(parts)).catch(() => {});
+    try {
+      await this.#replicas.confirm(since);
+    } catch (err) {
+      // Not confirmed by a replica: not acknowledged (503, retry), though the job may still be
+      // processed; events with a client-given id are then stored once, others may be stored twice.
+      for (const p of group) p.reject(err);
+      return;
+    }
     for (const p of group) p.resolve();
   }
 

@@ -122,7 +122,11 @@ test('Sentinel lists and the Redis settings are checked together', (t) => {
     master: undefined,
     commandTimeoutMs: undefined,
     connectTimeoutMs: undefined,
+    waitReplicas: 'auto',
+    waitTimeoutMs: undefined,
   });
+  t.is(redisEndpointFrom({ redis: 'redis://h:1', 'redis-wait-replicas': '1' })?.waitReplicas, 1);
+  t.throws(() => redisEndpointFrom({ redis: 'redis://h:1', 'redis-wait-replicas': 'all' }), { instanceOf: ConfigError, message: /redis-wait-replicas: got "all"/ });
   t.throws(() => redisEndpointFrom({ 'redis-sentinels': '127.0.0.1:26379' }), { instanceOf: ConfigError, message: /redis-master: missing/ });
   t.throws(() => redisEndpointFrom({ 'redis-master': 'mymaster' }), { instanceOf: ConfigError, message: /redis-sentinels: missing/ });
   t.throws(() => redisEndpointFrom({ redis: 'http://x:1' }), { instanceOf: ConfigError, message: /expected redis:\/\/host:port/ });
