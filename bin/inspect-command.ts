@@ -77,8 +77,8 @@ export async function runInspect(values: SettingValues, rest: string[]): Promise
   let redis: RedisMembers | undefined;
   if (endpoint !== undefined) {
     try {
-      // Warnings of the Redis client go to standard error: standard output is for results.
-      const log = pino({ level: 'warn', base: undefined }, pino.destination(2)) as unknown as Logger;
+      // The calls that fail say what happened; the client's own lines (errors only) go to standard error.
+      const log = pino({ level: 'error', base: undefined }, pino.destination(2)) as unknown as Logger;
       redis = await RedisMembers.connect(endpoint, String(values.cluster), log);
     } catch (err) {
       process.stderr.write(`troupe inspect: ${(err as Error).message}\n`);

@@ -216,7 +216,7 @@ export async function connectRedis(target: RedisTarget, o: Omit<RedisConnectionO
     await redis.ping();
   } catch (err) {
     redis.disconnect();
-    throw new Error(`cannot reach Redis (${describeRedis(target)}) for ${o.purpose}: ${(lastError ?? (err as Error)).message}`);
+    throw new Error(`cannot reach Redis at ${describeRedis(target)} for ${o.purpose}: ${(lastError ?? (err as Error)).message}`);
   } finally {
     redis.off('error', onError);
   }

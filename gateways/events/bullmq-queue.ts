@@ -175,7 +175,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     try {
       await this.#redis.ping();
     } catch (err) {
-      throw new Error(`redis (${describeRedis(this.#opts.redis)}) does not answer: ${(err as Error).message}`);
+      throw new Error(`redis at ${describeRedis(this.#opts.redis)} does not answer: ${(err as Error).message}`);
     }
   }
 

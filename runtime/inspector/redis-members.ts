@@ -44,7 +44,7 @@ export class RedisMembers {
       const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
       ids = await this.#redis.zrangebyscore(this.#keys.members, now, '+inf');
     } catch (err) {
-      throw new Error(`cannot read the members of cluster "${this.cluster}" from Redis (${this.url}): ${(err as Error).message}`);
+      throw new Error(`cannot read the members of cluster "${this.cluster}" from Redis at ${this.url}: ${(err as Error).message}`);
     }
     if (ids.length === 0) return [];
     const pipeline = this.#redis.pipeline();
