@@ -4,9 +4,11 @@
 // session goes on; the exit code says whether every command succeeded.
 
 import { createInterface } from 'node:readline';
+import { pino } from 'pino';
 import { clusterKeys } from '../runtime/cluster/keys.js';
-import { ConfigError, type SettingSpec, type SettingValues } from '../runtime/index.js';
+import { ConfigError, type Logger, type RedisEndpoint, type SettingSpec, type SettingValues } from '../runtime/index.js';
 import { RedisMembers } from '../runtime/inspector/redis-members.js';
+import { redisEndpointFrom, redisSettings } from '../runtime/redis-settings.js';
 import { InspectSession, splitCommands, type CommandResult } from '../runtime/inspector/session.js';
 import { plural } from '../runtime/inspector/text.js';
 
@@ -15,7 +17,8 @@ const DEFAULT_NODE = '127.0.0.1:7070';
 export const inspectSettings: SettingSpec[] = [
   { name: 'node', kind: 'string', default: undefined, description: `HOST:PORT of a node's cluster port; the other members are found through it (default ${DEFAULT_NODE} unless --redis is given)` },
   { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'find the members in this Redis instead (with --cluster); read only' },
-  { name: 'cluster', kind: 'string', default: 'troupe', description: 'the cluster to inspect, with --redis' },
+  ...redisSettings,
+  { name: 'cluster', kind: 'string', default: 'troupe', description: 'the cluster to inspect, with --redis (or --redis-sentinels and --redis-master)' },
   { name: 'eval', kind: 'string', default: undefined, description: 'run these commands (separated by ; or new lines) and exit; without it, commands come from standard input, at a prompt on a terminal' },
   { name: 'json', kind: 'bool', default: false, description: 'print each result as one JSON object per line' },
   { name: 'timeout', kind: 'duration', min: 1, max: 600_000, default: 3000, description: 'how long a call to a node may take' },
@@ -23,8 +26,14 @@ export const inspectSettings: SettingSpec[] = [
 ];
 
 /** The checks readSettings cannot make alone; every problem in one ConfigError. */
-function checkInspectSettings(values: SettingValues, rest: string[]): void {
+function checkInspectSettings(values: SettingValues, rest: string[]): RedisEndpoint | undefined {
   const problems: string[] = [];
+  let redis: RedisEndpoint | undefined;
+  try {
+    redis = redisEndpointFrom(values);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   const node = values.node as string | undefined;
   if (node !== undefined) {
     const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):(\d+)$/.exec(node);
@@ -32,8 +41,8 @@ function checkInspectSettings(values: SettingValues, rest: string[]): void {
       problems.push(`setting node: got "${node}"; expected HOST:PORT of a node's cluster port, like ${DEFAULT_NODE} (the port the node prints as "cluster")`);
     }
   }
-  if (node !== undefined && values.redis !== undefined) {
-    problems.push('settings node and redis: both are set (flags or TROUPE_NODE / TROUPE_REDIS); give --node HOST:PORT to go through one node, or --redis URL --cluster NAME to find the members in Redis, not both');
+  if (node !== undefined && (values.redis !== undefined || values['redis-sentinels'] !== undefined)) {
+    problems.push('settings node and redis: both are set (flags or TROUPE_NODE / TROUPE_REDIS / TROUPE_REDIS_SENTINELS); give --node HOST:PORT to go through one node, or --redis URL (or --redis-sentinels and --redis-master) --cluster NAME to find the members in Redis, not both');
   }
   try {
     clusterKeys(String(values.cluster));
@@ -42,6 +51,7 @@ function checkInspectSettings(values: SettingValues, rest: string[]): void {
   }
   for (const word of rest) problems.push(`unexpected argument "${word}": give commands with --eval "stats; ring" or on standard input`);
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return redis;
 }
 
 function print(result: CommandResult, json: boolean): void {
@@ -56,17 +66,20 @@ function print(result: CommandResult, json: boolean): void {
 }
 
 export async function runInspect(values: SettingValues, rest: string[]): Promise<number> {
+  let endpoint: RedisEndpoint | undefined;
   try {
-    checkInspectSettings(values, rest);
+    endpoint = checkInspectSettings(values, rest);
   } catch (err) {
     process.stderr.write(`troupe inspect: the configuration is not valid:\n  ${(err as Error).message.split('\n').join('\n  ')}\n`);
     return 2;
   }
   const json = values.json === true;
   let redis: RedisMembers | undefined;
-  if (values.redis !== undefined) {
+  if (endpoint !== undefined) {
     try {
-      redis = await RedisMembers.connect(String(values.redis), String(values.cluster));
+      // The calls that fail say what happened; the client's own lines (errors only) go to standard error.
+      const log = pino({ level: 'error', base: undefined }, pino.destination(2)) as unknown as Logger;
+      redis = await RedisMembers.connect(endpoint, String(values.cluster), log);
     } catch (err) {
       process.stderr.write(`troupe inspect: ${(err as Error).message}\n`);
       return 1;

@@ -12,6 +12,7 @@ import {
   type SettingValues,
 } from '../runtime/index.js';
 import { setRootLogger } from '../runtime/log.js';
+import { redisEndpointFrom } from '../runtime/redis-settings.js';
 import { newNodeId } from '../runtime/node.js';
 import { registerRuntimeMetrics, startOpsServer } from '../runtime/ops-server.js';
 
@@ -28,7 +29,9 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
   // In a cluster the inspector shares the cluster port, which peers must reach on --host. A node
   // alone opens that port for the inspector only, and an inspector can send any actor any message
   // past the gateways' own checks: so alone it listens on loopback unless told otherwise.
-  if (values.redis && values['inspector-host'] !== undefined) {
+  // A URL or Sentinels and a master: checked together, before anything starts.
+  const redis = redisEndpointFrom(values);
+  if (redis && values['inspector-host'] !== undefined) {
     throw new ConfigError(
       `setting inspector-host: applies to a node without --redis; in a cluster the inspector shares the cluster port on --host (${String(values.host)}). Drop --inspector-host, or use --inspector read-only|off`,
     );
@@ -37,7 +40,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
   if (otlp !== undefined && !/^https?:$/.test(new URL(String(otlp)).protocol)) {
     throw new ConfigError(`setting otlp-endpoint: got "${String(otlp)}"; traces go over OTLP/HTTP, so give an http:// or https:// URL such as http://collector:4318/v1/traces`);
   }
-  const inspectorHost = values.redis ? String(values.host) : String(values['inspector-host'] ?? '127.0.0.1');
+  const inspectorHost = redis ? String(values.host) : String(values['inspector-host'] ?? '127.0.0.1');
 
   const node = await startNode({
     nodeId: newNodeId().replace(/^[^-]+(?=-)/, name.replace(/[^A-Za-z0-9-]/g, '-')),
@@ -48,9 +51,9 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     settings: { ...values },
     askTimeoutMs: Number(values['ask-timeout']),
     durability: values.durability as 'normal' | 'full',
-    cluster: values.redis
+    cluster: redis
       ? {
-          redis: String(values.redis),
+          redis,
           name: String(values.cluster),
           host: String(values.host),
           port: Number(values['cluster-port']),

@@ -2,6 +2,7 @@
 
 import { availableParallelism, hostname } from 'node:os';
 import type { Gateway, SettingSpec } from '../runtime/index.js';
+import { redisSettings } from '../runtime/redis-settings.js';
 
 /** Where the standard OpenTelemetry variables send traces, if they are set. */
 function otlpDefault(): string | undefined {
@@ -37,6 +38,7 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
     { name: 'ask-timeout', kind: 'duration', min: 1, default: 5000, description: 'default time an ask waits for its reply' },
     { name: 'durability', kind: 'enum', choices: ['normal', 'full'], default: 'normal', description: 'SQLite sync: normal survives a process crash, full also a power cut' },
     { name: 'redis', kind: 'url', default: undefined, example: 'redis://127.0.0.1:6379', description: 'Redis URL: join a cluster and queue event batches in BullMQ' },
+    ...redisSettings,
     { name: 'postgres', kind: 'url', default: undefined, example: 'postgres://postgres@127.0.0.1:5432/test', description: 'PostgreSQL URL for the domain tables (default: SQLite in the data dir)' },
     { name: 'cluster', kind: 'string', default: 'troupe', description: 'cluster name; the prefix of every Redis key of this cluster' },
     { name: 'advertise', kind: 'string', default: undefined, description: 'HOST:PORT other nodes use to reach this one (default host:cluster-port)' },

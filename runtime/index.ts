@@ -30,6 +30,11 @@ export {
 } from './errors.js';
 export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
 export { redactedUrl } from './redact.js';
+export { connectRedis, describeRedis, openRedis, parseSentinels, redisEndpoint } from './redis-connection.js';
+export type { RedisEndpoint, RedisRole, RedisTarget } from './redis-connection.js';
+export { redisEndpointFrom, redisSettings } from './redis-settings.js';
+export { ReplicaWait, ReplicasDidNotConfirm } from './replica-wait.js';
+export type { WaitReplicas } from './replica-wait.js';
 export { shutdownGrpcServer } from './grpc-shutdown.js';
 export { rootLogger } from './log.js';
 export { activeTraceparent, currentTrace, inChildSpan, inConsumerSpan, inServerSpan, inTrace, isTracing } from './tracing.js';

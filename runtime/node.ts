@@ -14,6 +14,7 @@ import { joinCluster, type ClusterMember } from './cluster/cluster-member.js';
 import { ConfigError, NotRunning, UnknownActorType } from './errors.js';
 import { inspectorService, startInspectorServer, type InspectedNode, type InspectorMode } from './inspector/service.js';
 import { rootLogger, type Logger } from './log.js';
+import type { RedisTarget } from './redis-connection.js';
 import { LocalMembership, type Membership } from './membership.js';
 import { DEFAULT_PARTITIONS, partitionOf } from './partition.js';
 import { Router } from './router.js';
@@ -67,8 +68,8 @@ export interface InspectorOptions {
 }
 
 export interface ClusterOptions {
-  /** Redis URL holding membership, the ring and the leases. */
-  redis: string;
+  /** Redis holding membership, the ring, the leases and the changelogs: a URL, or Sentinels and a master name. */
+  redis: RedisTarget;
   /** Cluster name: the prefix of every key; several clusters may share one Redis. */
   name: string;
   /** Where the node-to-node gRPC listens. */

@@ -9,6 +9,7 @@ import type { AnyActorDefinition, ShardEnvironment } from './actor.js';
 import { PartitionChangelog } from './cluster/partition-changelog.js';
 import type { Batch } from './envelope.js';
 import { rootLogger } from './log.js';
+import type { RedisTarget } from './redis-connection.js';
 import { Shard, shardActorType, type InspectedState, type ShardActorType } from './shard.js';
 import { shardDatabasePath, SnapshotStore } from './snapshot-store.js';
 import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
@@ -28,7 +29,7 @@ export interface ShardInit {
   /** Cluster only: per-partition tenures (Int32; see ShardOptions.tenures). */
   tenures?: SharedArrayBuffer;
   /** Cluster only: where the partition changelogs are (see ShardOptions.changelog). */
-  changelog?: { redis: string; cluster: string };
+  changelog?: { redis: RedisTarget; cluster: string };
   /** Record spans of traced turns in this shard (tracing.ts); the resource names node and shard. */
   tracing?: TracingOptions;
   queueCapacity: number;
@@ -81,7 +82,7 @@ async function main(init: ShardInit): Promise<void> {
   const store = new SnapshotStore(shardDatabasePath(init.dataDir, init.index), init.durability);
   // Only durable actors are logged: a node without any keeps no Redis connection per shard for it.
   const logged = init.changelog !== undefined && [...types.values()].some((t) => t.durable);
-  const changelog = logged ? await PartitionChangelog.open(init.changelog!.redis, init.changelog!.cluster, init.nodeId) : undefined;
+  const changelog = logged ? await PartitionChangelog.open(init.changelog!.redis, init.changelog!.cluster, init.nodeId, log) : undefined;
   const ports = [init.dataPort, ...init.peers];
   const shard = new Shard({
     index: init.index,

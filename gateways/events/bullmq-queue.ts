@@ -4,12 +4,13 @@
 // BullMQ's stalled-job check once its lock expires if its worker died.
 
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { redactedUrl } from '../../runtime/index.js';
+import type { Redis } from 'ioredis';
+import { describeRedis, openRedis, redisEndpoint, ReplicaWait, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
 import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
 
 export interface BullmqQueueOptions {
-  redisUrl: string;
+  /** A URL, or Sentinels and a master name (runtime/redis-connection.ts). */
+  redis: RedisTarget;
   /** BullMQ queue name; every node of a cluster uses the same one. */
   name: string;
   /** Redis key prefix (BullMQ's `prefix`), default "bull". */
@@ -20,6 +21,7 @@ export interface BullmqQueueOptions {
    * again within about twice this (lock expiry, then the next stalled check).
    */
   lockDurationMs?: number;
+  log?: Logger;
 }
 
 const ACTIVE_STATES = ['wait', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
@@ -50,6 +52,8 @@ export class BullmqEventQueue implements EventBatchQueue {
   /** BullMQ leaves connections it was given open; these are closed in close(). */
   readonly #connections: Redis[] = [];
   #worker?: Worker<QueuedJob>;
+  /** With Redis replicas, an add is acknowledged only once a replica holds it (WAIT on the queue's connection). */
+  readonly #replicas: ReplicaWait;
   readonly #pendingAdds: PendingAdd[] = [];
   #addsInFlight = 0;
   /** Events queued and not finished, kept beside the queue: BullMQ counts jobs, not events. */
@@ -58,10 +62,13 @@ export class BullmqEventQueue implements EventBatchQueue {
   constructor(options: BullmqQueueOptions) {
     this.#opts = options;
     this.#prefix = options.prefix ?? 'bull';
-    this.#redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
-    this.#redis.on('error', () => {}); // reported through ping() and failed enqueues, not as crashes
+    // Failures are reported through ping() and failed enqueues; the client logs its state changes.
+    this.#redis = this.#open('command', 'event queue bookkeeping');
+    const adds = this.#connect('command', 'event queue');
+    const endpoint = redisEndpoint(options.redis);
+    this.#replicas = new ReplicaWait(adds, { replicas: endpoint.waitReplicas, timeoutMs: endpoint.waitTimeoutMs, what: 'an event-queue add', log: options.log ?? rootLogger() });
     this.#queue = new Queue<QueuedJob>(options.name, {
-      connection: this.#connect(2),
+      connection: adds,
       prefix: this.#prefix,
       defaultJobOptions: {
         attempts: options.retry.attempts,
@@ -74,9 +81,12 @@ export class BullmqEventQueue implements EventBatchQueue {
     this.#depthKey = `${this.#prefix}:${options.name}:troupe-event-depth`;
   }
 
-  #connect(maxRetriesPerRequest: number | null): Redis {
-    const r = new Redis(this.#opts.redisUrl, { maxRetriesPerRequest });
-    r.on('error', () => {});
+  #open(role: 'command' | 'blocking', purpose: string): Redis {
+    return openRedis(this.#opts.redis, { role, purpose: `${purpose} "${this.#opts.name}"`, log: this.#opts.log ?? rootLogger() });
+  }
+
+  #connect(role: 'command' | 'blocking', purpose: string): Redis {
+    const r = this.#open(role, purpose);
     this.#connections.push(r);
     return r;
   }
@@ -101,16 +111,26 @@ export class BullmqEventQueue implements EventBatchQueue {
 
   async #add(group: PendingAdd[]): Promise<void> {
     const parts = group.map((p) => p.batch);
+    const since = this.#replicas.begin();
     try {
-      // Queue.add resolves once Redis has the job; the depth counter is bookkeeping for /metrics.
+      // Queue.add resolves once Redis has the job, on the connection WAIT then asks about.
       await this.#queue.add('batch', { parts });
     } catch (err) {
       for (const p of group) p.reject(err);
       return;
     }
-    // The job is queued: a failed counter update must not turn the 202 into an error (the client
-    // would resend, and events without a client-given id would be stored twice).
+    // The job is queued: it counts in the depth (bookkeeping for /metrics), and a failed counter
+    // update must not turn the 202 into an error (the client would resend, and events without a
+    // client-given id would be stored twice).
     await this.#redis.incrby(this.#depthKey, eventsIn(parts)).catch(() => {});
+    try {
+      await this.#replicas.confirm(since);
+    } catch (err) {
+      // Not confirmed by a replica: not acknowledged (503, retry), though the job may still be
+      // processed; events with a client-given id are then stored once, others may be stored twice.
+      for (const p of group) p.reject(err);
+      return;
+    }
     for (const p of group) p.resolve();
   }
 
@@ -133,7 +153,7 @@ export class BullmqEventQueue implements EventBatchQueue {
         await this.#redis.decrby(this.#depthKey, eventsIn(parts)).catch(() => {});
       },
       {
-        connection: this.#connect(null),
+        connection: this.#connect('blocking', 'event workers'),
         prefix: this.#prefix,
         concurrency: Math.max(1, concurrency),
         lockDuration,
@@ -155,7 +175,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     try {
       await this.#redis.ping();
     } catch (err) {
-      throw new Error(`redis at ${redactedUrl(this.#opts.redisUrl)} does not answer: ${(err as Error).message}`);
+      throw new Error(`redis at ${describeRedis(this.#opts.redis)} does not answer: ${(err as Error).message}`);
     }
   }
 
@@ -177,8 +197,8 @@ export class BullmqEventQueue implements EventBatchQueue {
   }
 
   /** Removes a queue and its keys (tests: each uses its own queue name). */
-  static async destroy(redisUrl: string, name: string, prefix = 'bull'): Promise<void> {
-    const connection = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
+  static async destroy(redis: RedisTarget, name: string, prefix = 'bull'): Promise<void> {
+    const connection = openRedis(redis, { role: 'command', purpose: `removing event queue "${name}"`, log: rootLogger() });
     const queue = new Queue(name, { connection, prefix });
     try {
       await queue.obliterate({ force: true });

@@ -3,7 +3,7 @@
 
 import { availableParallelism } from 'node:os';
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
-import { ConfigError, type ActorSystem, type Gateway, type SettingSpec, type SettingValues } from '../../runtime/index.js';
+import { ConfigError, redisEndpointFrom, type ActorSystem, type Gateway, type SettingSpec, type SettingValues } from '../../runtime/index.js';
 import type { UserActivity } from './batch-processor.js';
 import { mysqlConnection } from './mysql-store.js';
 import { DEFAULT_MYSQL_URL, EVENT_STORE_KINDS } from './open-store.js';
@@ -80,7 +80,7 @@ export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPi
   return {
     ...rest,
     port: num('events-port'),
-    redisUrl: settings['redis'] as string | undefined,
+    redis: redisEndpointFrom(settings),
     postgresUrl: settings['postgres'] as string | undefined,
     queueName: settings['events-queue-name'] as string,
     pgSchema: settings['events-pg-schema'] as string,

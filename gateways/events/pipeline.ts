@@ -2,7 +2,7 @@
 // -> processed_events + user actors; and its orderly stop. The gateway (index.ts) and tests start it.
 
 import { Piscina } from 'piscina';
-import type { Logger } from '../../runtime/index.js';
+import type { Logger, RedisTarget } from '../../runtime/index.js';
 import { createBatchProcessor, type UserActivity } from './batch-processor.js';
 import { BullmqEventQueue } from './bullmq-queue.js';
 import type { EnrichResult, EnrichTask } from './enrichment.js';
@@ -19,8 +19,8 @@ export interface EventsPipelineOptions {
   host: string;
   port: number;
   dataDir: string;
-  /** BullMQ on this Redis when set, else the SQLite queue in dataDir. */
-  redisUrl?: string;
+  /** BullMQ on this Redis (a URL, or Sentinels and a master) when set, else the SQLite queue in dataDir. */
+  redis?: RedisTarget;
   queueName: string;
   /** PostgreSQL when set, else SQLite in dataDir. */
   postgresUrl?: string;
@@ -64,8 +64,8 @@ const HEALTH_TIMEOUT_MS = 2000;
 export async function startEventsPipeline(o: EventsPipelineOptions): Promise<EventsPipeline> {
   let store: ProcessedEventStore = await openEventStore({ ...o, poolSize: Math.max(4, o.queueWorkers + 2) });
   if (o.wrapStore) store = o.wrapStore(store);
-  const queue: EventBatchQueue = o.redisUrl
-    ? new BullmqEventQueue({ redisUrl: o.redisUrl, name: o.queueName, retry: o.retry, lockDurationMs: o.lockDurationMs })
+  const queue: EventBatchQueue = o.redis
+    ? new BullmqEventQueue({ redis: o.redis, name: o.queueName, retry: o.retry, lockDurationMs: o.lockDurationMs })
     : new SqliteEventQueue({ dataDir: o.dataDir, retry: o.retry });
   const pool = new Piscina<EnrichTask | CheckTask, EnrichResult | CheckedBody>({
     filename: new URL('./enrich-worker.js', import.meta.url).href,
@@ -115,7 +115,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
       }
     };
     await Promise.all([
-      probe(o.redisUrl ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
+      probe(o.redis ? 'queue (redis)' : 'queue (sqlite)', () => queue.ping()),
       probe(`store (${storeKindOf(o)})`, () => store.ping()),
       // A short ask to a user actor, and how this node's recent asks went: either can say that the
       // actors do not answer (a Redis that lost the ring, a partition nobody serves, a cut node).

@@ -3,9 +3,10 @@
 // PostgreSQL schema; checked reachable before the run, and removed after it. Never a flush.
 
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import pg from 'pg';
-import { redactedUrl } from '../../runtime/index.js';
+import { pino } from 'pino';
+import { openRedis as openRedisClient, redactedUrl, type Logger } from '../../runtime/index.js';
 
 export interface RunNames {
   /** --cluster of every node: the Redis keys troupe:{cluster}:*. */
@@ -28,7 +29,7 @@ export function quoteIdent(name: string): string {
 
 /** A client that fails fast instead of retrying forever; its last connection error is kept. */
 export function openRedis(url: string): Redis & { lastError?: Error } {
-  const redis: Redis & { lastError?: Error } = new Redis(url, { maxRetriesPerRequest: 2, connectTimeout: 5000, lazyConnect: true, retryStrategy: (times) => (times > 3 ? null : 200) });
+  const redis: Redis & { lastError?: Error } = openRedisClient(url, { role: 'command', purpose: 'chaos run set-up', log: pino({ level: 'silent' }) as unknown as Logger, lazyConnect: true, giveUpAfter: 3 });
   redis.on('error', (err: Error) => {
     redis.lastError = err;
   });

@@ -2,10 +2,10 @@
 // the gRPC transport and the cross-node routing to the node's router and shards, and runs the
 // hand-off on joins and graceful leaves.
 
-import { Redis } from 'ioredis';
 import type { Remote } from 'comlink';
 import { MAIN_ORIGIN } from '../envelope.js';
 import type { Logger } from '../log.js';
+import { connectRedis, type RedisTarget } from '../redis-connection.js';
 import type { Router } from '../router.js';
 import type { ShardControl } from '../shard-worker.js';
 import { ClusterIncarnation } from './cluster-incarnation.js';
@@ -21,7 +21,8 @@ import { ClusterTransport, type ClusterTransportOptions } from './transport.js';
 
 
 export interface JoinClusterOptions {
-  redis: string;
+  /** A URL, or Sentinels and a master name (runtime/redis-connection.ts). */
+  redis: RedisTarget;
   name: string;
   host: string;
   port: number;
@@ -60,21 +61,13 @@ export interface ClusterMember {
 
 export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember> {
   const log = o.log.child({ node: o.self });
-  const redis = new Redis(o.redis, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true });
-  // A paused Redis must not hang the membership, ring and lease calls (read per command by ioredis).
-  redis.options.commandTimeout ??= 1500;
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis at ${o.redis} to join cluster "${o.name}": ${(err as Error).message}`);
-  }
+  const redis = await connectRedis(o.redis, { role: 'command', purpose: `cluster "${o.name}" membership, ring and leases`, log });
   let incarnation: ClusterIncarnation;
   try {
     incarnation = await ClusterIncarnation.open({ redis, cluster: o.name, self: o.self, dataDir: o.dataDir, shards: o.shards.length, log });
   } catch (err) {
     redis.disconnect();
-    throw new Error(`cannot check the incarnation of cluster "${o.name}" in Redis at ${o.redis}: ${(err as Error).message}`);
+    throw new Error(`cannot check the incarnation of cluster "${o.name}" in Redis: ${(err as Error).message}`);
   }
   const shardCount = o.shards.length;
   let membership: RedisMembership | undefined;

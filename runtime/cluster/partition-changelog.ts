@@ -3,7 +3,10 @@
 // that takes a partition over after a crash rebuilds it from what was acknowledged. It is kept
 // compacted: one hash per partition, actor id -> the actor's last logged state (as SQLite stores it).
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import { connectRedis, redisEndpoint, type RedisTarget } from '../redis-connection.js';
+import { ReplicaWait } from '../replica-wait.js';
 import type { SnapshotRow } from '../snapshot-store.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
 import { HOLDER_OF } from './leases.js';
@@ -46,30 +49,32 @@ export class PartitionChangelog implements DurableLog {
   readonly #redis: Redis;
   readonly #keys: ClusterKeys;
   readonly #self: string;
+  /** With replicas, an append resolves only once a replica holds it (one WAIT per append). */
+  readonly #replicas: ReplicaWait;
 
-  private constructor(redis: Redis, cluster: string, self: string) {
+  private constructor(redis: Redis, cluster: string, self: string, replicas: ReplicaWait) {
     this.#redis = redis;
+    this.#replicas = replicas;
     this.#keys = clusterKeys(cluster);
     this.#self = self;
   }
 
   /** Connects its own Redis client (a shard's appends queue behind nobody else's commands). */
-  static async open(url: string, cluster: string, self: string): Promise<PartitionChangelog> {
-    const redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true });
-    try {
-      await redis.connect();
-    } catch (err) {
-      redis.disconnect();
-      throw new Error(`cannot reach Redis at ${url} for the partition changelog of cluster "${cluster}": ${(err as Error).message}`);
-    }
-    return new PartitionChangelog(redis, cluster, self);
+  static async open(target: RedisTarget, cluster: string, self: string, log: Logger): Promise<PartitionChangelog> {
+    const redis = await connectRedis(target, { role: 'command', purpose: `partition changelog of cluster "${cluster}"`, log });
+    const e = redisEndpoint(target);
+    return new PartitionChangelog(redis, cluster, self, new ReplicaWait(redis, { replicas: e.waitReplicas, timeoutMs: e.waitTimeoutMs, what: 'a partition changelog write', log }));
   }
 
   async append(rows: readonly SnapshotRow[]): Promise<ReadonlySet<number>> {
+    const since = this.#replicas.begin();
     const calls: Promise<number[]>[] = [];
     for (let start = 0; start < rows.length; start += ROWS_PER_CALL) calls.push(this.#appendSome(rows.slice(start, start + ROWS_PER_CALL)));
     const refused = new Set<number>();
     for (const ps of await Promise.all(calls)) for (const p of ps) refused.add(p);
+    // Acknowledged means a promoted replica would have it: a failing WAIT fails the whole append
+    // (the shard writes the states again and tells their callers they are not acknowledged).
+    await this.#replicas.confirm(since);
     return refused;
   }
 

@@ -2,43 +2,38 @@
 // read-only (unlike a node's membership, it neither registers, nor heartbeats, nor removes the
 // dead), so inspecting cannot change who is in the cluster.
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { clusterKeys, type ClusterKeys } from '../cluster/keys.js';
-import { redactedUrl } from '../redact.js';
+import { rootLogger, type Logger } from '../log.js';
+import { connectRedis, describeRedis, type RedisTarget } from '../redis-connection.js';
 import type { Member } from './protocol.js';
 
 
 export class RedisMembers {
   readonly cluster: string;
+  /** Where Redis is, in words (no password). */
   readonly url: string;
   readonly #keys: ClusterKeys;
   readonly #redis: Redis;
 
-  private constructor(redis: Redis, url: string, cluster: string) {
+  private constructor(redis: Redis, target: RedisTarget, cluster: string) {
     this.#redis = redis;
-    this.url = url;
+    this.url = describeRedis(target);
     this.cluster = cluster;
     this.#keys = clusterKeys(cluster);
   }
 
   /** Connects (failing at once if Redis cannot be reached). Throws on a bad cluster name. */
-  static async connect(url: string, cluster: string): Promise<RedisMembers> {
+  static async connect(target: RedisTarget, cluster: string, log: Logger = rootLogger()): Promise<RedisMembers> {
     clusterKeys(cluster);
-    const redis = new Redis(url, {
-      lazyConnect: true,
-      connectTimeout: 3000,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    });
-    let cause: Error | undefined;
-    redis.on('error', (err: Error) => (cause = err)); // reported by the calls that fail
+    let redis: Redis;
     try {
-      await redis.connect();
+      // Errors after this are reported by the calls that fail; the client logs only at warn.
+      redis = await connectRedis(target, { role: 'command', purpose: `inspecting cluster "${cluster}"`, log });
     } catch (err) {
-      redis.disconnect();
-      throw new Error(`cannot reach Redis at ${redactedUrl(url)}: ${(cause ?? (err as Error)).message}; is it running, and is this the URL the nodes were given with --redis?`);
+      throw new Error(`${(err as Error).message}; is it running, and is this what the nodes were given (--redis, or --redis-sentinels and --redis-master)?`);
     }
-    return new RedisMembers(redis, url, cluster);
+    return new RedisMembers(redis, target, cluster);
   }
 
   /** Members whose heartbeat deadline has not passed (by Redis's clock), sorted by id. */
@@ -49,7 +44,7 @@ export class RedisMembers {
       const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
       ids = await this.#redis.zrangebyscore(this.#keys.members, now, '+inf');
     } catch (err) {
-      throw new Error(`cannot read the members of cluster "${this.cluster}" from Redis at ${redactedUrl(this.url)}: ${(err as Error).message}`);
+      throw new Error(`cannot read the members of cluster "${this.cluster}" from Redis at ${this.url}: ${(err as Error).message}`);
     }
     if (ids.length === 0) return [];
     const pipeline = this.#redis.pipeline();

@@ -2,7 +2,8 @@
 // Redis, beside the same load inside one node: tells and asks to the other node, and acknowledged
 // durable updates (in a cluster also written to the partition changelogs in Redis before each
 // reply); failure detection after SIGKILL; and the pause each actor sees while its partition is
-// handed off on a join. `npm run bench -- cluster`.
+// handed off on a join; and acknowledged durable updates with a Redis replica and WAIT against
+// the same without a replica, on Redis servers of the bench's own. `npm run bench -- cluster`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,6 +14,7 @@ import { createInterface } from 'node:readline';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Overloaded, partitionOf, startNode, type TroupeNode } from '../../runtime/index.js';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from '../cluster/helpers.js';
+import { redisSet } from '../runtime/redis-servers.js';
 import { Cell } from './fixtures/cell.js';
 import Tally from './fixtures/tally.js';
 import type { BenchOptions, BenchResult } from './run.js';
@@ -111,9 +113,58 @@ async function askRate(node: TroupeNode, keys: string[], total: number, inFlight
   return { rate, p50: latencies[Math.floor(total * 0.5)]!, p99: latencies[Math.floor(total * 0.99)]! };
 }
 
+/**
+ * One node in a cluster of its own on a Redis primary of the bench's own: without a replica (the
+ * reference), then with one, where every changelog write waits for it (WAIT) before the replies leave.
+ */
+async function replicaWaitRows(bench: string, total: number): Promise<BenchResult[]> {
+  const cleanups: (() => void | Promise<void>)[] = [];
+  const servers = redisSet((fn) => cleanups.push(fn));
+  const rate = async (url: string): Promise<number> => {
+    const node = await startNode({
+      dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-wait-')),
+      actorModules: [TALLY],
+      askTimeoutMs: 60_000,
+      cluster: { redis: { url, waitReplicas: 'auto' }, name: uniqueCluster(), host: '127.0.0.1', port: 0 },
+    });
+    try {
+      await until(() => [...Array(node.partitions).keys()].every((p) => node.servesPartition(p)), 'the node serving every partition');
+      const keys = keysServed(node, 10_000, true, 'tally');
+      await durableRate(node, keys, total / 10, 2000);
+      return await durableRate(node, keys, total, 2000);
+    } finally {
+      await node.stop();
+    }
+  };
+  try {
+    progress('acknowledged durable updates: Redis primary alone, then with a replica and WAIT');
+    const alone = await servers.server();
+    const without = await rate(alone.url);
+    const primary = await servers.server();
+    const replica = await servers.server({ replicaOf: primary });
+    const link = replica.client();
+    await until(async () => /master_link_status:up/.test(await link.info('replication')), 'the replica syncing', 30_000);
+    const withWait = await rate(primary.url);
+    return [
+      {
+        bench,
+        metric: 'acknowledged durable updates/s, 2,000 in flight, Redis with a replica and WAIT (baseline: the same Redis without a replica)',
+        value: Math.round(withWait),
+        unit: 'upd/s',
+        baseline: Math.round(without),
+        ratio: withWait / without,
+      },
+    ];
+  } finally {
+    for (const fn of cleanups) await fn();
+  }
+}
+
 export async function run(o: BenchOptions): Promise<BenchResult[]> {
   const scale = o.quick ? 0.2 : 1;
   const bench = 'cluster';
+  // `npm run bench -- cluster wait`: only the replica-and-WAIT row.
+  if (o.args.includes('wait')) return replicaWaitRows(bench, Math.round(200_000 * scale));
   const rows: BenchResult[] = [];
   const redis = newRedis();
   const cluster = uniqueCluster();
@@ -189,6 +240,8 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
     const pauses = [...gaps.values()].sort((x, y) => x - y);
     rows.push({ bench, metric: `per-actor pause during a join's hand-off, p99 (${pauses.length} actors)`, value: Math.round(pauses[Math.floor(pauses.length * 0.99)]!), unit: 'ms', target: '<= 1,000 ms' });
     rows.push({ bench, metric: 'per-actor pause during a join, max', value: Math.round(pauses[pauses.length - 1]!), unit: 'ms' });
+
+    rows.push(...(await replicaWaitRows(bench, durables)));
 
     progress('failure detection after SIGKILL');
     const killedAt = performance.now();

@@ -10,7 +10,7 @@ import { REDIS_URL, until } from './helpers.js';
 
 function open(t: import('ava').ExecutionContext) {
   const name = `events-queue-test-${randomBytes(4).toString('hex')}`;
-  const queue = new BullmqEventQueue({ redisUrl: REDIS_URL, name, retry: { attempts: 3, backoffMs: 10 }, lockDurationMs: 5000 });
+  const queue = new BullmqEventQueue({ redis: REDIS_URL, name, retry: { attempts: 3, backoffMs: 10 }, lockDurationMs: 5000 });
   t.teardown(async () => {
     await queue.close();
     await BullmqEventQueue.destroy(REDIS_URL, name);

@@ -39,7 +39,7 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
     host: '127.0.0.1',
     port: 0,
     dataDir: mkdtempSync(join(tmpdir(), 'troupe-events-')),
-    redisUrl: backend === 'embedded' ? undefined : REDIS_URL,
+    redis: backend === 'embedded' ? undefined : REDIS_URL,
     queueName: `events-test-${tag}`,
     postgresUrl: backend === 'cluster' ? PG_URL : undefined,
     pgSchema: `events_test_${tag}`,
@@ -57,7 +57,7 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
 
 /** Removes what isolatedOptions named. */
 export async function cleanUp(o: Omit<EventsPipelineOptions, 'activity' | 'log'>): Promise<void> {
-  if (o.redisUrl) await BullmqEventQueue.destroy(o.redisUrl, o.queueName).catch(() => {});
+  if (o.redis) await BullmqEventQueue.destroy(o.redis, o.queueName).catch(() => {});
   if (o.postgresUrl) await PgEventStore.dropSchema(o.postgresUrl, o.pgSchema).catch(() => {});
   if (o.eventsStore === 'mysql' && o.mysqlUrl) await dropTestDatabase(o.mysqlUrl).catch(() => {});
   rmSync(o.dataDir, { recursive: true, force: true });
