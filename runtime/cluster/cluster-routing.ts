@@ -5,6 +5,7 @@
 import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, REPLY_STRIDE } from '../envelope.js';
 import { Overloaded, PeerGone, toWireError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { partitionOf } from '../partition.js';
 import type { RemotePath } from '../router.js';
 import type { PartitionOwnership } from './partition-ownership.js';
 import type { RedisRing } from './redis-ring.js';
@@ -122,7 +123,9 @@ export class ClusterRouting implements RemotePath {
     const outAsk = this.#nextOut;
     this.#nextOut = outAsk >= 0x3fffffff ? 1 : outAsk + 1;
     this.#outbound.set(outAsk, { origin, askId, at: Date.now(), peer });
-    this.#transport!.send(peer, NODE_PREFIX + peer, 0, handler, payload, MAIN_ORIGIN, outAsk);
+    // The partition is the id's like any other (the receiver checks it); the receiver answers it itself.
+    const id = NODE_PREFIX + peer;
+    this.#transport!.send(peer, id, partitionOf(id, this.#transport!.partitions), handler, payload, MAIN_ORIGIN, outAsk);
   }
 
   /**
