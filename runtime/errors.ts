@@ -66,10 +66,10 @@ export class ChangelogUnavailable extends TroupeError {
   }
 }
 
-/** In a cluster: the partition moved to another node before a turn's change was logged; the change is gone. */
+/** In a cluster: the partition moved to another node before a turn's change was logged (or before the turn could run or end); the change is gone. */
 export class PartitionMoved extends TroupeError {
-  constructor(actor: string, partition: number) {
-    super('PARTITION_MOVED', `partition ${partition} of ${actor} moved to another node before the change was logged; it was not applied there: retry`);
+  constructor(actor: string, partition: number, why = 'moved to another node before the change was logged') {
+    super('PARTITION_MOVED', `partition ${partition} of ${actor} ${why}; it was not applied there: retry`);
   }
 }
 
