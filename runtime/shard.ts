@@ -14,7 +14,7 @@ import {
   type Batch,
 } from './envelope.js';
 import { ChangelogUnavailable, NotRunning, Overloaded, PartitionMoved, toWireError, UnknownActorType, UnknownHandler, type WireError } from './errors.js';
-import type { DurableLog } from './cluster/partition-changelog.js';
+import type { DurableLog, LoggedRow } from './cluster/partition-changelog.js';
 import type { Logger } from './log.js';
 import { partitionOf } from './partition.js';
 import { renderValue } from './inspector/render.js';
@@ -284,7 +284,9 @@ export class Shard {
   // The changelog (cluster): one write in flight at a time, so a later state never lands before an
   // earlier one; what commits meanwhile gathers for the next write (the newest state per actor).
   /** Committed states not yet written to the changelog, by actor id. */
-  #toLog = new Map<string, SnapshotRow>();
+  #toLog = new Map<string, LoggedRow>();
+  /** Per partition served here, the ring epoch its tenure began at: its rows carry it, and the changelog fences by it. */
+  readonly #tenureEpochs = new Map<number, number>();
   /** Replies waiting for the next changelog write (HELD_STRIDE values each). */
   #waitingForLog: unknown[] = [];
   /** Actor ids of the write in flight. */
@@ -835,7 +837,7 @@ export class Shard {
     for (const act of dirty) {
       act.dirty = false;
       try {
-        rows.push({ id: act.id, partition: act.partition, blob: this.#store.encode(act.state, act.type.codec) });
+        rows.push({ id: act.id, partition: act.partition, blob: this.#store.encode(act.state, act.type.codec), epoch: this.#changelog === undefined ? undefined : this.#tenureEpochs.get(act.partition) } as LoggedRow);
       } catch (err) {
         (unstorable ??= new Map()).set(act, toWireError(err));
       }
@@ -1178,20 +1180,27 @@ export class Shard {
    * without (nothing durable was ever logged of it, or Redis lost it) keeps what this node stored,
    * and that is logged now. The views then count the partitions' actors. Returns how many there are.
    */
-  async recover(partitions: readonly number[]): Promise<number> {
+  async recover(partitions: readonly number[], epoch?: number): Promise<number> {
     const changelog = this.#changelog;
     if (changelog === undefined || partitions.length === 0) return 0;
-    const logged = await changelog.read(partitions);
     const taking = new Set(partitions);
+    // What an earlier tenure committed and could not log is not acknowledged, and is older than the
+    // changelog read now: written later, it would overwrite newer states (the fence refuses it too).
+    this.#dropUnlogged(taking);
+    const logged = await changelog.read(partitions, epoch);
+    for (const p of partitions) {
+      if (epoch === undefined) this.#tenureEpochs.delete(p);
+      else this.#tenureEpochs.set(p, epoch);
+    }
     this.#countInViews(partitions.filter((p) => this.#viewed.delete(p)), false);
     // Activations of durable actors made in an earlier tenure here must not outlive their state.
     for (const act of [...this.#acts.values()]) if (act.type.durable && taking.has(act.partition) && !act.busy) this.#retire(act);
     const fromLog = partitions.filter((p) => logged.has(p));
     this.#store.replacePartitions(fromLog, fromLog.flatMap((p) => logged.get(p)!));
-    const seed: SnapshotRow[] = [];
+    const seed: LoggedRow[] = [];
     for (const p of partitions) {
       if (logged.has(p)) continue;
-      for (const row of this.#store.rowsOf(p)) seed.push({ id: row.id, partition: p, blob: row.blob });
+      for (const row of this.#store.rowsOf(p)) seed.push({ id: row.id, partition: p, blob: row.blob, epoch });
     }
     if (seed.length > 0) {
       const refused = await changelog.append(seed);
@@ -1201,6 +1210,20 @@ export class Shard {
     this.#countInViews(partitions, true);
     this.#flush();
     return fromLog.reduce((n, p) => n + logged.get(p)!.length, seed.length);
+  }
+
+  /** Forgets states of these partitions not yet logged; whoever waits for them hears PARTITION_MOVED. */
+  #dropUnlogged(partitions: ReadonlySet<number>): void {
+    for (const [id, row] of this.#toLog) if (partitions.has(row.partition)) this.#toLog.delete(id);
+    const waiting = this.#waitingForLog;
+    if (waiting.length === 0) return;
+    const kept: unknown[] = [];
+    for (let i = 0; i < waiting.length; i += HELD_STRIDE) {
+      const act = waiting[i + 3] as Activation;
+      if (partitions.has(act.partition)) this.#reply(waiting[i] as number, waiting[i + 1] as number, false, toWireError(new PartitionMoved(act.id, act.partition)));
+      else kept.push(waiting[i], waiting[i + 1], waiting[i + 2], act);
+    }
+    this.#waitingForLog = kept;
   }
 
   /** Adds the stored actors of some partitions to their types' views, or takes them out; returns how many. */

@@ -156,8 +156,9 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     membership,
     handOff,
     // Durable actors come from the partitions' changelogs, whoever had them before (runtime/shard.ts).
-    acquire: async (ps) => {
-      const recovered = await Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts) : 0)));
+    acquire: async (ps, epoch) => {
+      // The epoch fences the partitions' changelogs against writes of earlier tenures.
+      const recovered = await Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts, epoch) : 0)));
       const n = recovered.reduce((a, b) => a + b, 0);
       if (n > 0) log.info({ partitions: ps.length, actors: n }, 'partitions recovered from their changelogs');
     },

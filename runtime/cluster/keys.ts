@@ -18,6 +18,8 @@ export interface ClusterKeys {
   lease(partition: number): string;
   /** HASH actor id -> last acknowledged state (encoded) of one partition's durable actors: its changelog, compacted. */
   changelog(partition: number): string;
+  /** STRING: the ring epoch of the newest tenure that took the partition over; changelog writes of older tenures are refused. */
+  changelogFence(partition: number): string;
   /** Pub/sub: member joined, left or died (payload: the node id). */
   readonly membersChannel: string;
   /** Pub/sub: the ring changed (payload: the new epoch). */
@@ -41,6 +43,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     ringMembers: prefix + 'ring:members',
     lease: (p) => prefix + 'lease:' + p,
     changelog: (p) => prefix + 'changelog:' + p,
+    changelogFence: (p) => prefix + 'changelog-fence:' + p,
     membersChannel: prefix + 'members:changed',
     ringChannel: prefix + 'ring:changed',
   };
