@@ -20,6 +20,8 @@ export interface ClusterKeys {
   changelog(partition: number): string;
   /** STRING: the ring epoch of the newest tenure that took the partition over; changelog writes of older tenures are refused. */
   changelogFence(partition: number): string;
+  /** SET of the peers one node cannot reach now (runtime/cluster/reachability.ts), with a TTL. */
+  unreachable(id: string): string;
   /** Pub/sub: member joined, left or died (payload: the node id). */
   readonly membersChannel: string;
   /** Pub/sub: the ring changed (payload: the new epoch). */
@@ -44,6 +46,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     lease: (p) => prefix + 'lease:' + p,
     changelog: (p) => prefix + 'changelog:' + p,
     changelogFence: (p) => prefix + 'changelog-fence:' + p,
+    unreachable: (id) => prefix + 'unreachable:' + id,
     membersChannel: prefix + 'members:changed',
     ringChannel: prefix + 'ring:changed',
   };

@@ -128,6 +128,8 @@ export class ClusterTransport {
   /** Messages and hand-off rows refused because their partition was not their actor id's. */
   #refused = 0;
   readonly #refusalLogged = new Map<string, { at: number; suppressed: number }>();
+  /** performance.now() of the last frame from each peer (reachability.ts counts silence). */
+  readonly #heard = new Map<string, number>();
   readonly #awaitingAck = new Map<number, { resolve(): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
   readonly #flushAll = (): void => {
     this.#flushScheduled = false;
@@ -412,11 +414,31 @@ export class ClusterTransport {
     }, delay);
   }
 
+  /** When a frame from the peer last arrived (performance.now() ms), or undefined. */
+  lastHeard(peer: string): number | undefined {
+    return this.#heard.get(peer);
+  }
+
+  /**
+   * Sends an empty batch to each peer whose link is up and idle, so that a peer hears from this
+   * node at least this often even with no traffic: silence then means a cut (reachability.ts).
+   * Dials peers not linked yet. Nothing is queued for a link that is down or backed up.
+   */
+  heartbeat(peers: readonly string[]): void {
+    if (this.#closed) return;
+    for (const peer of peers) {
+      const link = this.#link(peer);
+      if (!link.connected || link.blocked || link.head < link.queue.length || link.m.length > 0 || link.r.length > 0) continue;
+      this.#enqueue(link, encodeBatch([], []));
+    }
+  }
+
   /** Drops the link to a peer that left or died, with whatever was queued for it. */
   forget(peer: string): void {
     const link = this.#links.get(peer);
     if (!link) return;
     this.#links.delete(peer);
+    this.#heard.delete(peer);
     this.#closeLink(link);
   }
 
@@ -466,6 +488,7 @@ export class ClusterTransport {
         else this.#log.error({ from, err: e.message }, 'dropped a malformed frame from another node');
         return;
       }
+      if (from !== undefined) this.#heard.set(from, performance.now());
       try {
         if (from === undefined) {
           if (frame.kind !== 'hello') return refuse(grpc.status.INVALID_ARGUMENT, `the first frame must be a hello, got a ${frame.kind}`);
@@ -476,6 +499,7 @@ export class ClusterTransport {
             return refuse(grpc.status.FAILED_PRECONDITION, `node ${frame.node} has ${frame.partitions} partitions and this node ${this.partitions}; a cluster has one partition count`);
           }
           from = frame.node;
+          this.#heard.set(from, performance.now());
           return;
         }
         if (frame.kind === 'batch') this.#o.onBatch(from, this.#refuseMisrouted(from, frame.m, 'batch'), frame.r);
