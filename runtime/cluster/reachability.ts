@@ -105,8 +105,11 @@ export class Reachability {
   readonly #log: Logger;
   readonly #afterMs: number;
   readonly #everyMs: number;
-  /** When each peer was first seen as a member here: a new one gets afterMs to be heard. */
-  readonly #firstSeen = new Map<string, number>();
+  /** Per peer, how long it has been silent, counted over ticks that ran on time. */
+  readonly #silentMs = new Map<string, number>();
+  #lastTick = performance.now();
+  /** Consecutive on-time ticks that left this node out of the survivors. */
+  #leftOut = 0;
   /** Peers this node must not count on: it cannot hear them, or they reported it. */
   #cut = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
@@ -143,13 +146,22 @@ export class Reachability {
     return this.#stoodDown;
   }
 
-  /** Peers this node has not heard from for longer than the detection time. */
-  #unheard(peers: readonly string[], now: number): string[] {
+  /**
+   * Peers this node has not heard from for longer than the detection time, counted in ticks that
+   * ran on time only: after this node's own event loop stalled (GC, a busy core), the frames that
+   * arrived meanwhile are still unread when the first tick runs, and its silence proves nothing.
+   */
+  #unheard(peers: readonly string[], now: number, onTime: boolean): string[] {
     const out: string[] = [];
     for (const peer of peers) {
       const heard = this.#o.links.lastHeard(peer);
-      const since = Math.max(heard ?? -Infinity, this.#firstSeen.get(peer) ?? now);
-      if (now - since > this.#afterMs) out.push(peer);
+      const silent = heard === undefined || heard < this.#lastTick;
+      let ms = this.#silentMs.get(peer) ?? 0;
+      if (!silent) ms = 0;
+      else if (onTime) ms += now - this.#lastTick;
+      this.#silentMs.set(peer, ms);
+      // A peer never heard from gets twice the time: its link may still be dialing.
+      if (ms > (heard === undefined ? 2 * this.#afterMs : this.#afterMs)) out.push(peer);
     }
     return out;
   }
@@ -161,10 +173,11 @@ export class Reachability {
       const self = this.#o.self;
       const now = performance.now();
       const peers = this.#o.members().filter((m) => m !== self);
-      for (const p of peers) if (!this.#firstSeen.has(p)) this.#firstSeen.set(p, now);
-      for (const p of this.#firstSeen.keys()) if (!peers.includes(p)) this.#firstSeen.delete(p);
+      for (const p of this.#silentMs.keys()) if (!peers.includes(p)) this.#silentMs.delete(p);
       this.#o.links.heartbeat(peers);
-      const mine = this.#unheard(peers, now);
+      const onTime = now - this.#lastTick <= 2 * this.#everyMs;
+      const mine = this.#unheard(peers, now, onTime);
+      this.#lastTick = now;
       const flat = (await reportUnreachablePeers.run(this.#o.redis, [this.#keys.unreachable(self), this.#keys.members], [String(this.#afterMs * 2), this.#keys.prefix, ...mine])) as (string | number)[];
       const cuts = new Map<string, Set<string>>();
       const live: string[] = [];
@@ -193,9 +206,12 @@ export class Reachability {
         live.map((id) => ({ id, started: this.#o.startedAt(id) ?? Number.MAX_SAFE_INTEGER })),
         cuts,
       );
+      // Reports lag a tick (a node just resumed from a pause reads what others wrote before they
+      // heard it again): a node stands down only when two ticks in a row, on time, leave it out.
+      this.#leftOut = kept.has(self) ? 0 : onTime ? this.#leftOut + 1 : this.#leftOut;
       if (!kept.has(self)) {
         this.#keptSince = undefined;
-        if (!this.#stoodDown) {
+        if (!this.#stoodDown && this.#leftOut >= 2) {
           this.#stoodDown = true;
           this.#log.warn({ survivors: [...kept], cut: [...cut] }, 'this node cannot reach the survivors of a network partition; leaving the ring until it can');
           await this.#o.standDown().catch((err: Error) => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
 
-const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
+export const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
 
 export class TestNode {
   readonly nodeId: string;
@@ -63,6 +63,12 @@ export class TestNode {
 
   async members(): Promise<string[]> {
     return (await this.#call({ op: 'members' })).value as string[];
+  }
+
+  /** How many partitions the node serves now. */
+  async serving(): Promise<number> {
+    const r = await this.#call({ op: 'serving' });
+    return r.ok ? (r.value as number) : -1;
   }
 
   async actors(): Promise<string[]> {
