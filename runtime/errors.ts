@@ -56,6 +56,17 @@ export class PeerGone extends TroupeError {
 }
 
 /**
+ * The node that owns the actor's partition cannot be reached from here now (a network partition);
+ * an ask forwarded to it may or may not have been handled. Retry: the cluster moves its partitions
+ * to nodes that can be reached.
+ */
+export class PeerUnreachable extends TroupeError {
+  constructor(peer: string) {
+    super('PEER_UNREACHABLE', `node ${peer} cannot be reached from this node now; the message may or may not have been handled there: retry`);
+  }
+}
+
+/**
  * In a cluster: a turn's change was committed on its node but not written to the partition's
  * changelog in Redis, so it would not survive that node's crash. It was not acknowledged; it may
  * or may not be there later (the shard keeps trying to write it).
@@ -66,10 +77,10 @@ export class ChangelogUnavailable extends TroupeError {
   }
 }
 
-/** In a cluster: the partition moved to another node before a turn's change was logged; the change is gone. */
+/** In a cluster: the partition moved to another node before a turn's change was logged (or before the turn could run or end); the change is gone. */
 export class PartitionMoved extends TroupeError {
-  constructor(actor: string, partition: number) {
-    super('PARTITION_MOVED', `partition ${partition} of ${actor} moved to another node before the change was logged; it was not applied there: retry`);
+  constructor(actor: string, partition: number, why = 'moved to another node before the change was logged') {
+    super('PARTITION_MOVED', `partition ${partition} of ${actor} ${why}; it was not applied there: retry`);
   }
 }
 
@@ -133,6 +144,7 @@ export function fromWireError(w: WireError, actor: string, handler: string): Err
     case 'UNKNOWN_HANDLER':
     case 'NOT_RUNNING':
     case 'PEER_GONE':
+    case 'PEER_UNREACHABLE':
     case 'CHANGELOG_UNAVAILABLE':
     case 'PARTITION_MOVED': {
       const e = new TroupeError(w.code, w.message);

@@ -56,7 +56,7 @@ export interface ShardControl {
   /** Cluster: forgets partitions lost without a hand-off (a lapsed or taken lease). */
   forget(partitions: number[]): number;
   /** Cluster: takes over partitions from their changelogs before they are served. */
-  recover(partitions: number[]): Promise<number>;
+  recover(partitions: number[], epoch?: number): Promise<number>;
   /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
   collectGarbage(): boolean;
 }
@@ -140,7 +140,7 @@ async function main(init: ShardInit): Promise<void> {
     handOff: (partitions) => shard.handOff(partitions),
     install: (rows) => shard.install(rows),
     forget: (partitions) => shard.forget(partitions),
-    recover: (partitions) => shard.recover(partitions),
+    recover: (partitions, epoch) => shard.recover(partitions, epoch),
     collectGarbage: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
       gc?.();

@@ -14,7 +14,7 @@ import {
   type Batch,
 } from './envelope.js';
 import { ChangelogUnavailable, NotRunning, Overloaded, PartitionMoved, toWireError, UnknownActorType, UnknownHandler, type WireError } from './errors.js';
-import type { DurableLog } from './cluster/partition-changelog.js';
+import type { DurableLog, LoggedRow } from './cluster/partition-changelog.js';
 import type { Logger } from './log.js';
 import { partitionOf } from './partition.js';
 import { renderValue } from './inspector/render.js';
@@ -142,6 +142,13 @@ export interface ShardOptions {
 
 /** After a changelog write failed, the next try waits this long. */
 const CHANGELOG_RETRY_MS = 500;
+/** Messages held for a partition whose lease deadline passed are looked at again this often. */
+const FENCE_CHECK_MS = 20;
+/**
+ * An ask held that long for a partition whose lease deadline passed (and that the main thread has
+ * not yet taken away) fails with PARTITION_MOVED, so that its asker retries rather than waits.
+ */
+const FENCE_HOLD_MAX_MS = 1000;
 
 /** The per-turn face of an activation handed to its handler. */
 class TurnContext implements ActorContext<unknown>, MessageSender {
@@ -222,6 +229,11 @@ class TurnContext implements ActorContext<unknown>, MessageSender {
       [id, partition] = this.#shard.resolve(a);
       [handler, message, timeoutMs] = [b, c, (d as AskOptions | undefined)?.timeoutMs];
     }
+    // A resumed async handler whose partition lost its lease meanwhile must not reach anyone.
+    if (this.#shard.fenced(this.#act)) {
+      this.held = null;
+      return Promise.reject(new PartitionMoved(this.#act.id, this.#act.partition, 'its lease lapsed on this node during the turn'));
+    }
     // Tells made earlier in this turn go first: per-sender order holds across tell and ask.
     this.releaseHeld();
     return this.#shard.ask(id, partition, handler, message, timeoutMs, this.span);
@@ -272,7 +284,9 @@ export class Shard {
   // The changelog (cluster): one write in flight at a time, so a later state never lands before an
   // earlier one; what commits meanwhile gathers for the next write (the newest state per actor).
   /** Committed states not yet written to the changelog, by actor id. */
-  #toLog = new Map<string, SnapshotRow>();
+  #toLog = new Map<string, LoggedRow>();
+  /** Per partition served here, the ring epoch its tenure began at: its rows carry it, and the changelog fences by it. */
+  readonly #tenureEpochs = new Map<number, number>();
   /** Replies waiting for the next changelog write (HELD_STRIDE values each). */
   #waitingForLog: unknown[] = [];
   /** Actor ids of the write in flight. */
@@ -282,6 +296,14 @@ export class Shard {
   #logIdle: Promise<void> = Promise.resolve();
   /** With a changelog: the partitions whose stored actors the views count. */
   readonly #viewed = new Set<number>();
+  /**
+   * Messages of partitions whose lease deadline passed while the main thread still routes them
+   * here (it has not noticed yet): held per partition, in order, until the partition is taken away
+   * (they go to the main thread) or its lease is renewed (they run). Sending them back at once
+   * would only bounce them between the threads until the main thread notices.
+   */
+  readonly #fencedMail = new Map<number, { since: number; m: unknown[] }>();
+  #fenceTimer: NodeJS.Timeout | undefined;
   readonly #outM: unknown[][];
   readonly #outR: unknown[][];
   readonly #pending = new PendingAsks();
@@ -307,6 +329,7 @@ export class Shard {
     changelogStates: 0,
     changelogFailures: 0,
     changelogRefused: 0,
+    fencedTurns: 0,
   };
 
   constructor(o: ShardOptions) {
@@ -368,9 +391,14 @@ export class Shard {
         for (let i = 0; i < m.length; i += MSG_STRIDE) {
           const id = m[i] as string;
           const partition = m[i + 1] as number;
-          if (ownership[partition] !== OWNED_HERE || (deadlines !== undefined && !(deadlines[partition]! > nowMs))) {
+          if (ownership[partition] !== OWNED_HERE) {
             // Not ours (any more): the main thread knows where it goes now.
             this.#outM[0]!.push(id, partition, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
+            continue;
+          }
+          if (deadlines !== undefined && (!(deadlines[partition]! > nowMs) || (this.#fencedMail.size > 0 && this.#fencedMail.has(partition)))) {
+            // Its lease lapsed (or messages before it wait for that to settle): hold it, in order.
+            this.#holdFenced(id, partition, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
             continue;
           }
           let act = this.#current(this.#acts.get(id));
@@ -417,7 +445,8 @@ export class Shard {
     this.#acts.delete(act.id);
     const mb = act.mailbox;
     act.mailbox = null;
-    if (mb !== null) for (let i = act.head; i < mb.length; i += MAIL_STRIDE) this.#deliver(act.id, act.partition, mb[i] as string, mb[i + 1], mb[i + 2] as number, mb[i + 3] as number);
+    // The activate marker was the stale activation's own; a fresh one queues its own.
+    if (mb !== null) for (let i = act.head; i < mb.length; i += MAIL_STRIDE) if (mb[i] !== ACTIVATE) this.#deliver(act.id, act.partition, mb[i] as string, mb[i + 1], mb[i + 2] as number, mb[i + 3] as number);
     return this.#acts.get(act.id);
   }
 
@@ -480,10 +509,24 @@ export class Shard {
   #runReady(): boolean {
     let budget = TURN_BUDGET;
     const ready = this.#ready;
+    const deadlines = this.#deadlines;
     let i = this.#readyHead;
     while (i < ready.length && budget > 0) {
       const act = ready[i++]!;
       act.queued = false;
+      // Fencing at every turn (cluster): a visit runs only while its partition's lease is ahead by
+      // this node's clock, and only for an activation of the partition's current tenure here. One
+      // typed-array read and one clock read per visit, however many messages the visit runs.
+      if (deadlines !== undefined && !act.busy && act.mailbox !== null) {
+        if (!(deadlines[act.partition]! > performance.timeOrigin + performance.now())) {
+          this.#fence(act);
+          continue;
+        }
+        if (this.#tenures !== undefined && act.tenure !== Atomics.load(this.#tenures, act.partition)) {
+          this.#current(act); // its mail goes to a fresh activation, which is queued if it has any
+          continue;
+        }
+      }
       // A visit runs only the messages already waiting: an actor that keeps telling itself
       // must not starve the others (nor outrun the mailboxes it fills).
       let quantum = act.mailbox === null ? 0 : (act.mailbox.length - act.head) / MAIL_STRIDE;
@@ -606,6 +649,20 @@ export class Shard {
   #asyncEnded(act: Activation, ctx: TurnContext, handler: string, origin: number, askId: number, ok: boolean, value: unknown): void {
     act.busy = false;
     this.#busy--;
+    if (this.fenced(act)) {
+      // The lease lapsed (or the partition left and came back) while the handler awaited: another
+      // node may run this actor now. Nothing of the turn is kept or sent; its asker retries.
+      this.#stats.turnsFailed++;
+      this.#stats.fencedTurns++;
+      ctx.ended = true;
+      ctx.held = null;
+      const err = new PartitionMoved(act.id, act.partition, 'its lease lapsed on this node before the turn ended');
+      if (ctx.span !== undefined) endWithError(ctx.span, err);
+      this.#reply(origin, askId, false, toWireError(err));
+      if (this.#acts.get(act.id) === act) this.#fence(act);
+      this.#scheduleCycle();
+      return;
+    }
     if (ok) this.#completed(act, ctx, origin, askId, value);
     else this.#failed(act, ctx, handler, origin, askId, value);
     if (this.#acts.get(act.id) === act && act.mailbox !== null && !act.queued) {
@@ -613,6 +670,77 @@ export class Shard {
       this.#ready.push(act);
     }
     this.#scheduleCycle();
+  }
+
+  /**
+   * Cluster: true when a turn of this activation must not run or end here now: its partition's
+   * lease deadline passed by this node's clock, or the partition stopped being served here since
+   * the activation was made (a new tenure). Alone (no deadlines), never.
+   */
+  fenced(act: Activation): boolean {
+    const deadlines = this.#deadlines;
+    if (deadlines === undefined) return false;
+    if (!(deadlines[act.partition]! > performance.timeOrigin + performance.now())) return true;
+    return this.#tenures !== undefined && act.tenure !== Atomics.load(this.#tenures, act.partition);
+  }
+
+  /** Retires an activation whose partition lost its lease: its waiting messages are held for the partition (or go to the main thread). */
+  #fence(act: Activation): void {
+    this.#clearTimers(act);
+    if (this.#acts.get(act.id) === act) this.#acts.delete(act.id);
+    const mb = act.mailbox;
+    act.mailbox = null;
+    if (mb === null) return;
+    for (let i = act.head; i < mb.length; i += MAIL_STRIDE) {
+      if (mb[i] !== ACTIVATE) this.#holdFenced(act.id, act.partition, mb[i] as string, mb[i + 1], mb[i + 2] as number, mb[i + 3] as number);
+    }
+  }
+
+  #holdFenced(id: string, partition: number, handler: string, payload: unknown, origin: number, askId: number): void {
+    this.#stats.fencedTurns++;
+    if (Atomics.load(this.#ownership, partition) !== OWNED_HERE) {
+      // The main thread already knows the partition is not served here: it routes the message on.
+      this.#outM[0]!.push(id, partition, handler, payload, origin, askId);
+      return;
+    }
+    let held = this.#fencedMail.get(partition);
+    if (held === undefined) this.#fencedMail.set(partition, (held = { since: performance.now(), m: [] }));
+    held.m.push(id, partition, handler, payload, origin, askId);
+    this.#fenceTimer ??= setInterval(() => this.#settleFenced(), FENCE_CHECK_MS);
+  }
+
+  /** Messages held for fenced partitions: to the main thread once the partition left, run again once its lease is renewed. */
+  #settleFenced(only?: ReadonlySet<number>): void {
+    const now = performance.now();
+    const nowMs = performance.timeOrigin + now;
+    let moved = false;
+    for (const [p, held] of [...this.#fencedMail]) {
+      if (only !== undefined && !only.has(p)) continue;
+      const m = held.m;
+      if (Atomics.load(this.#ownership, p) !== OWNED_HERE || only !== undefined) {
+        this.#fencedMail.delete(p);
+        for (let i = 0; i < m.length; i += MSG_STRIDE) this.#outM[0]!.push(m[i], p, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
+      } else if (this.#deadlines![p]! > nowMs) {
+        this.#fencedMail.delete(p);
+        for (let i = 0; i < m.length; i += MSG_STRIDE) this.#deliver(m[i] as string, p, m[i + 2] as string, m[i + 3], m[i + 4] as number, m[i + 5] as number);
+      } else if (now - held.since > FENCE_HOLD_MAX_MS) {
+        // Still not settled: asks fail (retryable), tells go to the main thread to be routed again.
+        this.#fencedMail.delete(p);
+        for (let i = 0; i < m.length; i += MSG_STRIDE) {
+          if (m[i + 4] === NO_REPLY) this.#outM[0]!.push(m[i], p, m[i + 2], m[i + 3], m[i + 4], m[i + 5]);
+          else this.#reply(m[i + 4] as number, m[i + 5] as number, false, toWireError(new PartitionMoved(m[i] as string, p, 'its lease lapsed on this node and is not renewed yet')));
+        }
+      } else continue;
+      moved = true;
+    }
+    if (this.#fencedMail.size === 0 && this.#fenceTimer !== undefined) {
+      clearInterval(this.#fenceTimer);
+      this.#fenceTimer = undefined;
+    }
+    if (moved) {
+      if (this.#inCycle) return;
+      this.#cycle();
+    }
   }
 
   #dropActivation(act: Activation, reason: WireError): void {
@@ -709,7 +837,7 @@ export class Shard {
     for (const act of dirty) {
       act.dirty = false;
       try {
-        rows.push({ id: act.id, partition: act.partition, blob: this.#store.encode(act.state, act.type.codec) });
+        rows.push({ id: act.id, partition: act.partition, blob: this.#store.encode(act.state, act.type.codec), epoch: this.#changelog === undefined ? undefined : this.#tenureEpochs.get(act.partition) } as LoggedRow);
       } catch (err) {
         (unstorable ??= new Map()).set(act, toWireError(err));
       }
@@ -1041,6 +1169,7 @@ export class Shard {
     }
     // Another node counts these partitions' actors now; what is stored of them stays until recovered.
     if (this.#changelog !== undefined) this.#countInViews(partitions.filter((p) => this.#viewed.delete(p)), false);
+    if (this.#fencedMail.size > 0) this.#settleFenced(gone);
     this.#flush();
     return n;
   }
@@ -1051,20 +1180,27 @@ export class Shard {
    * without (nothing durable was ever logged of it, or Redis lost it) keeps what this node stored,
    * and that is logged now. The views then count the partitions' actors. Returns how many there are.
    */
-  async recover(partitions: readonly number[]): Promise<number> {
+  async recover(partitions: readonly number[], epoch?: number): Promise<number> {
     const changelog = this.#changelog;
     if (changelog === undefined || partitions.length === 0) return 0;
-    const logged = await changelog.read(partitions);
     const taking = new Set(partitions);
+    // What an earlier tenure committed and could not log is not acknowledged, and is older than the
+    // changelog read now: written later, it would overwrite newer states (the fence refuses it too).
+    this.#dropUnlogged(taking);
+    const logged = await changelog.read(partitions, epoch);
+    for (const p of partitions) {
+      if (epoch === undefined) this.#tenureEpochs.delete(p);
+      else this.#tenureEpochs.set(p, epoch);
+    }
     this.#countInViews(partitions.filter((p) => this.#viewed.delete(p)), false);
     // Activations of durable actors made in an earlier tenure here must not outlive their state.
     for (const act of [...this.#acts.values()]) if (act.type.durable && taking.has(act.partition) && !act.busy) this.#retire(act);
     const fromLog = partitions.filter((p) => logged.has(p));
     this.#store.replacePartitions(fromLog, fromLog.flatMap((p) => logged.get(p)!));
-    const seed: SnapshotRow[] = [];
+    const seed: LoggedRow[] = [];
     for (const p of partitions) {
       if (logged.has(p)) continue;
-      for (const row of this.#store.rowsOf(p)) seed.push({ id: row.id, partition: p, blob: row.blob });
+      for (const row of this.#store.rowsOf(p)) seed.push({ id: row.id, partition: p, blob: row.blob, epoch });
     }
     if (seed.length > 0) {
       const refused = await changelog.append(seed);
@@ -1074,6 +1210,20 @@ export class Shard {
     this.#countInViews(partitions, true);
     this.#flush();
     return fromLog.reduce((n, p) => n + logged.get(p)!.length, seed.length);
+  }
+
+  /** Forgets states of these partitions not yet logged; whoever waits for them hears PARTITION_MOVED. */
+  #dropUnlogged(partitions: ReadonlySet<number>): void {
+    for (const [id, row] of this.#toLog) if (partitions.has(row.partition)) this.#toLog.delete(id);
+    const waiting = this.#waitingForLog;
+    if (waiting.length === 0) return;
+    const kept: unknown[] = [];
+    for (let i = 0; i < waiting.length; i += HELD_STRIDE) {
+      const act = waiting[i + 3] as Activation;
+      if (partitions.has(act.partition)) this.#reply(waiting[i] as number, waiting[i + 1] as number, false, toWireError(new PartitionMoved(act.id, act.partition)));
+      else kept.push(waiting[i], waiting[i + 1], waiting[i + 2], act);
+    }
+    this.#waitingForLog = kept;
   }
 
   /** Adds the stored actors of some partitions to their types' views, or takes them out; returns how many. */
@@ -1100,7 +1250,7 @@ export class Shard {
     const mb = act.mailbox;
     act.mailbox = null;
     if (mb === null) return;
-    for (let i = act.head; i < mb.length; i += MAIL_STRIDE) this.#outM[0]!.push(act.id, act.partition, mb[i], mb[i + 1], mb[i + 2], mb[i + 3]);
+    for (let i = act.head; i < mb.length; i += MAIL_STRIDE) if (mb[i] !== ACTIVATE) this.#outM[0]!.push(act.id, act.partition, mb[i], mb[i + 1], mb[i + 2], mb[i + 3]);
   }
 
   /** Finishes every turn in flight, commits, and sends what is left. */
@@ -1117,6 +1267,8 @@ export class Shard {
       await new Promise((r) => setTimeout(r, 1));
     }
     await this.#changelogSettled(until);
+    if (this.#fencedMail.size > 0) this.#settleFenced(new Set(this.#fencedMail.keys()));
+    clearInterval(this.#fenceTimer);
     this.#flush();
     clearTimeout(this.#logRetry);
     clearInterval(this.#sweeper);

@@ -22,6 +22,8 @@ export interface ShardStats {
   changelogFailures: number;
   /** Cluster: states the changelog refused because the partition's lease had moved. */
   changelogRefused: number;
+  /** Cluster: turns not run (their messages held or sent on), or run and not kept, because their partition's lease had lapsed here. */
+  fencedTurns: number;
   queued: number;
   /** The shard thread's V8 heap in use, bytes. */
   heapUsed: number;

@@ -14,6 +14,7 @@ import { HANDOFF_ROW_STRIDE } from './frame-codec.js';
 import { PartitionLeases } from './leases.js';
 import { PartitionOwnership } from './partition-ownership.js';
 import type { ClusterHealth } from '../system.js';
+import { Reachability } from './reachability.js';
 import { RedisMembership } from './redis-membership.js';
 import { RedisRing } from './redis-ring.js';
 import type { PartitionMove } from './ring.js';
@@ -72,6 +73,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
   const shardCount = o.shards.length;
   let membership: RedisMembership | undefined;
   let ownership!: PartitionOwnership;
+  let reachability: Reachability | undefined;
 
   const ring = await RedisRing.open({ redis, cluster: o.name, partitions: o.partitions, log });
   const leases = new PartitionLeases({ redis, cluster: o.name, self: o.self, partitions: o.partitions, deadlines: o.deadlines, incarnation: () => incarnation.expected(), log });
@@ -94,6 +96,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     },
     // Until the membership is joined, every peer counts as one (nothing is routed before that).
     isMember: (peer) => membership === undefined || membership.info(peer) !== undefined,
+    isReachable: (peer) => reachability?.isReachable(peer) !== false,
   });
 
   const transport = await ClusterTransport.start({
@@ -120,6 +123,22 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
 
   const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host;
   membership = await RedisMembership.join({ redis, cluster: o.name, self: o.self, address: o.advertise ?? `${host}:${transport.port}`, log });
+  // Peers this node cannot reach (while Redis still sees everyone): the rule of reachability.ts
+  // decides which side keeps the partitions; this node leaves the ring while it is not on it.
+  reachability = new Reachability({
+    self: o.self,
+    redis,
+    cluster: o.name,
+    links: transport,
+    members: () => membership!.members(),
+    startedAt: (id) => membership!.info(id)?.started,
+    onCut: (peers) => {
+      for (const peer of peers) routing.peerUnreachable(peer);
+    },
+    standDown: async () => void (await ring.leave(o.self)),
+    standUp: async () => void (await ring.join(o.self)),
+    log,
+  });
   membership.onChange((members) => {
     const alive = new Set(members);
     for (const peer of transport.stats().map((s) => s.peer)) {
@@ -159,7 +178,11 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
         if (to) byPeer.get(to)?.rows.push(rows[i], rows[i + 1], rows[i + 2]);
       }
     }
-    await Promise.all([...byPeer].map(([peer, { partitions, rows }]) => transport.handOff(peer, epoch, partitions, rows)));
+    // A new owner this node cannot reach gets nothing (it rebuilds durable actors from the changelogs);
+    // waiting for its acknowledgement would only keep the leases from it until the timeout.
+    const reachable = [...byPeer].filter(([peer]) => reachability?.isReachable(peer) !== false);
+    if (reachable.length < byPeer.size) log.warn({ peers: [...byPeer.keys()].filter((p) => !reachability!.isReachable(p)) }, 'hand-off skipped to new owners this node cannot reach; their volatile actors start over');
+    await Promise.all(reachable.map(([peer, { partitions, rows }]) => transport.handOff(peer, epoch, partitions, rows)));
     log.info({ partitions: moves.length, peers: byPeer.size, epoch }, 'partitions handed off');
   };
 
@@ -173,7 +196,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     handOff,
     // Durable actors come from the partitions' changelogs, whoever had them before (runtime/shard.ts).
     acquire: async (ps, epoch) => {
-      const recovered = await Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts) : 0)));
+      // The epoch fences the partitions' changelogs against writes of earlier tenures.
+      const recovered = await Promise.all(byShardOf(ps).map((parts, s) => (parts.length > 0 ? o.shards[s]!.recover(parts, epoch) : 0)));
       const n = recovered.reduce((a, b) => a + b, 0);
       if (n > 0) log.info({ partitions: ps.length, actors: n }, 'partitions recovered from their changelogs');
       // Remembered before serving: if Redis loses its data, the newest tenure of each partition rebuilds it.
@@ -194,6 +218,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
   incarnation.onChange(() => void ownership.reconcile());
   incarnation.watch();
   await ownership.start();
+  reachability.start();
   log.info({ cluster: o.name, address: membership.info(o.self)?.address, serving: ownership.serving().length }, 'joined the cluster');
 
   let left = false;
@@ -225,10 +250,12 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     async leave(): Promise<void> {
       if (left) return;
       left = true;
+      reachability!.stop();
       await ownership.leave();
       await membership!.leave();
     },
     async close(): Promise<void> {
+      reachability!.stop();
       ownership.stop();
       incarnation.close();
       routing.close();

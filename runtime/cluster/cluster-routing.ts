@@ -3,8 +3,9 @@
 // ways so that replies find their asker (the main thread, a shard, or another node).
 
 import { MAIN_ORIGIN, MSG_STRIDE, NO_REPLY, REPLY_STRIDE } from '../envelope.js';
-import { Overloaded, PartitionUnavailable, PeerGone, toWireError } from '../errors.js';
+import { Overloaded, PartitionUnavailable, PeerGone, PeerUnreachable, toWireError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { partitionOf } from '../partition.js';
 import type { RemotePath } from '../router.js';
 import type { PartitionOwnership } from './partition-ownership.js';
 import type { RedisRing } from './redis-ring.js';
@@ -48,6 +49,12 @@ export interface ClusterRoutingOptions {
    * sending them down a link to a dead node. Default: every node is.
    */
   isMember?(peer: string): boolean;
+  /**
+   * Whether a node can be reached from here now (reachability.ts). Asks for a partition whose owner
+   * cannot fail at once with PEER_UNREACHABLE (retryable) instead of waiting out their timeout;
+   * tells wait for the partition to move. Default: every node can.
+   */
+  isReachable?(peer: string): boolean;
 }
 
 /** Node-level requests travel as messages to `$node/<node id>`, on partition 0, answered by the node. */
@@ -105,6 +112,11 @@ export class ClusterRouting implements RemotePath {
       this.#hold(id, partition, handler, payload, origin, askId);
       return;
     }
+    if (this.#o.isReachable?.(owner) === false) {
+      if (origin !== NO_REPLY) throw new PeerUnreachable(owner);
+      this.#hold(id, partition, handler, payload, origin, askId);
+      return;
+    }
     let outAsk = 0;
     if (origin !== NO_REPLY) {
       outAsk = this.#nextOut;
@@ -124,7 +136,9 @@ export class ClusterRouting implements RemotePath {
     const outAsk = this.#nextOut;
     this.#nextOut = outAsk >= 0x3fffffff ? 1 : outAsk + 1;
     this.#outbound.set(outAsk, { origin, askId, at: Date.now(), peer });
-    this.#transport!.send(peer, NODE_PREFIX + peer, 0, handler, payload, MAIN_ORIGIN, outAsk);
+    // The partition is the id's like any other (the receiver checks it); the receiver answers it itself.
+    const id = NODE_PREFIX + peer;
+    this.#transport!.send(peer, id, partitionOf(id, this.#transport!.partitions), handler, payload, MAIN_ORIGIN, outAsk);
   }
 
   /**
@@ -136,6 +150,15 @@ export class ClusterRouting implements RemotePath {
       if (ask.peer !== peer) continue;
       this.#outbound.delete(id);
       this.#answer(ask.origin, ask.askId, false, toWireError(new PeerGone(peer)));
+    }
+  }
+
+  /** A node cannot be reached now: the asks forwarded to it fail at once (retryable) rather than time out. */
+  peerUnreachable(peer: string): void {
+    for (const [id, ask] of this.#outbound) {
+      if (ask.peer !== peer) continue;
+      this.#outbound.delete(id);
+      this.#answer(ask.origin, ask.askId, false, toWireError(new PeerUnreachable(peer)));
     }
   }
 

@@ -26,6 +26,10 @@ export interface ClusterKeys {
   readonly incarnation: string;
   /** HASH partition -> "epoch|node": during a rebuild, the newest tenure that published the partition's rows. */
   readonly rebuild: string;
+  /** STRING: the ring epoch of the newest tenure that took the partition over; changelog writes of older tenures are refused. */
+  changelogFence(partition: number): string;
+  /** SET of the peers one node cannot reach now (runtime/cluster/reachability.ts), with a TTL. */
+  unreachable(id: string): string;
   /** Pub/sub: member joined, left or died (payload: the node id). */
   readonly membersChannel: string;
   /** Pub/sub: the ring changed (payload: the new epoch). */
@@ -51,6 +55,8 @@ export function clusterKeys(cluster: string): ClusterKeys {
     changelog: (p) => prefix + 'changelog:' + p,
     incarnation: prefix + 'incarnation',
     rebuild: prefix + 'rebuild',
+    changelogFence: (p) => prefix + 'changelog-fence:' + p,
+    unreachable: (id) => prefix + 'unreachable:' + id,
     membersChannel: prefix + 'members:changed',
     ringChannel: prefix + 'ring:changed',
   };

@@ -13,35 +13,74 @@ import { HOLDER_OF } from './leases.js';
 import { LuaScript } from './lua-script.js';
 
 /**
- * KEYS: per partition of the call, its lease key then its changelog key. ARGV: node, then per row
- * the partition's place among the call's partitions (1-based), the actor id and the state. Rows of
- * partitions whose lease the node does not hold are not written; the reply lists those places.
+ * KEYS: per place of the call (a partition and the epoch its rows were committed at), its lease
+ * key, its changelog key and its fence key. ARGV: node, the number of places, each place's epoch,
+ * then per row its place (1-based), the actor id and the state. A place is written only if this
+ * node holds the lease, the lease is at least at the rows' epoch, and the rows' epoch is not below
+ * the partition's fence (the epoch of the newest tenure that recovered it): so a delayed write of
+ * an earlier tenure cannot land after the same node took the lease again. The reply lists the
+ * places refused.
  */
 const appendToChangelogs = new LuaScript(
   'append_partition_changelogs',
   HOLDER_OF +
-    `local held = {}
+    `local places = tonumber(ARGV[2])
+local held = {}
 local refused = {}
-for i = 1, #KEYS / 2 do
-  held[i] = holder_of(redis.call('GET', KEYS[2 * i - 1])) == ARGV[1]
+for i = 1, places do
+  local epoch = tonumber(ARGV[2 + i])
+  local lease = redis.call('GET', KEYS[3 * i - 2])
+  local fence = tonumber(redis.call('GET', KEYS[3 * i]) or '0')
+  held[i] = holder_of(lease) == ARGV[1] and tonumber(string.match(lease, '^(%d+)|')) >= epoch and epoch >= fence
   if not held[i] then refused[#refused + 1] = i end
 end
-for j = 2, #ARGV, 3 do
+for j = 3 + places, #ARGV, 3 do
   local i = tonumber(ARGV[j])
-  if held[i] then redis.call('HSET', KEYS[2 * i], ARGV[j + 1], ARGV[j + 2]) end
+  if held[i] then redis.call('HSET', KEYS[3 * i - 1], ARGV[j + 1], ARGV[j + 2]) end
 end
 return refused`,
+);
+
+/**
+ * KEYS: fence keys. ARGV: epoch. A tenure that takes partitions over raises their fences to its
+ * epoch before it reads their changelogs: writes of earlier tenures are refused from then on.
+ * Reply: per key the fence now (above the epoch if a newer tenure already raised it).
+ */
+const raiseChangelogFences = new LuaScript(
+  'raise_changelog_fences_n_keys',
+  `local out = {}
+local epoch = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local fence = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if fence < epoch then
+    redis.call('SET', KEYS[i], ARGV[1])
+    fence = epoch
+  end
+  out[i] = fence
+end
+return out`,
 );
 
 /** Rows per script call: a long script blocks Redis for everyone else. */
 const ROWS_PER_CALL = 512;
 
+/** A committed state on its way to the changelog, with the ring epoch of the tenure that committed it (0: none). */
+export interface LoggedRow extends SnapshotRow {
+  epoch?: number;
+}
+
 /** What a shard needs of the changelog (runtime/shard.ts); a test can stand in for Redis with it. */
 export interface DurableLog {
-  /** Writes committed states; resolves with the partitions refused (their lease is not held here). */
-  append(rows: readonly SnapshotRow[]): Promise<ReadonlySet<number>>;
-  /** The logged rows of some partitions; a partition missing from the map has no changelog at all. */
-  read(partitions: readonly number[]): Promise<Map<number, SnapshotRow[]>>;
+  /**
+   * Writes committed states; resolves with the partitions refused (their lease is not held here,
+   * or a newer tenure than the rows' took the partition over).
+   */
+  append(rows: readonly LoggedRow[]): Promise<ReadonlySet<number>>;
+  /**
+   * The logged rows of some partitions; a partition missing from the map has no changelog at all.
+   * With `epoch` (a tenure taking the partitions over), their fences are raised to it first.
+   */
+  read(partitions: readonly number[], epoch?: number): Promise<Map<number, SnapshotRow[]>>;
   close(): Promise<void>;
 }
 
@@ -66,7 +105,7 @@ export class PartitionChangelog implements DurableLog {
     return new PartitionChangelog(redis, cluster, self, new ReplicaWait(redis, { replicas: e.waitReplicas, timeoutMs: e.waitTimeoutMs, what: 'a partition changelog write', log }));
   }
 
-  async append(rows: readonly SnapshotRow[]): Promise<ReadonlySet<number>> {
+  async append(rows: readonly LoggedRow[]): Promise<ReadonlySet<number>> {
     const since = this.#replicas.begin();
     const calls: Promise<number[]>[] = [];
     for (let start = 0; start < rows.length; start += ROWS_PER_CALL) calls.push(this.#appendSome(rows.slice(start, start + ROWS_PER_CALL)));
@@ -78,24 +117,36 @@ export class PartitionChangelog implements DurableLog {
     return refused;
   }
 
-  async #appendSome(rows: readonly SnapshotRow[]): Promise<number[]> {
-    const place = new Map<number, number>();
+  async #appendSome(rows: readonly LoggedRow[]): Promise<number[]> {
+    // A place is a partition at one epoch (rows of two tenures of a partition are fenced apart).
+    const place = new Map<string, number>();
+    const partitionOfPlace: number[] = [];
     const keys: string[] = [];
-    const args: (string | Buffer)[] = [this.#self];
+    const epochs: string[] = [];
+    const rowArgs: (string | Buffer)[] = [];
     for (const row of rows) {
-      let i = place.get(row.partition);
+      const epoch = row.epoch ?? 0;
+      const name = `${row.partition}|${epoch}`;
+      let i = place.get(name);
       if (i === undefined) {
-        place.set(row.partition, (i = place.size + 1));
-        keys.push(this.#keys.lease(row.partition), this.#keys.changelog(row.partition));
+        place.set(name, (i = place.size + 1));
+        partitionOfPlace.push(row.partition);
+        keys.push(this.#keys.lease(row.partition), this.#keys.changelog(row.partition), this.#keys.changelogFence(row.partition));
+        epochs.push(String(epoch));
       }
-      args.push(String(i), row.id, row.blob);
+      rowArgs.push(String(i), row.id, row.blob);
     }
-    const refused = (await appendToChangelogs.run(this.#redis, keys, args)) as number[];
-    const byPlace = [...place.keys()];
-    return refused.map((i) => byPlace[i - 1]!);
+    const refused = (await appendToChangelogs.run(this.#redis, keys, [this.#self, String(place.size), ...epochs, ...rowArgs])) as number[];
+    return refused.map((i) => partitionOfPlace[i - 1]!);
   }
 
-  async read(partitions: readonly number[]): Promise<Map<number, SnapshotRow[]>> {
+  async read(partitions: readonly number[], epoch?: number): Promise<Map<number, SnapshotRow[]>> {
+    if (epoch !== undefined && partitions.length > 0) {
+      const fences = (await raiseChangelogFences.run(this.#redis, partitions.map((p) => this.#keys.changelogFence(p)), [String(epoch)])) as number[];
+      const ahead = partitions.filter((_, i) => fences[i]! > epoch);
+      // Only a ring epoch gone backwards (Redis lost it) can do this; this tenure's writes will be refused.
+      if (ahead.length > 0) throw new Error(`partitions ${ahead.slice(0, 5).join(', ')}${ahead.length > 5 ? ', ...' : ''} were taken over at a ring epoch above ${epoch}; refresh the ring before serving them`);
+    }
     const pipeline = this.#redis.pipeline();
     for (const p of partitions) pipeline.hgetallBuffer(this.#keys.changelog(p));
     const replies = (await pipeline.exec()) ?? [];

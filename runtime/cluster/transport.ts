@@ -6,12 +6,13 @@
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
-import { Overloaded } from '../errors.js';
+import { MSG_STRIDE, NO_REPLY, REPLY_STRIDE } from '../envelope.js';
+import { Overloaded, type WireError } from '../errors.js';
 import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, type Logger } from '../log.js';
+import { partitionOf } from '../partition.js';
 import { protoPath } from '../paths.js';
-import { decodeFrame, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, MAX_FRAME_BYTES } from './frame-codec.js';
+import { decodeFrame, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, HANDOFF_ROW_STRIDE, MAX_FRAME_BYTES } from './frame-codec.js';
 
 /** Messages gathered for one peer are encoded at once when they reach this many. */
 const FLUSH_AT = 4096 * MSG_STRIDE;
@@ -32,6 +33,15 @@ function loadClusterService(): { service: grpc.ServiceDefinition; Client: new (a
 }
 
 const MAX_MESSAGE = MAX_FRAME_BYTES + 64 * 1024;
+
+/**
+ * What a peer hears when one of its asks named a partition that is not its actor's. Generic on
+ * purpose: the details (which id, which partition) go to this node's log, not back to the sender.
+ */
+const MISROUTED: WireError = { name: 'TroupeError', code: 'MISROUTED', message: 'the receiving node refused the message: its partition is not the one of its actor id' };
+
+/** Refusals of misrouted messages are logged at most this often per peer (a hostile peer must not flood the log). */
+const REFUSAL_LOG_EVERY_MS = 1000;
 
 export interface ClusterTransportOptions {
   self: string;
@@ -115,6 +125,11 @@ export class ClusterTransport {
   #flushScheduled = false;
   #closed = false;
   #handOffs = 0;
+  /** Messages and hand-off rows refused because their partition was not their actor id's. */
+  #refused = 0;
+  readonly #refusalLogged = new Map<string, { at: number; suppressed: number }>();
+  /** performance.now() of the last frame from each peer (reachability.ts counts silence). */
+  readonly #heard = new Map<string, number>();
   readonly #awaitingAck = new Map<number, { resolve(): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
   readonly #flushAll = (): void => {
     this.#flushScheduled = false;
@@ -399,11 +414,31 @@ export class ClusterTransport {
     }, delay);
   }
 
+  /** When a frame from the peer last arrived (performance.now() ms), or undefined. */
+  lastHeard(peer: string): number | undefined {
+    return this.#heard.get(peer);
+  }
+
+  /**
+   * Sends an empty batch to each peer whose link is up and idle, so that a peer hears from this
+   * node at least this often even with no traffic: silence then means a cut (reachability.ts).
+   * Dials peers not linked yet. Nothing is queued for a link that is down or backed up.
+   */
+  heartbeat(peers: readonly string[]): void {
+    if (this.#closed) return;
+    for (const peer of peers) {
+      const link = this.#link(peer);
+      if (!link.connected || link.blocked || link.head < link.queue.length || link.m.length > 0 || link.r.length > 0) continue;
+      this.#enqueue(link, encodeBatch([], []));
+    }
+  }
+
   /** Drops the link to a peer that left or died, with whatever was queued for it. */
   forget(peer: string): void {
     const link = this.#links.get(peer);
     if (!link) return;
     this.#links.delete(peer);
+    this.#heard.delete(peer);
     this.#closeLink(link);
   }
 
@@ -453,6 +488,7 @@ export class ClusterTransport {
         else this.#log.error({ from, err: e.message }, 'dropped a malformed frame from another node');
         return;
       }
+      if (from !== undefined) this.#heard.set(from, performance.now());
       try {
         if (from === undefined) {
           if (frame.kind !== 'hello') return refuse(grpc.status.INVALID_ARGUMENT, `the first frame must be a hello, got a ${frame.kind}`);
@@ -463,11 +499,15 @@ export class ClusterTransport {
             return refuse(grpc.status.FAILED_PRECONDITION, `node ${frame.node} has ${frame.partitions} partitions and this node ${this.partitions}; a cluster has one partition count`);
           }
           from = frame.node;
+          this.#heard.set(from, performance.now());
           return;
         }
-        if (frame.kind === 'batch') this.#o.onBatch(from, frame.m, frame.r);
-        else if (frame.kind === 'redirect') this.#o.onRedirect(from, frame.epoch, frame.owner, frame.m);
-        else if (frame.kind === 'handoff') this.#takeHandOff(from, frame.id, frame.epoch, frame.partitions, frame.rows);
+        if (frame.kind === 'batch') this.#o.onBatch(from, this.#refuseMisrouted(from, frame.m, 'batch'), frame.r);
+        else if (frame.kind === 'redirect') {
+          const m = this.#refuseMisrouted(from, frame.m, 'redirect');
+          if (m.length > 0) this.#o.onRedirect(from, frame.epoch, frame.owner, m);
+        }
+        else if (frame.kind === 'handoff') this.#takeHandOff(from, frame.id, frame.epoch, frame.partitions, this.#refuseMisroutedRows(from, frame.rows));
         else if (frame.kind === 'handoff-ack') this.#acknowledge(frame.id, frame.error);
         else this.#log.warn({ from }, 'ignored a second hello on a link');
       } catch (err) {
@@ -480,6 +520,78 @@ export class ClusterTransport {
       this.#inbound.delete(call);
       if (!refused) call.end();
     });
+  }
+
+  // ---- partitions named by peers ---------------------------------------------------------------
+
+  /**
+   * A peer names each message's partition, and shards place actors by it: trusted, a wrong one
+   * would activate the actor a second time in another shard (or on a partition this node does not
+   * hold). So the partition is computed again from the actor id here, and a message that disagrees
+   * (or is out of range) is refused: an ask is answered with a generic error (a redirect's asks,
+   * ours, fail at once), a tell is dropped; each refusal is counted and logged.
+   */
+  #refuseMisrouted(from: string, m: unknown[], kind: 'batch' | 'redirect'): unknown[] {
+    const partitions = this.partitions;
+    let bad: number[] | undefined;
+    for (let i = 0; i < m.length; i += MSG_STRIDE) {
+      if (m[i + 1] !== partitionOf(m[i] as string, partitions)) (bad ??= []).push(i);
+    }
+    if (bad === undefined) return m;
+    const good: unknown[] = [];
+    const refused: unknown[] = [];
+    let next = 0;
+    for (let i = 0; i < m.length; i += MSG_STRIDE) {
+      const into = i === bad[next] ? (next++, refused) : good;
+      for (let k = 0; k < MSG_STRIDE; k++) into.push(m[i + k]);
+    }
+    this.#countRefused(from, refused.length / MSG_STRIDE, kind, refused[0] as string, refused[1] as number);
+    if (kind === 'redirect') {
+      // Our own messages, sent back with a partition changed on the way: fail their asks now.
+      this.#o.onUnsendable?.(from, refused, [], new FrameError(`node ${from} redirected messages with a partition that is not their actor id's`));
+    } else {
+      for (let i = 0; i < refused.length; i += MSG_STRIDE) {
+        if (refused[i + 4] !== NO_REPLY) this.reply(from, refused[i + 5] as number, false, MISROUTED);
+      }
+    }
+    return good;
+  }
+
+  /** Hand-off rows whose partition is not their actor id's are dropped; the others are stored. */
+  #refuseMisroutedRows(from: string, rows: unknown[]): unknown[] {
+    const partitions = this.partitions;
+    let good: unknown[] | undefined;
+    let first = -1;
+    for (let i = 0; i < rows.length; i += HANDOFF_ROW_STRIDE) {
+      const ok = rows[i + 1] === partitionOf(rows[i] as string, partitions);
+      if (!ok && good === undefined) {
+        good = rows.slice(0, i);
+        first = i;
+      } else if (ok && good !== undefined) good.push(rows[i], rows[i + 1], rows[i + 2]);
+    }
+    if (good === undefined) return rows;
+    this.#countRefused(from, (rows.length - good.length) / HANDOFF_ROW_STRIDE, 'hand-off', rows[first] as string, rows[first + 1] as number);
+    return good;
+  }
+
+  #countRefused(from: string, n: number, kind: string, actor: string, partition: number): void {
+    this.#refused += n;
+    const now = Date.now();
+    const last = this.#refusalLogged.get(from);
+    if (last !== undefined && now - last.at < REFUSAL_LOG_EVERY_MS) {
+      last.suppressed += n;
+      return;
+    }
+    this.#refusalLogged.set(from, { at: now, suppressed: 0 });
+    this.#log.warn(
+      { from, kind, refused: n, refusedBefore: last?.suppressed ?? 0, actor: actor.slice(0, 200), partition, expected: partitionOf(actor, this.partitions), total: this.#refused },
+      'refused messages from another node whose partition is not the one of their actor id (a bug or a hostile peer)',
+    );
+  }
+
+  /** Messages and hand-off rows refused so far because they named a partition not their actor id's. */
+  get refusedMisrouted(): number {
+    return this.#refused;
   }
 
   /** Stops dialing, closes every link and the server. */

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
 import { pollUntil } from '../common.js';
 
-const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
+export const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
 
 export class TestNode {
   readonly nodeId: string;
@@ -78,6 +78,12 @@ export class TestNode {
 
   async members(): Promise<string[]> {
     return (await this.#call({ op: 'members' })).value as string[];
+  }
+
+  /** How many partitions the node serves now. */
+  async serving(): Promise<number> {
+    const r = await this.#call({ op: 'serving' });
+    return r.ok ? (r.value as number) : -1;
   }
 
   async actors(): Promise<string[]> {

@@ -6,14 +6,19 @@ import { performance } from 'node:perf_hooks';
 import { decodeFrame, encodeBatch } from '../../runtime/cluster/frame-codec.js';
 import { ClusterTransport } from '../../runtime/cluster/transport.js';
 import { MSG_STRIDE } from '../../runtime/envelope.js';
+import { partitionOf } from '../../runtime/partition.js';
 import type { BenchOptions, BenchResult } from '../bench/run.js';
 import { quietLog } from './helpers.js';
 
 const TICK = 4096;
+/** The ids' real partitions (the receiver refuses any other), computed once as an ActorRef holds them. */
+const USERS = 100_000;
+const PART = Array.from({ length: USERS }, (_, i) => partitionOf(`user/${i}`, 1024));
+const WARM = partitionOf('warm/0', 1024);
 
 function codecTellsPerSec(total: number): number {
   const m: unknown[] = [];
-  for (let i = 0; i < TICK; i++) m.push(`user/${i}`, i % 1024, 'ping', i, 0, 0);
+  for (let i = 0; i < TICK; i++) m.push(`user/${i}`, PART[i]!, 'ping', i, 0, 0);
   const t0 = performance.now();
   let n = 0;
   while (n < total) {
@@ -46,12 +51,12 @@ async function transportTellsPerSec(total: number): Promise<number> {
     received += m.length / MSG_STRIDE;
     if (received >= total) done();
   };
-  a.send('b', 'warm/0', 0, 'ping', 0, 0, 0);
+  a.send('b', 'warm/0', WARM, 'ping', 0, 0, 0);
   total += 1;
   await new Promise((r) => setTimeout(r, 200));
   const t0 = performance.now();
   for (let sent = 0; sent < total - 1; ) {
-    for (let i = 0; i < TICK && sent < total - 1; i++, sent++) a.send('b', `user/${sent % 100000}`, sent % 1024, 'ping', sent, 0, 0);
+    for (let i = 0; i < TICK && sent < total - 1; i++, sent++) a.send('b', `user/${sent % USERS}`, PART[sent % USERS]!, 'ping', sent, 0, 0);
     await tick();
     // Stay within a few frames of the receiver, as the router would under backpressure.
     while (a.stats()[0]!.queuedBytes > 4 * 1024 * 1024) await tick();
@@ -76,7 +81,7 @@ async function transportAsks(total: number, window: number): Promise<{ rate: num
   const issue = (): void => {
     const askId = next++;
     started[askId] = performance.now();
-    a.send('b', `user/${askId % 100000}`, askId % 1024, 'get', askId, 1, askId);
+    a.send('b', `user/${askId % USERS}`, PART[askId % USERS]!, 'get', askId, 1, askId);
   };
   onA.batch = (_f, _m, r) => {
     const now = performance.now();
@@ -89,7 +94,7 @@ async function transportAsks(total: number, window: number): Promise<{ rate: num
     if (settled >= total) done();
   };
   // Warm-up: both links dialed (replies travel on b's own link to a) and the JIT settled.
-  a.send('b', 'warm/0', 0, 'get', 0, 1, 0);
+  a.send('b', 'warm/0', WARM, 'get', 0, 1, 0);
   await new Promise((r) => setTimeout(r, 300));
   latencies.length = 0;
   settled = 0;

@@ -7,6 +7,7 @@ import test from 'ava';
 import { encodeBatch, encodeHello, FrameError } from '../../runtime/cluster/frame-codec.js';
 import { ClusterTransport, type ClusterTransportOptions } from '../../runtime/cluster/transport.js';
 import { Overloaded } from '../../runtime/errors.js';
+import { partitionOf } from '../../runtime/partition.js';
 import { protoPath } from '../../runtime/paths.js';
 import { eventually, quietLog } from './helpers.js';
 
@@ -17,6 +18,8 @@ interface Received {
 }
 
 const addresses = new Map<string, string>();
+/** The partition of an actor id here (the receiver refuses any other). */
+const pt = (id: string): number => partitionOf(id, 64);
 
 async function node(self: string, extra: Partial<ClusterTransportOptions> = {}): Promise<{ t: ClusterTransport; got: Received }> {
   const got: Received = { batches: [], redirects: [], malformed: [] };
@@ -49,20 +52,20 @@ test('two nodes exchange batches of messages and replies both ways, in order, on
   const a = await node('a1');
   const b = await node('b1');
   t.teardown(() => Promise.all([a.t.close(), b.t.close()]));
-  for (let i = 0; i < 1000; i++) a.t.send('b1', `counter/${i}`, i % 64, 'add', { by: i }, 1, i + 1);
+  for (let i = 0; i < 1000; i++) a.t.send('b1', `counter/${i}`, pt(`counter/${i}`), 'add', { by: i }, 1, i + 1);
   b.t.reply('a1', 7, true, 'seven');
   b.t.reply('a1', 8, false, { message: 'nope', code: 'E' });
   await eventually(() => messagesOf(b.got).length === 6000 && a.got.batches.length === 1, 5000, 'all delivered');
   const m = messagesOf(b.got);
-  t.deepEqual(m.slice(0, 6), ['counter/0', 0, 'add', { by: 0 }, 1, 1]);
-  t.deepEqual(m.slice(-6), ['counter/999', 999 % 64, 'add', { by: 999 }, 1, 1000]);
+  t.deepEqual(m.slice(0, 6), ['counter/0', pt('counter/0'), 'add', { by: 0 }, 1, 1]);
+  t.deepEqual(m.slice(-6), ['counter/999', pt('counter/999'), 'add', { by: 999 }, 1, 1000]);
   t.true(b.got.batches.every((x) => x.from === 'a1'));
   t.true(b.got.batches.length <= 2, `1000 sends in one tick made ${b.got.batches.length} frames`);
   t.deepEqual(a.got.batches[0]!.r, [7, 1, 'seven', 8, 0, { message: 'nope', code: 'E' }]);
 
-  b.t.redirect('a1', 12, 'c1', ['cart/9', 3, 'get', null, 1, 44]);
+  b.t.redirect('a1', 12, 'c1', ['cart/9', pt('cart/9'), 'get', null, 1, 44]);
   await eventually(() => a.got.redirects.length === 1, 5000, 'redirect delivered');
-  t.deepEqual(a.got.redirects[0], { from: 'b1', epoch: 12, owner: 'c1', m: ['cart/9', 3, 'get', null, 1, 44] });
+  t.deepEqual(a.got.redirects[0], { from: 'b1', epoch: 12, owner: 'c1', m: ['cart/9', pt('cart/9'), 'get', null, 1, 44] });
 });
 
 test('large volumes go through stream backpressure and arrive complete and in order', async (t) => {
@@ -71,7 +74,7 @@ test('large volumes go through stream backpressure and arrive complete and in or
   const blob = 'x'.repeat(64 * 1024);
   // b2 is not known yet: 400 frames (one per tick) wait in the link's queue...
   for (let i = 0; i < 400; i++) {
-    a.t.sendBatch('b2', [`blob/${i}`, 0, 'put', blob, 0, 0]);
+    a.t.sendBatch('b2', [`blob/${i}`, pt(`blob/${i}`), 'put', blob, 0, 0]);
     await new Promise((r) => setImmediate(r));
   }
   t.is(a.t.stats()[0]!.queuedFrames, 400);
@@ -109,12 +112,12 @@ test('after a peer restarts (on a new port), the link redials and delivers what 
   const a = await node('a4');
   let b = await node('b4');
   t.teardown(() => a.t.close());
-  a.t.send('b4', 'x/1', 1, 'h', 1, 0, 0);
+  a.t.send('b4', 'x/1', pt('x/1'), 'h', 1, 0, 0);
   await eventually(() => messagesOf(b.got).length === 6, 5000, 'first message');
   await b.t.close();
   await eventually(() => !a.t.stats()[0]!.connected, 5000, 'link seen down');
-  a.t.send('b4', 'x/2', 2, 'h', 2, 0, 0);
-  a.t.send('b4', 'x/3', 3, 'h', 3, 0, 0);
+  a.t.send('b4', 'x/2', pt('x/2'), 'h', 2, 0, 0);
+  a.t.send('b4', 'x/3', pt('x/3'), 'h', 3, 0, 0);
   b = await node('b4');
   t.teardown(() => b.t.close());
   await eventually(() => messagesOf(b.got).length === 12, 10_000, 'queued messages after the restart');
@@ -148,7 +151,7 @@ test('malformed frames are refused with a clear error and the node keeps serving
   raw3.on('error', () => {});
   raw3.write({ data: encodeHello('raw', 'c1', 64) });
   raw3.write({ data: Buffer.from([0x54, 1, 2, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20]) });
-  raw3.write({ data: encodeBatch(['ok/1', 1, 'h', 'fine', 0, 0]) });
+  raw3.write({ data: encodeBatch(['ok/1', pt('ok/1'), 'h', 'fine', 0, 0]) });
   await eventually(() => b.got.batches.some((x) => x.from === 'raw'), 5000, 'the good frame after the bad one');
   t.is(b.got.malformed.length, 2, 'the garbage hello and the bad batch (the foreign hello was well formed)');
   t.is(b.got.malformed.at(-1)!.from, 'raw');
@@ -156,7 +159,7 @@ test('malformed frames are refused with a clear error and the node keeps serving
   raw3.end();
 
   // And the node still serves its real peers.
-  a.t.send('b5', 'still/1', 1, 'h', 1, 0, 0);
+  a.t.send('b5', 'still/1', pt('still/1'), 'h', 1, 0, 0);
   await eventually(() => b.got.batches.some((x) => x.from === 'a5'), 5000, 'a real peer after the hostile ones');
 });
 
@@ -165,9 +168,9 @@ test('a message whose payload cannot be encoded is given back; the rest of its b
   const a = await node('a6', { onUnsendable: (_peer, m) => unsendable.push(m) });
   const b = await node('b6');
   t.teardown(() => Promise.all([a.t.close(), b.t.close()]));
-  a.t.send('b6', 'ok/1', 1, 'h', 1, 1, 1);
-  a.t.send('b6', 'bad/2', 2, 'h', () => 'a function', 1, 2);
-  a.t.send('b6', 'ok/3', 3, 'h', 3, 1, 3);
+  a.t.send('b6', 'ok/1', pt('ok/1'), 'h', 1, 1, 1);
+  a.t.send('b6', 'bad/2', pt('bad/2'), 'h', () => 'a function', 1, 2);
+  a.t.send('b6', 'ok/3', pt('ok/3'), 'h', 3, 1, 3);
   await eventually(() => messagesOf(b.got).length === 12, 5000, 'good messages delivered');
   t.deepEqual(messagesOf(b.got).filter((_, i) => i % 6 === 0), ['ok/1', 'ok/3']);
   t.is(unsendable.length, 1);
@@ -184,12 +187,42 @@ test('a hand-off ships partition state and resolves when the new owner stored it
     },
   });
   t.teardown(() => Promise.all([a.t.close(), b.t.close()]));
-  a.t.send('b7', 'before/1', 4, 'h', 1, 0, 0);
-  await a.t.handOff('b7', 5, [4, 9], ['cart/1', 4, { items: [1, 2] }, 'cart/2', 9, { items: [] }]);
-  t.deepEqual(stored, [{ from: 'a7', epoch: 5, partitions: [4, 9], rows: ['cart/1', 4, { items: [1, 2] }, 'cart/2', 9, { items: [] }] }]);
+  a.t.send('b7', 'before/1', pt('before/1'), 'h', 1, 0, 0);
+  await a.t.handOff('b7', 5, [pt('cart/1'), pt('cart/2')], ['cart/1', pt('cart/1'), { items: [1, 2] }, 'cart/2', pt('cart/2'), { items: [] }]);
+  t.deepEqual(stored, [{ from: 'a7', epoch: 5, partitions: [pt('cart/1'), pt('cart/2')], rows: ['cart/1', pt('cart/1'), { items: [1, 2] }, 'cart/2', pt('cart/2'), { items: [] }] }]);
   t.deepEqual(messagesOf(b.got).slice(0, 1), ['before/1'], 'a message sent before the hand-off arrived before it');
   await t.throwsAsync(a.t.handOff('b7', 5, [13], []), { message: /refused by the new owner: partition 13 is cursed/ });
   const c = await node('c7');
   t.teardown(() => c.t.close());
   await t.throwsAsync(a.t.handOff('c7', 5, [1], []), { message: /does not take hand-offs/ });
+});
+
+test('messages and hand-off rows naming a partition that is not their actor id\'s are refused, counted, and asks answered', async (t) => {
+  const unsendable: unknown[][] = [];
+  const handedOff: unknown[][] = [];
+  const a = await node('a8', { onUnsendable: (_peer, m) => unsendable.push(m) });
+  const b = await node('b8', { onHandOff: (_from, _epoch, _partitions, rows) => void handedOff.push(rows) });
+  t.teardown(() => Promise.all([a.t.close(), b.t.close()]));
+  const wrong = (id: string): number => (pt(id) + 1) % 64;
+  a.t.send('b8', 'cart/good', pt('cart/good'), 'get', null, 1, 1);
+  a.t.send('b8', 'cart/bad-ask', wrong('cart/bad-ask'), 'get', null, 1, 2);
+  a.t.send('b8', 'cart/bad-tell', wrong('cart/bad-tell'), 'add', 1, 0, 0);
+  a.t.send('b8', 'cart/out-of-range', 64, 'add', 1, 0, 0);
+  await eventually(() => a.got.batches.some((x) => x.r.length > 0), 5000, 'the refusal of the ask');
+  t.deepEqual(messagesOf(b.got), ['cart/good', pt('cart/good'), 'get', null, 1, 1], 'only the good message reaches the node');
+  const reply = a.got.batches.flatMap((x) => x.r);
+  t.deepEqual(reply.slice(0, 2), [2, 0], 'the bad ask is answered with a failure');
+  t.like(reply[2] as object, { code: 'MISROUTED' });
+  t.notRegex((reply[2] as { message: string }).message, /bad-ask|\d/, 'the peer hears a generic text');
+  t.is(b.t.refusedMisrouted, 3);
+
+  // A redirect is our own messages coming back: a changed partition fails their asks at once.
+  b.t.redirect('a8', 3, 'c8', ['cart/r', wrong('cart/r'), 'get', null, 1, 9]);
+  await eventually(() => unsendable.length === 1, 5000, 'the redirected ask given back');
+  t.is(unsendable[0]![0], 'cart/r');
+  t.is(a.got.redirects.length, 0);
+
+  await a.t.handOff('b8', 5, [pt('cart/h1')], ['cart/h1', pt('cart/h1'), { n: 1 }, 'cart/h2', wrong('cart/h2'), { n: 2 }]);
+  t.deepEqual(handedOff, [['cart/h1', pt('cart/h1'), { n: 1 }]]);
+  t.is(b.t.refusedMisrouted, 4);
 });

@@ -188,3 +188,22 @@ test('recovery replaces what the shard stored of a partition with the changelog,
   t.deepEqual(store.load(kept), { n: 1, log: [] });
   t.is(store.load(stale), undefined);
 });
+
+test('states an earlier tenure could not log are not written after the partition is taken over again', async (t) => {
+  const { log, replies, ask, shard } = harness();
+  const id = 'counter/t';
+  const p = partitionOf(id, PARTITIONS);
+  await shard.recover([p], 3);
+  const add = ask('t', 'add', 1);
+  t.true(await eventually(() => log.writes.length === 1));
+  t.is((log.writes[0]!.rows[0] as { epoch?: number }).epoch, 3, 'rows carry the epoch of their tenure');
+  log.writes[0]!.fail('connection reset'); // kept for a retry in 500 ms
+  t.true(await eventually(() => replies.has(add)));
+  // The partition leaves and comes back (tenure at epoch 7) before the retry.
+  const recovering = shard.recover([p], 7);
+  t.true(await eventually(() => log.writes.length === 2));
+  log.writes[1]!.settle();
+  await recovering;
+  await new Promise((r) => setTimeout(r, 700));
+  t.deepEqual(log.writes.slice(1).map((w) => w.rows.map((r) => (r as { epoch?: number }).epoch)), [[7]], 'only the new tenure writes (what it recovered), never the old rows');
+});
