@@ -25,6 +25,12 @@ const BUILTIN: Record<string, () => Promise<Command>> = {
     run: (values, rest) => runInspect(values, rest),
   }),
   chaos: async () => (await import('../ops/chaos/command.js')).chaosCommand,
+  // The nodes troupe chaos starts: every gateway plus the chaos counters (a durable actor type of its own).
+  'chaos-node': async () => {
+    const { chaosCounterGateway } = await import('../ops/chaos/counter-gateway.js');
+    const gateways = [...GATEWAYS, chaosCounterGateway];
+    return { summary: 'a node as troupe chaos starts it: troupe node plus the chaos-counter gateway (durable counters for the verdict)', settings: nodeSettings(gateways), run: (values) => runNode(values, gateways) };
+  },
 };
 
 async function loadCommand(name: string): Promise<Command | undefined> {
