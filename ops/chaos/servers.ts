@@ -168,13 +168,18 @@ export class RedisSetup {
     mkdirSync(o.dir, { recursive: true });
     const ports = { primary: await freePort(o.host), replica: o.sentinels ? await freePort(o.host) : undefined, sentinels: o.sentinels ? [await freePort(o.host), await freePort(o.host), await freePort(o.host)] : [] };
     const setup = new RedisSetup(o, ports);
-    setup.primary.start();
-    await waitFor(`Redis primary on ${o.host}:${ports.primary}`, () => redisAnswers(o.host, ports.primary));
-    if (setup.replica) {
-      setup.replica.start();
-      await waitFor(`Redis replica on ${o.host}:${ports.replica}`, () => redisAnswers(o.host, ports.replica!, 'slave'));
-      for (const s of setup.sentinelProcs) s.start();
-      for (const port of ports.sentinels) await waitFor(`Sentinel on ${o.host}:${port}`, () => redisAnswers(o.host, port));
+    try {
+      setup.primary.start();
+      await waitFor(`Redis primary on ${o.host}:${ports.primary}`, () => redisAnswers(o.host, ports.primary));
+      if (setup.replica) {
+        setup.replica.start();
+        await waitFor(`Redis replica on ${o.host}:${ports.replica}`, () => redisAnswers(o.host, ports.replica!, 'slave'));
+        for (const s of setup.sentinelProcs) s.start();
+        for (const port of ports.sentinels) await waitFor(`Sentinel on ${o.host}:${port}`, () => redisAnswers(o.host, port));
+      }
+    } catch (err) {
+      await setup.stopAll();
+      throw err;
     }
     return setup;
   }
@@ -284,9 +289,19 @@ export class PostgresServer {
     chownSync(dir, user.uid, user.gid);
     const init = spawnSync(join(bin, 'initdb'), ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], { encoding: 'utf8', uid: user.uid, gid: user.gid, cwd: dir });
     if (init.status !== 0) throw new Error(`initdb in ${dir} failed (exit ${init.status}): ${(init.stderr || init.stdout).trim().split('\n').slice(-3).join('; ')}`);
+    // Trust on the run's own addresses only: the bridge's /24 (or loopback), and the socket.
+    const hba = join(dir, 'data', 'pg_hba.conf');
+    const net = host === '127.0.0.1' ? '127.0.0.1/32' : `${host.split('.').slice(0, 3).join('.')}.0/24`;
+    writeFileSync(hba, `local all all trust\nhost all all ${net} trust\n`);
+    chownSync(hba, user.uid, user.gid);
     const server = new PostgresServer(dir, host, await freePort(host), bin, user);
     server.process.start();
-    await server.waitReady();
+    try {
+      await server.waitReady();
+    } catch (err) {
+      await server.process.stop('SIGKILL');
+      throw new Error(`${(err as Error).message}; its log: ${join(dir, 'postgres.log')} (--keep keeps it)`);
+    }
     return server;
   }
 
