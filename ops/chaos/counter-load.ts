@@ -124,12 +124,12 @@ export class CounterLoad {
 }
 
 /** Every counter's state, asked of the running nodes in turn (undefined: no node answered). */
-export async function readCounters(keys: readonly string[], targets: () => LoadTarget[]): Promise<Map<string, { n: number; applied: number[] } | undefined>> {
+export async function readCounters(keys: readonly string[], targets: () => LoadTarget[], endsAt = Infinity): Promise<Map<string, { n: number; applied: number[] } | undefined>> {
   const states = new Map<string, { n: number; applied: number[] } | undefined>();
   let turn = 0;
   for (const key of keys) {
     let state: { n: number; applied: number[] } | undefined;
-    for (let attempt = 0; attempt < 4 && !state; attempt++) {
+    for (let attempt = 0; attempt < 4 && !state && performance.now() < endsAt; attempt++) {
       const live = targets();
       const t = live[turn++ % Math.max(1, live.length)];
       if (!t) break;

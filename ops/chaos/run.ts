@@ -60,6 +60,8 @@ const COUNTERS = 20;
 const COUNTER_CONCURRENCY = 4;
 /** Detection (2 s death, 2 s lease TTL) plus a hand-off, with room for a loaded machine. */
 const STUCK_AFTER_MS = 10_000;
+/** How long reading every user's summary and every counter back may take, in all. */
+const READ_BACK_TIMEOUT_MS = 60_000;
 const PARTITIONS = 1024;
 const SENTINEL_MASTER = 'chaos';
 /** A Redis pause lasts at least this: past three lease TTLs (2 s), so every lease lapses. */
@@ -149,6 +151,8 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
   let finished = false;
   let redisUrl = o.redisUrl;
   let postgresUrl = o.postgresUrl;
+  /** Faults under way; on an interruption the cleanup waits for them (bounded) before stopping what they touch. */
+  const running = new Set<Promise<void>>();
 
   try {
     // The run's own network and servers, before anything that needs them.
@@ -285,7 +289,6 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const ticker = setInterval(() => {
       if (performance.now() - lastLine >= STATUS_EVERY_MS - 100) void sayWithCounts('load');
     }, 1000);
-    const running = new Set<Promise<void>>();
     const heldNodes = new Set<number>();
     let serverFault: string | undefined;
     try {
@@ -361,8 +364,10 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const events = eventLoad ? judgeEvents(eventLoad, await rowsPerEventId(db, names), await deadLetterIds(db, names)) : undefined;
     const carts = cartLoad ? judgeCarts(cartLoad.lines, await cartLines(db, names)) : undefined;
     const perUser = eventLoad ? await rowsPerUser(db, names) : undefined;
-    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'))) : undefined;
-    const counters = counterLoad ? judgeCounters(counterLoad, await readCounters(counterLoad.keys, targets('chaos-counter.http'))) : undefined;
+    // Reading back is bounded: a cluster that does not answer fails the run as unanswered, not by hanging it.
+    const readBackEnds = performance.now() + READ_BACK_TIMEOUT_MS;
+    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds)) : undefined;
+    const counters = counterLoad ? judgeCounters(counterLoad, await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds)) : undefined;
     const ownership = { ...judgeOwnership(watch.samples, STUCK_AFTER_MS, redisDown), stuckAfterMs: STUCK_AFTER_MS };
     for (const f of faultLog) if (f.healedAtMs !== undefined) f.recoveredAtMs = recoveredAt(watch.samples, f.healedAtMs);
     faultLog.sort((a, b) => a.startedAtMs - b.startedAtMs);
@@ -397,6 +402,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     return report;
   } finally {
     finished = true;
+    await Promise.race([Promise.allSettled(running), sleep(NODE_STOP_TIMEOUT_MS)]);
     await Promise.allSettled([eventLoad?.stop(), cartLoad?.stop(), counterLoad?.stop(), watch?.stop()]);
     if (nodes.some((n) => n.alive)) await killNodes(nodes, say);
     await Promise.all(nodes.map((n) => n.closeLog()));
@@ -714,12 +720,12 @@ async function rowsPerUser(db: Postgres, names: RunNames): Promise<Map<string, n
 }
 
 /** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
-async function countedPerUser(users: string[], targets: () => LoadTarget[]): Promise<Map<string, number | undefined>> {
+async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number): Promise<Map<string, number | undefined>> {
   const counted = new Map<string, number | undefined>();
   let turn = 0;
   for (const user of users) {
     let n: number | undefined;
-    for (let attempt = 0; attempt < 3 && n === undefined; attempt++) {
+    for (let attempt = 0; attempt < 3 && n === undefined && performance.now() < endsAt; attempt++) {
       const live = targets();
       const target = live[turn++ % Math.max(1, live.length)];
       if (!target) break;

@@ -29,6 +29,7 @@ export async function freePort(host: string): Promise<number> {
 export class ServerProcess {
   #proc?: ChildProcess;
   #exited?: Promise<void>;
+  #closed = false;
   readonly #log: WriteStream;
 
   constructor(
@@ -50,6 +51,8 @@ export class ServerProcess {
   }
 
   start(): void {
+    // A fault still healing when the run ends must not start a server the cleanup has stopped.
+    if (this.#closed) throw new Error(`${this.name} was stopped for good at the end of the run`);
     if (this.alive) throw new Error(`${this.name} is already running (pid ${this.pid})`);
     this.#log.write(`--- chaos ${new Date().toISOString()}: ${this.command} ${this.args.join(' ')}\n`);
     const proc = spawn(this.command, this.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...(this.user ?? {}) });
@@ -91,8 +94,11 @@ export class ServerProcess {
     }
   }
 
-  closeLog(): Promise<void> {
-    return new Promise((resolve) => this.#log.end(() => resolve()));
+  /** Stops it for good: no start after this. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.stop('SIGKILL');
+    await new Promise<void>((resolve) => this.#log.end(() => resolve()));
   }
 }
 
@@ -251,8 +257,7 @@ export class RedisSetup {
   }
 
   async stopAll(): Promise<void> {
-    await Promise.all([...this.sentinelProcs, ...(this.replica ? [this.replica] : []), this.primary].map((p) => p.stop('SIGKILL')));
-    await Promise.all([...this.sentinelProcs, ...(this.replica ? [this.replica] : []), this.primary].map((p) => p.closeLog()));
+    await Promise.all([...this.sentinelProcs, ...(this.replica ? [this.replica] : []), this.primary].map((p) => p.close()));
   }
 
   killNow(): void {
@@ -332,6 +337,6 @@ export class PostgresServer {
 
   async stop(): Promise<void> {
     await this.process.stop('SIGINT', 10_000);
-    await this.process.closeLog();
+    await this.process.close();
   }
 }

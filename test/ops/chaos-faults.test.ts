@@ -21,7 +21,8 @@ interface Run {
 }
 
 async function chaos(t: ExecutionContext, args: string[]): Promise<Run> {
-  t.timeout(240_000);
+  // A run that breaks the promise may spend its --drain-timeout and a minute reading back.
+  t.timeout(300_000);
   const child: ChildProcess = spawn(process.execPath, [TROUPE, 'chaos', '--nodes', '3', '--duration', '20s', '--rate', '500', '--cart-rate', '20', '--counter-rate', '30', '--json', ...(args.includes('--seed') ? [] : ['--seed', '20261203']), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TROUPE_REDIS: '', TROUPE_POSTGRES: '' },
@@ -128,7 +129,7 @@ test.serial('redis-pause: the run\'s Redis SIGSTOPped past three lease TTLs', as
 // past detection plus hand-off (stuck). Two failovers would pass by luck, the second one moving
 // the primary back to the address the nodes know.
 test.serial.failing('redis-failover: the primary SIGKILLed, the replica promoted by the Sentinels (awaits w/sentinel)', async (t) => {
-  const run = await chaos(t, ['--faults', 'redis-failover', '--fault-every', '18s', '--duration', '35s']);
+  const run = await chaos(t, ['--faults', 'redis-failover', '--fault-every', '18s', '--duration', '35s', '--drain-timeout', '30s']);
   nothingLeft(t, run);
   t.is(run.report.faults['redis-failover'], 1);
   t.regex(run.stdout, /\] redis-failover: SIGKILL the Redis primary \(pid \d+\); the Sentinels promote the replica/);
@@ -146,7 +147,6 @@ test.serial('pg-restart: the run\'s PostgreSQL stopped (fast shutdown) and start
 });
 
 test.serial('--overlap 2: a kill and a partition of two nodes at the same time', async (t) => {
-  t.timeout(240_000);
   if (!isRoot || !hasNft) return t.pass('needs root, ip, tc and nft');
   const run = await chaos(t, ['--faults', 'kill,partition', '--overlap', '2', '--kill-every', '9s', '--fault-every', '9s', '--fault-for', '5s']);
   nothingLeft(t, run);
