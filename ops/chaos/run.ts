@@ -87,9 +87,12 @@ class Postgres {
         }
         return await this.#client.query<R>(sql, params);
       } catch (err) {
+        // Only a lost connection is worth another try (SQLSTATE 08, 57: shutdown; or a socket error).
+        const code = String((err as { code?: unknown }).code ?? '');
+        const lostConnection = code === '' || /^(08|57)/.test(code) || /^E[A-Z]/.test(code);
+        if (!lostConnection || attempt >= 20) throw err;
         await this.#client?.end().catch(() => {});
         this.#client = undefined;
-        if (attempt >= 20) throw err;
         await sleep(500);
       }
     }

@@ -96,7 +96,7 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
   // --stop-every given alone keeps its old meaning: it adds graceful stops to the default faults.
   if (values['stop-every'] !== undefined && (values['stop-every'] as number) > 0 && !faults.includes('stop')) faults.push('stop');
   const owned = (kinds: readonly FaultKind[]) => faults.filter((f) => kinds.includes(f));
-  if (redis && owned(REDIS_FAULTS).length) problems.push(`setting faults: ${owned(REDIS_FAULTS).join(', ')} need a Redis chaos starts itself, and --redis ${redis} names one it does not own (chaos never stops, pauses or restarts a server it did not start); leave out --redis, or these faults`);
+  if (redis && owned(REDIS_FAULTS).length) problems.push(`setting faults: ${owned(REDIS_FAULTS).join(', ')} need${owned(REDIS_FAULTS).length === 1 ? 's' : ''} a Redis chaos starts itself, and --redis ${redis} names one it does not own (chaos never stops, pauses or restarts a server it did not start); leave out --redis, or these faults`);
   if (postgres && owned(POSTGRES_FAULTS).length) problems.push(`setting faults: pg-restart needs a PostgreSQL chaos starts itself, and --postgres names one it does not own (chaos never stops or restarts a server it did not start); leave out --postgres, or pg-restart`);
   // Unset intervals fit the duration; intervals given are checked against it.
   const every: Record<string, number> = {

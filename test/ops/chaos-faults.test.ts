@@ -89,10 +89,12 @@ netTest('partition: a node cut from its peers, from Redis, or both, then healed'
 });
 
 // Cut from its peers but not from Redis, a node keeps its leases: nobody serves its partitions for
-// the whole cut (stuck), until w/fencing's reachability lets the others take them.
+// the whole cut (stuck), until w/fencing's reachability lets the others take them; flip to
+// netTest once it is merged.
 netTestFailing('partition from peers only: the others take its partitions within detection (awaits w/fencing)', async (t) => {
-  // Seed 6 with --fault-every 8s: n2 cut from its peers at 8.1 s, for 12 s (past the 10 s of detection plus hand-off).
-  const run = await chaos(t, ['--faults', 'partition', '--fault-every', '8s', '--fault-for', '12s', '--seed', '6', '--duration', '25s']);
+  // Seed 8 with --fault-every 16s in 30 s: one cut, n2 from its peers at 13.8 s, for 14 s (past the
+  // 10 s of detection plus hand-off). On w/chaos: 348 partitions stuck for the whole cut, nothing lost.
+  const run = await chaos(t, ['--faults', 'partition', '--fault-every', '16s', '--fault-for', '14s', '--seed', '8', '--duration', '30s', '--drain-timeout', '30s']);
   nothingLeft(t, run);
   t.regex(run.stdout, /\] partition n\d from its peers \(Redis still reachable\)/);
   promiseKept(t, run);
@@ -127,7 +129,9 @@ test.serial('redis-pause: the run\'s Redis SIGSTOPped past three lease TTLs', as
 // after the promotion they talk to the old primary, restarted as a read-only replica, and their
 // leases lapse on the new primary. One failover at about 18 s of 35: the partitions stay unserved
 // past detection plus hand-off (stuck). Two failovers would pass by luck, the second one moving
-// the primary back to the address the nodes know.
+// the primary back to the address the nodes know. On w/chaos: all 1,024 partitions stuck, 20
+// acknowledged events not stored by the drain timeout, no user or counter read back. Flip to
+// test.serial once w/sentinel (Sentinel settings, WAIT) is merged.
 test.serial.failing('redis-failover: the primary SIGKILLed, the replica promoted by the Sentinels (awaits w/sentinel)', async (t) => {
   const run = await chaos(t, ['--faults', 'redis-failover', '--fault-every', '18s', '--duration', '35s', '--drain-timeout', '30s']);
   nothingLeft(t, run);

@@ -161,5 +161,5 @@ test('settings: --faults lists kinds, --stop-every alone adds stop, a Redis faul
   t.like(read([]).options, { faults: ['kill', 'pause'], overlap: 1, redisUrl: undefined, postgresUrl: undefined });
   t.deepEqual(read(['--stop-every', '5s']).options!.faults, ['kill', 'pause', 'stop']);
   t.like(read(['--faults', 'partition,pg-restart', '--duration', '20s']).options, { killEveryMs: 0, pauseEveryMs: 0, stopEveryMs: 0, faultEveryMs: 10_000 });
-  t.regex(read(['--redis', 'redis://127.0.0.1:6379', '--faults', 'redis-failover']).problems.join('\n'), /redis-failover need a Redis chaos starts itself/);
+  t.regex(read(['--redis', 'redis://127.0.0.1:6379', '--faults', 'redis-failover']).problems.join('\n'), /redis-failover needs a Redis chaos starts itself/);
 });

@@ -28,15 +28,16 @@ test('troupe --help lists chaos; chaos --help lists its settings', (t) => {
 });
 
 test('bad settings are refused at start, all together, with what to do (exit 2)', (t) => {
-  const range = chaos(['--nodes', '1', '--duration', 'soon', '--workloads', 'events,chat']);
+  const range = chaos(['--nodes', '1', '--duration', 'soon', '--workloads', 'events,chat', '--faults', 'kill,flood']);
   t.is(range.status, 2);
   t.regex(range.stderr, /setting nodes: got --nodes "1"; expected a whole number from 2 to 9/);
   t.regex(range.stderr, /setting duration: got --duration "soon"; expected a duration like 500ms, 3s, 2m/);
   t.regex(range.stderr, /"chat" not known/);
+  t.regex(range.stderr, /setting faults: got --faults "kill,flood"; "flood" not known, expected a comma-separated list of kill, pause, stop, partition, slow-link, redis-restart, redis-pause, redis-failover, pg-restart/);
 
-  const together = chaos(['--duration', '20s', '--kill-every', '30s', '--faults', 'kill,redis-pause,pg-restart,flood', 'extra']);
+  const together = chaos(['--duration', '20s', '--kill-every', '30s', '--redis', 'redis://127.0.0.1:6379', '--faults', 'kill,redis-pause', 'extra']);
   t.is(together.status, 2);
-  t.regex(together.stderr, /"flood" not known/);
+  t.regex(together.stderr, /setting faults: redis-pause needs a Redis chaos starts itself/);
   t.regex(together.stderr, /setting kill-every: got 30s, not shorter than --duration 20s, so it would never happen/);
   t.regex(together.stderr, /unexpected argument "extra"/);
   t.is(together.stdout, '');
