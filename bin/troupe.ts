@@ -31,6 +31,12 @@ const BUILTIN: Record<string, () => Promise<Command>> = {
     settings: recoverSettings,
     run: (values, rest) => runRecover(values, rest),
   }),
+  // The nodes troupe chaos starts: every gateway plus the chaos counters (a durable actor type of its own).
+  'chaos-node': async () => {
+    const { chaosCounterGateway } = await import('../ops/chaos/counter-gateway.js');
+    const gateways = [...GATEWAYS, chaosCounterGateway];
+    return { summary: 'a node as troupe chaos starts it: troupe node plus the chaos-counter gateway (durable counters for the verdict)', settings: nodeSettings(gateways), run: (values) => runNode(values, gateways) };
+  },
 };
 
 async function loadCommand(name: string): Promise<Command | undefined> {

@@ -86,7 +86,7 @@ export class CartLoad {
   async createItems(): Promise<void> {
     const target = this.#o.targets()[0];
     if (!target) throw new Error('no node is running to create the cart items on');
-    const { item } = this.#clientsFor(target.port);
+    const { item } = this.#clientsFor(target);
     for (let i = 0; i < this.#o.items; i++) {
       const res = await call<{ uuid: string }>(item.Create.bind(item), { name: `chaos item ${i + 1}`, description: 'made by troupe chaos', price: 1 + i }, this.#o.adminToken);
       this.items.push(res.uuid);
@@ -123,7 +123,7 @@ export class CartLoad {
       const key = `${cart}|${item}`;
       let counts = this.lines.get(key);
       if (!counts) this.lines.set(key, (counts = { acked: 0, refused: 0, ambiguous: 0 }));
-      const { cart: client } = this.#clientsFor(target.port);
+      const { cart: client } = this.#clientsFor(target);
       try {
         await call(client.AddItem.bind(client), { cart_uuid: cart, item_uuid: item, quantity: 1 }, this.#o.userToken);
         counts.acked++;
@@ -152,7 +152,8 @@ export class CartLoad {
   }
 
   /** One client pair per node port; those of ports no longer served are closed. */
-  #clientsFor(port: number): Clients {
+  #clientsFor(target: LoadTarget): Clients {
+    const port = target.port;
     let c = this.#clients.get(port);
     if (!c) {
       const live = new Set(this.#o.targets().map((t) => t.port));
@@ -162,7 +163,7 @@ export class CartLoad {
         old.item.close();
         this.#clients.delete(p);
       }
-      const address = `127.0.0.1:${port}`;
+      const address = `${target.host}:${port}`;
       c = {
         cart: new this.#services.Cart(address, grpc.credentials.createInsecure()) as unknown as Clients['cart'],
         item: new this.#services.Item(address, grpc.credentials.createInsecure()) as unknown as Clients['item'],

@@ -9,6 +9,8 @@ import { sleep } from './node-process.js';
 
 export interface LoadTarget {
   node: string;
+  /** The node's address (127.0.0.1, or its address in the run's network). */
+  host: string;
   port: number;
 }
 
@@ -102,7 +104,7 @@ export class EventLoad {
         continue;
       }
       last = target.node;
-      const result = await this.#post(target.port, body);
+      const result = await this.#post(target.host, target.port, body);
       this.#count(result.label);
       if (result.outcome === 'acked') {
         if (sawAmbiguous) this.resentAfterNoAnswer++;
@@ -136,7 +138,7 @@ export class EventLoad {
     this.answers.set(label, (this.answers.get(label) ?? 0) + 1);
   }
 
-  #post(port: number, body: string): Promise<Attempt> {
+  #post(host: string, port: number, body: string): Promise<Attempt> {
     return new Promise((resolve) => {
       let done = false;
       const finish = (a: Attempt) => {
@@ -148,7 +150,7 @@ export class EventLoad {
       const req = request(
         {
           agent: this.#agent,
-          host: '127.0.0.1',
+          host,
           port,
           method: 'POST',
           path: '/events/batch',

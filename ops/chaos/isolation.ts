@@ -84,10 +84,10 @@ async function deleteMatching(redis: Redis, pattern: string): Promise<number> {
  * its schema. Call it only once no node of the run is alive, or they would write them again.
  * Returns what could not be removed, for the report.
  */
-export async function removeRun(redisUrl: string, postgresUrl: string, names: RunNames): Promise<string[]> {
+export async function removeRun(redisUrl: string, postgresUrl: string, names: RunNames, which: { redis: boolean; postgres: boolean } = { redis: true, postgres: true }): Promise<string[]> {
   const problems: string[] = [];
   const redis = openRedis(redisUrl);
-  try {
+  if (which.redis) try {
     await redis.connect();
     await deleteMatching(redis, `troupe:{${names.cluster}}:*`);
     await deleteMatching(redis, `bull:${names.queue}:*`);
@@ -97,7 +97,7 @@ export async function removeRun(redisUrl: string, postgresUrl: string, names: Ru
     redis.disconnect();
   }
   let client: pg.Client | undefined;
-  try {
+  if (which.postgres) try {
     client = await openPostgres(postgresUrl);
     await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(names.schema)} CASCADE`);
   } catch (err) {

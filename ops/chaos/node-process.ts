@@ -18,14 +18,23 @@ export interface NodeProcessSpec {
   args: string[];
   /** The port lines to wait for before the node counts as started, e.g. events.http, ops. */
   ports: string[];
+  /** Where its ports are reached (127.0.0.1, or its address in the run's network). */
+  address: string;
+  /** The network namespace to run it in (`ip netns exec`), if any. */
+  netns?: string;
+  /** The subcommand of the bin (default node). */
+  command?: string;
 }
 
 const PORT_LINE = /^troupe:\s+(\S+)\s+\S+:(\d+)\s*$/;
+const READY_LINE = /^troupe: node (\S+) ready;/;
 const TAIL_LINES = 15;
 
 export class NodeProcess {
   readonly spec: NodeProcessSpec;
   state: NodeState = 'down';
+  /** The cluster's id of the current process (its leases name it); a restart draws another. */
+  nodeId?: string;
   /** The ports of the current process (empty while down). */
   ports: Record<string, number> = {};
   /** Times the process ended without the run asking it to. */
@@ -62,9 +71,13 @@ export class NodeProcess {
     if (this.alive) throw new Error(`${this.name} is already running (pid ${this.pid})`);
     this.state = 'starting';
     this.ports = {};
+    this.nodeId = undefined;
     this.#expectingExit = false;
     this.#note(`starting: node ${this.spec.troupeBin} node --node-name ${this.name} --data-dir ${this.spec.dataDir} ${this.spec.args.join(' ')}`);
-    const proc = spawn(process.execPath, [this.spec.troupeBin, 'node', '--node-name', this.name, '--data-dir', this.spec.dataDir, ...this.spec.args], {
+    const argv = [this.spec.troupeBin, this.spec.command ?? 'node', '--node-name', this.name, '--data-dir', this.spec.dataDir, ...this.spec.args];
+    // ip netns exec execs the command itself, so the pid is the node's and signals reach it.
+    const [cmd, args] = this.spec.netns ? ['ip', ['netns', 'exec', this.spec.netns, process.execPath, ...argv]] : [process.execPath, argv];
+    const proc = spawn(cmd as string, args as string[], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: a Ctrl-C meant for chaos does not reach the nodes, chaos stops them itself.
       detached: true,
@@ -76,6 +89,8 @@ export class NodeProcess {
       this.#remember(line);
       const m = PORT_LINE.exec(line);
       if (m) seen[m[1]!] = Number(m[2]);
+      const ready = READY_LINE.exec(line);
+      if (ready) this.nodeId = ready[1];
     });
     proc.stdout!.on('data', (d: Buffer) => {
       this.#log.write(d);
@@ -119,7 +134,7 @@ export class NodeProcess {
     const port = this.ports['ops'];
     if (port === undefined) return true;
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`http://${this.spec.address}:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
       return res.status === 200;
     } catch {

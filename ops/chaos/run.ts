@@ -1,11 +1,16 @@
-// A chaos run from start to verdict: start N `troupe node` processes in a cluster of their own, run
-// the load against all of them, kill, pause and stop nodes on the seeded plan, then stop the load,
-// wait for the pipeline to drain, compare what was acknowledged with what the stores hold, and
-// remove everything the run made.
+// A chaos run from start to verdict: start its own Redis and PostgreSQL (unless given ones) and, for
+// network faults, a network of its own; start N nodes in a cluster of their own, run the load against
+// all of them, inject the seeded plan's faults (at most --overlap at once) while watching who serves
+// each partition, then stop the load, wait for the pipeline to drain, compare what was acknowledged
+// with what the stores and the counters hold, and remove everything the run made.
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { CounterLoad, readCounters } from './counter-load.js';
+import { RunNetwork, networkProblem } from './network.js';
+import { OwnershipWatch, judgeOwnership, recoveredAt, type FaultRecord } from './ownership-watch.js';
+import { PostgresServer, RedisSetup } from './servers.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
@@ -14,9 +19,9 @@ import { EventLoad, type LoadTarget } from './event-load.js';
 import { newRunNames, openPostgres, prepareRun, quoteIdent, removeRun, type RunNames } from './isolation.js';
 import { NodeProcess, sleep } from './node-process.js';
 import { redactedUrl } from '../../runtime/index.js';
-import { describeFault, planFaults, type PlannedFault } from './schedule.js';
-import type { ChaosOptions } from './settings.js';
-import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
+import { describeFault, NODE_FAULTS, planFaults, type PlannedFault } from './schedule.js';
+import { NETWORK_FAULTS, REDIS_FAULTS, type ChaosOptions } from './settings.js';
+import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeCounters, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
 
 export interface ChaosIO {
   /** Progress and the verdict, for a person. */
@@ -51,6 +56,57 @@ const CARTS = 20;
 const CART_ITEMS = 4;
 const CART_CONCURRENCY = 4;
 const EVENT_RETRIES = 3;
+const COUNTERS = 20;
+const COUNTER_CONCURRENCY = 4;
+/** Detection (2 s death, 2 s lease TTL) plus a hand-off, with room for a loaded machine. */
+const STUCK_AFTER_MS = 10_000;
+/** How long reading every user's summary and every counter back may take, in all. */
+const READ_BACK_TIMEOUT_MS = 60_000;
+const PARTITIONS = 1024;
+const SENTINEL_MASTER = 'chaos';
+/** A Redis pause lasts at least this: past three lease TTLs (2 s), so every lease lapses. */
+const MIN_REDIS_PAUSE_MS = 6000;
+const SLOW_LINK_DELAY_MS = 200;
+const SLOW_LINK_LOSS_PERCENT = 5;
+/** A fault that hurts a node's ability to serve: the others must keep at least one node serving. */
+const TAKES_NODE_AWAY = new Set(['kill', 'pause', 'stop', 'partition']);
+
+/** A PostgreSQL client that connects again after its server went away (pg-restart). */
+class Postgres {
+  #client?: pg.Client;
+  constructor(readonly url: string) {}
+  async query<R extends pg.QueryResultRow = any>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (!this.#client) {
+          const c = await openPostgres(this.url);
+          c.on('error', () => {
+            if (this.#client === c) this.#client = undefined;
+          });
+          this.#client = c;
+        }
+        return await this.#client.query<R>(sql, params);
+      } catch (err) {
+        // Only a lost connection is worth another try (SQLSTATE 08, 57: shutdown; or a socket error).
+        const code = String((err as { code?: unknown }).code ?? '');
+        const lostConnection = code === '' || /^(08|57)/.test(code) || /^E[A-Z]/.test(code);
+        if (!lostConnection || attempt >= 20) throw err;
+        await this.#client?.end().catch(() => {});
+        this.#client = undefined;
+        await sleep(500);
+      }
+    }
+  }
+  /** For the test hook: a client connected now. */
+  async client(): Promise<pg.Client> {
+    await this.query('SELECT 1');
+    return this.#client!;
+  }
+  async end(): Promise<void> {
+    await this.#client?.end().catch(() => {});
+    this.#client = undefined;
+  }
+}
 
 const fmt = (v: number): string => v.toLocaleString('en-US');
 
@@ -58,36 +114,87 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
   const names = newRunNames();
   const withEvents = o.workloads.includes('events');
   const withCarts = o.workloads.includes('carts');
-  const plan = planFaults({ seed: o.seed, nodes: o.nodes, durationMs: o.durationMs, killEveryMs: o.killEveryMs, pauseEveryMs: o.pauseEveryMs, stopEveryMs: o.stopEveryMs });
-
-  try {
-    await prepareRun(o.redisUrl, o.postgresUrl, names);
-  } catch (err) {
-    throw new ChaosStartError((err as Error).message);
+  const withCounters = o.workloads.includes('counters');
+  const plan = planFaults({ seed: o.seed, nodes: o.nodes, durationMs: o.durationMs, killEveryMs: o.killEveryMs, pauseEveryMs: o.pauseEveryMs, stopEveryMs: o.stopEveryMs, faultEveryMs: o.faultEveryMs, kinds: o.faults });
+  const needsNetwork = plan.some((f) => NETWORK_FAULTS.includes(f.kind));
+  if (needsNetwork) {
+    const problem = networkProblem();
+    if (problem) throw new ChaosStartError(`${problem}; or leave partition and slow-link out of --faults`);
+    if (o.redisUrl || o.postgresUrl) throw new ChaosStartError('partition and slow-link run the nodes in network namespaces of the run, which reach only the Redis and PostgreSQL chaos starts itself on the run\'s bridge; leave out --redis and --postgres, or these faults');
   }
-  const runDir = mkdtempSync(join(o.workDir, 'troupe-chaos-'));
-  io.out(`troupe chaos: ${o.nodes} nodes, ${o.durationMs / 1000}s of load (${o.workloads.join(' + ')}), seed ${o.seed}`);
-  io.out(`  isolated as: cluster ${names.cluster} (Redis ${redactedUrl(o.redisUrl)}), queue ${names.queue}, schema ${names.schema} (PostgreSQL ${redactedUrl(o.postgresUrl)})`);
-  io.out(`  nodes' data and logs: ${runDir}${o.keep ? ' (kept)' : ' (removed at the end; --keep keeps them)'}`);
-  io.out(`  plan: ${plan.length ? plan.map(describeFault).join(', ') : 'no faults (every interval is 0): a baseline run'}`);
 
-  const secret = randomBytes(24).toString('base64url');
-  const nodes = makeNodes(o, names, runDir, secret);
-  const killAll = () => nodes.forEach((n) => n.killNow());
+  const runDir = mkdtempSync(join(o.workDir, 'troupe-chaos-'));
+  let network: RunNetwork | undefined;
+  let redisSetup: RedisSetup | undefined;
+  let pgServer: PostgresServer | undefined;
+  let pgDir: string | undefined;
+  let nodes: NodeProcess[] = [];
+  const killAll = () => {
+    for (const n of nodes) n.killNow();
+    redisSetup?.killNow();
+    pgServer?.process.killNow();
+    network?.removeNow();
+  };
   process.on('exit', killAll);
 
-  let db: pg.Client | undefined;
+  let db: Postgres | undefined;
   let eventLoad: EventLoad | undefined;
   let cartLoad: CartLoad | undefined;
+  let counterLoad: CounterLoad | undefined;
+  let watch: OwnershipWatch | undefined;
   const notes: string[] = [];
   const faults: FaultCounts = { kill: 0, pause: 0, stop: 0, unexpectedExits: 0 };
+  for (const k of o.faults) faults[k] = 0;
+  const faultLog: FaultRecord[] = [];
+  const redisDown: [number, number][] = [];
   let t0 = performance.now();
-  const clock = () => `[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s]`;
+  const sinceLoad = () => performance.now() - t0;
+  const clock = () => `[${(sinceLoad() / 1000).toFixed(1).padStart(6)}s]`;
   const say = (text: string) => io.out(`${clock()} ${text}`);
   let finished = false;
+  let redisUrl = o.redisUrl;
+  let postgresUrl = o.postgresUrl;
+  /** Faults under way; on an interruption the cleanup waits for them (bounded) before stopping what they touch. */
+  const running = new Set<Promise<void>>();
 
   try {
-    db = await openPostgres(o.postgresUrl);
+    // The run's own network and servers, before anything that needs them.
+    try {
+      if (needsNetwork) network = RunNetwork.create(o.nodes);
+      const serverHost = network?.hostAddress ?? '127.0.0.1';
+      if (!redisUrl) {
+        redisSetup = await RedisSetup.start({ dir: join(runDir, 'redis'), host: serverHost, sentinels: o.faults.includes('redis-failover'), masterName: SENTINEL_MASTER });
+        redisUrl = redisSetup.url;
+      }
+      if (!postgresUrl) {
+        pgDir = mkdtempSync(join(o.workDir, 'troupe-chaos-pg-'));
+        pgServer = await PostgresServer.start(pgDir, serverHost);
+        postgresUrl = pgServer.url;
+      }
+      await prepareRun(redisUrl, postgresUrl, names);
+    } catch (err) {
+      throw new ChaosStartError((err as Error).message);
+    }
+    const currentRedisUrl = () => redisSetup?.currentUrl ?? redisUrl!;
+    io.out(`troupe chaos: ${o.nodes} nodes, ${o.durationMs / 1000}s of load (${o.workloads.join(' + ')}), faults ${o.faults.join(',')} (at most ${o.overlap} at once), seed ${o.seed}`);
+    io.out(`  isolated as: cluster ${names.cluster} (Redis ${redactedUrl(redisUrl)}), queue ${names.queue}, schema ${names.schema} (PostgreSQL ${redactedUrl(postgresUrl)})`);
+    if (redisSetup) io.out(`  Redis of the run: primary :${redisSetup.ports.primary} (AOF, appendfsync everysec)${redisSetup.replica ? `, replica :${redisSetup.ports.replica}, Sentinels ${redisSetup.sentinelAddresses} (master ${SENTINEL_MASTER}, quorum 2, down after 2s)` : ''}`);
+    if (pgServer) io.out(`  PostgreSQL of the run: initdb in ${pgDir}, on ${pgServer.host}:${pgServer.port}`);
+    if (network) io.out(`  network of the run: bridge ${network.bridge} ${network.hostAddress}/24; ${network.links.map((l, i) => `n${i + 1} ${l.address} (netns ${l.netns})`).join(', ')}${network.netem ? '' : '; no netem in this kernel: slow links are loss (nft) and a bandwidth cap (tbf)'}`);
+    io.out(`  nodes' data and logs: ${runDir}${o.keep ? ' (kept)' : ' (removed at the end; --keep keeps them)'}`);
+    io.out(`  plan: ${plan.length ? plan.map(describeFault).join(', ') : 'no faults (every interval is 0): a baseline run'}`);
+
+    const sentinelAware = redisSetup?.replica ? nodesKnowSentinel() : false;
+    if (redisSetup?.replica && !sentinelAware) {
+      const note = 'the nodes have no --redis-sentinels setting (w/sentinel not merged): they keep the first primary\'s address through a failover';
+      notes.push(note);
+      io.out(`  note: ${note}`);
+    }
+    const redisArgs = sentinelAware ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
+    const secret = randomBytes(24).toString('base64url');
+    nodes = makeNodes(o, names, runDir, secret, redisArgs, postgresUrl, network);
+
+    db = new Postgres(postgresUrl);
     const checkAbort = () => {
       if (abort.aborted) throw new ChaosInterrupted('interrupted');
     };
@@ -120,7 +227,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     io.out(`  started in ${((performance.now() - startedAt) / 1000).toFixed(1)}s: ${nodes.map((n) => `${n.name} (pid ${n.pid}, ${portsOf(n)})`).join(', ')}`);
 
     const targets = (key: string) => (): LoadTarget[] =>
-      nodes.filter((n) => n.state !== 'down' && n.state !== 'starting' && n.ports[key] !== undefined).map((n) => ({ node: n.name, port: n.ports[key]! }));
+      nodes.filter((n) => n.state !== 'down' && n.state !== 'starting' && n.ports[key] !== undefined).map((n) => ({ node: n.name, host: n.spec.address, port: n.ports[key]! }));
     if (withCarts) {
       const user = randomUUID();
       cartLoad = new CartLoad({
@@ -141,6 +248,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     if (withEvents) {
       eventLoad = new EventLoad({ targets: targets('events.http'), eventsPerSecond: o.eventsPerSecond, batchSize: o.batchSize, concurrency: o.concurrency, retries: EVENT_RETRIES, users: EVENT_USERS });
     }
+    if (withCounters) counterLoad = new CounterLoad({ targets: targets('chaos-counter.http'), addsPerSecond: o.counterAddsPerSecond, concurrency: COUNTER_CONCURRENCY, counters: COUNTERS });
 
     const storedEvents = async () => (withEvents ? Number((await db!.query(`SELECT count(*) AS n FROM ${quoteIdent(names.schema)}.processed_events`)).rows[0].n) : 0);
     const status = async () => {
@@ -148,9 +256,9 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
       if (eventLoad) {
         let stored = '?';
         try {
-          stored = fmt(await storedEvents());
+          stored = fmt(await Promise.race([storedEvents(), sleep(2000).then(() => { throw new Error('slow'); })]));
         } catch {
-          // the table may not be there yet, or PostgreSQL is slow: the line still goes out
+          // the table may not be there yet, or PostgreSQL is slow or restarting: the line still goes out
         }
         parts.push(`events acked ${fmt(eventLoad.acked.size)}, not acked ${fmt(eventLoad.refused.size + eventLoad.ambiguous.size)}, stored ${stored}`);
       }
@@ -158,12 +266,19 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
         const t = cartLoad.totals();
         parts.push(`cart adds acked ${fmt(t.acked)}, not acked ${fmt(t.refused + t.ambiguous)}`);
       }
+      if (counterLoad) parts.push(`increments acked ${fmt(counterLoad.acked.length)}, not acked ${fmt(counterLoad.refused.size + counterLoad.ambiguous.size)}`);
       return parts.join(' | ');
     };
+
+    // Which nodes no fault holds now: a partition whose lease names another counts as unserved.
+    const notServing = new Set<string>();
+    watch = new OwnershipWatch({ redisUrl: currentRedisUrl, cluster: names.cluster, partitions: PARTITIONS, serving: () => new Set(nodes.filter((n) => n.state === 'up' && n.nodeId && !notServing.has(n.name)).map((n) => n.nodeId!)), now: sinceLoad });
 
     t0 = performance.now();
     eventLoad?.start();
     cartLoad?.start();
+    counterLoad?.start();
+    watch.start();
     say(`load started on ${nodes.length} nodes`);
     const loadEnds = t0 + o.durationMs;
     let lastLine = performance.now();
@@ -171,11 +286,14 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
       lastLine = performance.now();
       say(`${text.padEnd(44)} ${await status()}`);
     };
+    const ctx: FaultContext = { o, nodes, network, redisSetup, pgServer, say: sayWithCounts, faults, notServing, redisDown, now: sinceLoad, abort, notes };
 
-    // Faults one at a time, in plan order: each ends with its node up again before the next begins.
+    // Faults in plan order, at most --overlap at once, each on a node no other fault holds.
     const ticker = setInterval(() => {
       if (performance.now() - lastLine >= STATUS_EVERY_MS - 100) void sayWithCounts('load');
     }, 1000);
+    const heldNodes = new Set<number>();
+    let serverFault: string | undefined;
     try {
       for (const fault of plan) {
         const due = t0 + fault.atMs;
@@ -183,19 +301,47 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
           checkAbort();
           await sleep(Math.min(200, due - performance.now()));
         }
+        while (running.size >= o.overlap) {
+          checkAbort();
+          await Promise.race([...running, sleep(200)]);
+        }
         checkAbort();
         if (performance.now() >= loadEnds) {
           say(`skipped ${describeFault(fault)}: the load is over (earlier faults ran late)`);
           continue;
         }
-        const node = nodes[fault.node]!;
-        await restarting.get(node);
-        if (node.state !== 'up') {
-          say(`skipped ${describeFault(fault)}: ${node.name} is ${node.state}`);
-          continue;
+        let node: NodeProcess | undefined;
+        if (NODE_FAULTS.includes(fault.kind)) {
+          // The planned node, or the next one no fault holds; one node must stay serving.
+          const free = (i: number) => !heldNodes.has(i) && nodes[i]!.state === 'up' && !restarting.has(nodes[i]!);
+          const pick = [...Array(o.nodes).keys()].map((k) => (fault.node + k) % o.nodes).find(free);
+          const servingAfter = nodes.filter((n, i) => free(i) && i !== pick).length;
+          if (pick === undefined || (TAKES_NODE_AWAY.has(fault.kind) && servingAfter < 1)) {
+            say(`skipped ${describeFault(fault)}: no node is free for it (every other one is under a fault)`);
+            continue;
+          }
+          node = nodes[pick]!;
+          heldNodes.add(pick);
+        } else {
+          if (serverFault) {
+            say(`skipped ${describeFault(fault)}: ${serverFault} is still running`);
+            continue;
+          }
+          serverFault = fault.kind;
         }
-        await runFault(fault, node, o, sayWithCounts, faults, abort);
+        const p: Promise<void> = runFault(fault, node, ctx)
+          .then((record) => {
+            faultLog.push(record);
+          })
+          .catch((err: Error) => say(`${fault.kind} failed: ${err.message}`))
+          .finally(() => {
+            running.delete(p);
+            if (node) heldNodes.delete(nodes.indexOf(node));
+            else serverFault = undefined;
+          });
+        running.add(p);
       }
+      await Promise.all(running);
       while (performance.now() < loadEnds) {
         checkAbort();
         await sleep(Math.min(200, loadEnds - performance.now()));
@@ -204,7 +350,8 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
       clearInterval(ticker);
     }
     await Promise.all(restarting.values());
-    await Promise.all([eventLoad?.stop(), cartLoad?.stop()]);
+    await Promise.all([eventLoad?.stop(), cartLoad?.stop(), counterLoad?.stop()]);
+    await watch.stop();
     await sayWithCounts('load stopped');
     checkAbort();
 
@@ -215,12 +362,18 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const drainMs = performance.now() - drainStart;
     checkAbort();
 
-    // The judgement, from the stores.
-    await io.beforeJudgement?.(db, names.schema);
+    // The judgement, from the stores, the counters and the ownership samples.
+    if (io.beforeJudgement) await io.beforeJudgement(await db.client(), names.schema);
     const events = eventLoad ? judgeEvents(eventLoad, await rowsPerEventId(db, names), await deadLetterIds(db, names)) : undefined;
     const carts = cartLoad ? judgeCarts(cartLoad.lines, await cartLines(db, names)) : undefined;
     const perUser = eventLoad ? await rowsPerUser(db, names) : undefined;
-    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'))) : undefined;
+    // Reading back is bounded: a cluster that does not answer fails the run as unanswered, not by hanging it.
+    const readBackEnds = performance.now() + READ_BACK_TIMEOUT_MS;
+    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds)) : undefined;
+    const counters = counterLoad ? judgeCounters(counterLoad, await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds)) : undefined;
+    const ownership = { ...judgeOwnership(watch.samples, STUCK_AFTER_MS, redisDown), stuckAfterMs: STUCK_AFTER_MS };
+    for (const f of faultLog) if (f.healedAtMs !== undefined) f.recoveredAtMs = recoveredAt(watch.samples, f.healedAtMs);
+    faultLog.sort((a, b) => a.startedAtMs - b.startedAtMs);
     if (eventLoad) {
       say(`event attempts by answer: ${describeAnswers(eventLoad.answers)}`);
       if (eventLoad.resentAfterNoAnswer) say(`  ${fmt(eventLoad.resentAfterNoAnswer)} batches were acknowledged only when sent again after no answer: their ids may have been queued twice`);
@@ -229,35 +382,69 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
       say(`AddItem calls by answer: ${describeAnswers(cartLoad.answers)}`);
       for (const [code, details] of cartLoad.failureExamples) say(`  ${code}, e.g.: ${details.length > 160 ? details.slice(0, 160) + '…' : details}`);
     }
+    if (counterLoad) say(`increments by answer: ${describeAnswers(counterLoad.answers)}`);
     finished = true;
     await killNodes(nodes, say);
-    const report: ChaosReport = { ok: isNothingLost(events, carts, aggregates), seed: o.seed, nodes: o.nodes, durationMs: o.durationMs, faults, events, carts, aggregates, drained, drainMs, notes };
+    const report: ChaosReport = {
+      ok: isNothingLost(events, carts, aggregates, counters, ownership),
+      seed: o.seed,
+      nodes: o.nodes,
+      durationMs: o.durationMs,
+      faults,
+      events,
+      carts,
+      aggregates,
+      counters,
+      doubleActivations: counters?.doubleActivations,
+      ownership,
+      faultLog,
+      drained,
+      drainMs,
+      notes,
+    };
     return report;
   } finally {
     finished = true;
-    await Promise.allSettled([eventLoad?.stop(), cartLoad?.stop()]);
+    await Promise.race([Promise.allSettled(running), sleep(NODE_STOP_TIMEOUT_MS)]);
+    await Promise.allSettled([eventLoad?.stop(), cartLoad?.stop(), counterLoad?.stop(), watch?.stop()]);
     if (nodes.some((n) => n.alive)) await killNodes(nodes, say);
     await Promise.all(nodes.map((n) => n.closeLog()));
-    process.off('exit', killAll);
-    await db?.end().catch(() => {});
-    const problems = await removeRun(o.redisUrl, o.postgresUrl, names);
-    for (const p of problems) {
+    await db?.end();
+    // Servers the run owns go whole; in servers it does not, only its own keys and schema.
+    if (redisUrl && postgresUrl && (!redisSetup || !pgServer)) {
+      const problems = await removeRun(redisSetup ? redisSetup.currentUrl : redisUrl, postgresUrl, names, { redis: !redisSetup, postgres: !pgServer });
+      for (const p of problems) {
+        notes.push(p);
+        io.out(`  cleanup: ${p}`);
+      }
+    }
+    await redisSetup?.stopAll();
+    await pgServer?.stop();
+    for (const p of network?.remove() ?? []) {
       notes.push(p);
       io.out(`  cleanup: ${p}`);
     }
+    process.off('exit', killAll);
+    if (pgDir && !o.keep) rmSync(pgDir, { recursive: true, force: true });
     if (!o.keep) rmSync(runDir, { recursive: true, force: true });
-    else io.out(`  kept: ${runDir} (a data directory and a log per node)`);
+    else io.out(`  kept: ${runDir} (a data directory and a log per node, the servers' logs)`);
   }
 }
 
-function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: string): NodeProcess[] {
-  const gateways = o.workloads.join(',');
-  const ports = ['ops', ...(o.workloads.includes('events') ? ['events.http'] : []), ...(o.workloads.includes('carts') ? ['carts.grpc'] : [])];
-  const args = [
-    '--host', '127.0.0.1',
+/** True when `troupe node` has the Sentinel settings (w/sentinel). */
+function nodesKnowSentinel(): boolean {
+  const r = spawnSync(process.execPath, [TROUPE_BIN, 'node', '--help'], { encoding: 'utf8' });
+  return /--redis-sentinels /.test(r.stdout) && /--redis-master /.test(r.stdout);
+}
+
+function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: string, redisArgs: string[], postgresUrl: string, network: RunNetwork | undefined): NodeProcess[] {
+  const gateways = o.workloads.map((w) => (w === 'counters' ? 'chaos-counter' : w)).join(',');
+  const ports = ['ops', ...(o.workloads.includes('events') ? ['events.http'] : []), ...(o.workloads.includes('carts') ? ['carts.grpc'] : []), ...(o.workloads.includes('counters') ? ['chaos-counter.http'] : [])];
+  const args = (address: string) => [
+    '--host', address,
     '--gateways', gateways,
-    '--redis', o.redisUrl,
-    '--postgres', o.postgresUrl,
+    ...redisArgs,
+    '--postgres', postgresUrl,
     '--cluster', names.cluster,
     '--shards', String(o.shards),
     '--log-level', o.nodeLogLevel,
@@ -265,6 +452,7 @@ function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: str
     '--ops-port', '0',
     '--events-port', '0',
     '--carts-port', '0',
+    '--chaos-counter-port', '0',
     '--events-queue-name', names.queue,
     '--events-pg-schema', names.schema,
     '--carts-schema', names.schema,
@@ -282,7 +470,9 @@ function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: str
     const name = `n${i + 1}`;
     const dataDir = join(runDir, name);
     mkdirSync(dataDir, { recursive: true });
-    return new NodeProcess({ name, dataDir, logFile: join(runDir, `${name}.log`), troupeBin: TROUPE_BIN, args, ports });
+    const link = network?.links[i];
+    const address = link?.address ?? '127.0.0.1';
+    return new NodeProcess({ name, dataDir, logFile: join(runDir, `${name}.log`), troupeBin: TROUPE_BIN, command: 'chaos-node', args: args(address), ports, address, netns: link?.netns });
   });
 }
 
@@ -301,43 +491,160 @@ function cartsToken(secret: string, user: string, admin: boolean, runDir: string
   return token;
 }
 
-async function runFault(fault: PlannedFault, node: NodeProcess, o: ChaosOptions, say: (text: string) => Promise<void>, faults: FaultCounts, abort: AbortSignal): Promise<void> {
+interface FaultContext {
+  o: ChaosOptions;
+  nodes: NodeProcess[];
+  network?: RunNetwork;
+  redisSetup?: RedisSetup;
+  pgServer?: PostgresServer;
+  say(text: string): Promise<void>;
+  faults: FaultCounts;
+  /** Nodes a fault holds now (killed, paused, stopped, cut off): what they lease counts as unserved. */
+  notServing: Set<string>;
+  /** Stretches of Redis faults, ms after the load started. */
+  redisDown: [number, number][];
+  now(): number;
+  abort: AbortSignal;
+  notes: string[];
+}
+
+/** Runs one fault to its heal; returns its record (the recovery time is read from the samples later). */
+async function runFault(fault: PlannedFault, node: NodeProcess | undefined, c: FaultContext): Promise<FaultRecord> {
+  const { o, say, faults } = c;
   const began = performance.now();
   const took = () => `${((performance.now() - began) / 1000).toFixed(1)}s`;
+  const record: FaultRecord = { kind: fault.kind, target: node?.name ?? (fault.kind === 'pg-restart' ? 'postgres' : 'redis'), startedAtMs: c.now() };
+  const healed = () => {
+    record.healedAtMs = c.now();
+  };
+  const index = node ? c.nodes.indexOf(node) : -1;
   switch (fault.kind) {
     case 'kill': {
-      const pid = node.pid;
-      await node.kill();
+      const n = node!;
+      const pid = n.pid;
+      c.notServing.add(n.name);
+      await n.kill();
       faults.kill++;
-      await say(`kill ${node.name} (SIGKILL pid ${pid})`);
+      await say(`kill ${n.name} (SIGKILL pid ${pid})`);
       await sleep(o.downForMs);
-      if (abort.aborted) return;
-      await restart(node, say, took);
-      return;
+      if (!c.abort.aborted) await restart(n, say, took);
+      c.notServing.delete(n.name);
+      healed();
+      break;
     }
     case 'pause': {
-      node.pause();
+      const n = node!;
+      c.notServing.add(n.name);
+      n.pause();
       faults.pause++;
-      await say(`pause ${node.name} (SIGSTOP pid ${node.pid}, ${o.pauseForMs / 1000}s)`);
+      await say(`pause ${n.name} (SIGSTOP pid ${n.pid}, ${o.pauseForMs / 1000}s)`);
       await sleep(o.pauseForMs);
-      node.resume();
-      await say(`resume ${node.name} (SIGCONT)`);
-      if (abort.aborted) return;
-      const ready = await node.waitReady(READY_AFTER_PAUSE_TIMEOUT_MS);
-      await say(ready ? `${node.name} ready again after ${took()}` : `${node.name} not ready ${READY_AFTER_PAUSE_TIMEOUT_MS / 1000}s after SIGCONT; going on`);
-      return;
+      n.resume();
+      c.notServing.delete(n.name);
+      healed();
+      await say(`resume ${n.name} (SIGCONT)`);
+      if (c.abort.aborted) break;
+      const ready = await n.waitReady(READY_AFTER_PAUSE_TIMEOUT_MS);
+      await say(ready ? `${n.name} ready again after ${took()}` : `${n.name} not ready ${READY_AFTER_PAUSE_TIMEOUT_MS / 1000}s after SIGCONT; going on`);
+      break;
     }
     case 'stop': {
-      await say(`stop ${node.name} (SIGTERM pid ${node.pid})`);
-      const { how, forced } = await node.terminate(NODE_STOP_TIMEOUT_MS);
+      const n = node!;
+      await say(`stop ${n.name} (SIGTERM pid ${n.pid})`);
+      c.notServing.add(n.name);
+      const { how, forced } = await n.terminate(NODE_STOP_TIMEOUT_MS);
       faults.stop++;
-      await say(forced ? `${node.name} did not leave within ${NODE_STOP_TIMEOUT_MS / 1000}s; killed (${how})` : `${node.name} left (${how}) after ${took()}`);
+      await say(forced ? `${n.name} did not leave within ${NODE_STOP_TIMEOUT_MS / 1000}s; killed (${how})` : `${n.name} left (${how}) after ${took()}`);
       await sleep(o.downForMs);
-      if (abort.aborted) return;
-      await restart(node, say, took);
-      return;
+      if (!c.abort.aborted) await restart(n, say, took);
+      c.notServing.delete(n.name);
+      healed();
+      break;
+    }
+    case 'partition': {
+      const n = node!;
+      const side = fault.side ?? 'both';
+      record.detail = `from ${side}`;
+      c.notServing.add(n.name);
+      c.network!.cut(index, side, c.redisSetup?.allPorts ?? []);
+      faults.partition = (faults.partition ?? 0) + 1;
+      await say(`partition ${n.name} from ${side === 'both' ? 'its peers and Redis' : side === 'peers' ? 'its peers (Redis still reachable)' : 'Redis (peers still reachable)'} for ${o.faultForMs / 1000}s`);
+      await sleep(o.faultForMs);
+      c.network!.heal(index);
+      c.notServing.delete(n.name);
+      healed();
+      await say(`heal ${n.name}: every link open again`);
+      break;
+    }
+    case 'slow-link': {
+      const n = node!;
+      record.detail = c.network!.slow(index, SLOW_LINK_DELAY_MS, SLOW_LINK_LOSS_PERCENT);
+      faults['slow-link'] = (faults['slow-link'] ?? 0) + 1;
+      await say(`slow link on ${n.name} for ${o.faultForMs / 1000}s: ${record.detail}`);
+      await sleep(o.faultForMs);
+      c.network!.heal(index);
+      healed();
+      await say(`heal ${n.name}: its link at full speed again`);
+      break;
+    }
+    case 'redis-restart': {
+      const r = c.redisSetup!;
+      const from = c.now();
+      faults['redis-restart'] = (faults['redis-restart'] ?? 0) + 1;
+      await say(`redis-restart: SIGKILL the Redis primary (pid ${r.currentProcess.pid}), start it again on its AOF after ${o.downForMs / 1000}s`);
+      try {
+        await r.restart(o.downForMs);
+      } finally {
+        healed();
+        c.redisDown.push([from, record.healedAtMs!]);
+      }
+      await say(`Redis answers again after ${took()}`);
+      break;
+    }
+    case 'redis-pause': {
+      const r = c.redisSetup!;
+      const pauseMs = Math.max(o.faultForMs, MIN_REDIS_PAUSE_MS);
+      const proc = r.currentProcess;
+      const from = c.now();
+      proc.pause();
+      faults['redis-pause'] = (faults['redis-pause'] ?? 0) + 1;
+      record.detail = `${pauseMs / 1000}s`;
+      await say(`redis-pause: SIGSTOP the Redis primary (pid ${proc.pid}) for ${pauseMs / 1000}s (lease TTL 2s)`);
+      await sleep(pauseMs);
+      proc.resume();
+      healed();
+      c.redisDown.push([from, record.healedAtMs!]);
+      await say('Redis resumed (SIGCONT)');
+      break;
+    }
+    case 'redis-failover': {
+      const r = c.redisSetup!;
+      const from = c.now();
+      faults['redis-failover'] = (faults['redis-failover'] ?? 0) + 1;
+      await say(`redis-failover: SIGKILL the Redis primary (pid ${r.currentProcess.pid}); the Sentinels promote the replica`);
+      try {
+        record.detail = `promoted ${await r.failover()}`;
+      } finally {
+        healed();
+        c.redisDown.push([from, record.healedAtMs!]);
+      }
+      await say(`Sentinels promoted ${record.detail.replace('promoted ', '')} after ${took()}; the old primary starts again as its replica`);
+      break;
+    }
+    case 'pg-restart': {
+      const p = c.pgServer!;
+      faults['pg-restart'] = (faults['pg-restart'] ?? 0) + 1;
+      await say(`pg-restart: stop PostgreSQL (fast shutdown, pid ${p.process.pid}), start it again after ${o.downForMs / 1000}s`);
+      try {
+        await p.restart(o.downForMs);
+      } finally {
+        healed();
+      }
+      await say(`PostgreSQL answers again after ${took()}`);
+      break;
     }
   }
+  return record;
 }
 
 async function restart(node: NodeProcess, say: (text: string) => Promise<void>, took: () => string): Promise<void> {
@@ -353,7 +660,7 @@ async function restart(node: NodeProcess, say: (text: string) => Promise<void>, 
  * Waits until every acknowledged event is in processed_events and the queue is empty (or the store
  * has been still for a while), printing progress; false if --drain-timeout came first.
  */
-async function drainEvents(load: EventLoad, nodes: NodeProcess[], db: pg.Client, names: RunNames, timeoutMs: number, say: (text: string) => void, abort: AbortSignal): Promise<boolean> {
+async function drainEvents(load: EventLoad, nodes: NodeProcess[], db: Postgres, names: RunNames, timeoutMs: number, say: (text: string) => void, abort: AbortSignal): Promise<boolean> {
   const table = `${quoteIdent(names.schema)}.processed_events`;
   const pending = new Set(load.acked);
   const deadline = performance.now() + timeoutMs;
@@ -395,7 +702,7 @@ async function queueDepth(nodes: NodeProcess[]): Promise<number | undefined> {
     const port = n.ports['events.http'];
     if (n.state !== 'up' || port === undefined) continue;
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`http://${n.spec.address}:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
       const m = (await res.json()) as { current_queue_depth?: number };
       if (typeof m.current_queue_depth === 'number') return m.current_queue_depth;
     } catch {
@@ -405,28 +712,28 @@ async function queueDepth(nodes: NodeProcess[]): Promise<number | undefined> {
   return undefined;
 }
 
-async function rowsPerEventId(db: pg.Client, names: RunNames): Promise<Map<string, number>> {
+async function rowsPerEventId(db: Postgres, names: RunNames): Promise<Map<string, number>> {
   const res = await db.query<{ id: string; n: number }>(`SELECT id, count(*)::int AS n FROM ${quoteIdent(names.schema)}.processed_events GROUP BY id`);
   return new Map(res.rows.map((r) => [r.id, r.n]));
 }
 
-async function rowsPerUser(db: pg.Client, names: RunNames): Promise<Map<string, number>> {
+async function rowsPerUser(db: Postgres, names: RunNames): Promise<Map<string, number>> {
   const res = await db.query<{ user_id: string; n: number }>(`SELECT user_id, count(*)::int AS n FROM ${quoteIdent(names.schema)}.processed_events WHERE user_id IS NOT NULL GROUP BY user_id`);
   return new Map(res.rows.map((r) => [r.user_id, r.n]));
 }
 
 /** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
-async function countedPerUser(users: string[], targets: () => LoadTarget[]): Promise<Map<string, number | undefined>> {
+async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number): Promise<Map<string, number | undefined>> {
   const counted = new Map<string, number | undefined>();
   let turn = 0;
   for (const user of users) {
     let n: number | undefined;
-    for (let attempt = 0; attempt < 3 && n === undefined; attempt++) {
+    for (let attempt = 0; attempt < 3 && n === undefined && performance.now() < endsAt; attempt++) {
       const live = targets();
       const target = live[turn++ % Math.max(1, live.length)];
       if (!target) break;
       try {
-        const res = await fetch(`http://127.0.0.1:${target.port}/users/${encodeURIComponent(user)}/summary`, { signal: AbortSignal.timeout(5000) });
+        const res = await fetch(`http://${target.host}:${target.port}/users/${encodeURIComponent(user)}/summary`, { signal: AbortSignal.timeout(5000) });
         if (res.ok) n = ((await res.json()) as { events: number }).events;
       } catch {
         // another node, next attempt
@@ -437,12 +744,12 @@ async function countedPerUser(users: string[], targets: () => LoadTarget[]): Pro
   return counted;
 }
 
-async function deadLetterIds(db: pg.Client, names: RunNames): Promise<Set<string>> {
+async function deadLetterIds(db: Postgres, names: RunNames): Promise<Set<string>> {
   const res = await db.query<{ id: string }>(`SELECT DISTINCT id FROM ${quoteIdent(names.schema)}.dead_letter_events WHERE id IS NOT NULL`);
   return new Set(res.rows.map((r) => r.id));
 }
 
-async function cartLines(db: pg.Client, names: RunNames): Promise<Map<string, number>> {
+async function cartLines(db: Postgres, names: RunNames): Promise<Map<string, number>> {
   const res = await db.query<{ cart: string; item: string; quantity: number }>(`SELECT cart_uuid::text AS cart, item_uuid::text AS item, quantity FROM ${quoteIdent(names.schema)}.cart_entry`);
   return new Map(res.rows.map((r) => [`${r.cart}|${r.item}`, Number(r.quantity)]));
 }

@@ -1,14 +1,21 @@
-// The fault plan of a chaos run: which node is killed, paused or stopped when, drawn from a seeded
-// generator so the same --seed and flags give the same plan.
+// The fault plan of a chaos run: which fault of which kind comes when, on which node, drawn from a
+// seeded generator so the same --seed and flags give the same plan.
 
-export type FaultKind = 'kill' | 'pause' | 'stop';
+import type { FaultKind } from './settings.js';
+
+export type { FaultKind };
+
+/** Which links a partition cuts: the node's peers, its Redis, or both. */
+export type PartitionSide = 'peers' | 'redis' | 'both';
 
 export interface PlannedFault {
   /** Milliseconds after the load started. */
   atMs: number;
   kind: FaultKind;
-  /** Index of the node (0-based; printed as n1, n2, ...). */
+  /** Index of the node (0-based; printed as n1, n2, ...); the server faults ignore it. */
   node: number;
+  /** Partitions only. */
+  side?: PartitionSide;
 }
 
 export interface FaultPlanOptions {
@@ -19,6 +26,10 @@ export interface FaultPlanOptions {
   killEveryMs: number;
   pauseEveryMs: number;
   stopEveryMs: number;
+  /** The other kinds, each this often (when listed in `kinds`). */
+  faultEveryMs?: number;
+  /** Kinds other than kill, pause and stop to plan. */
+  kinds?: readonly FaultKind[];
 }
 
 /** mulberry32: small, fast, and the same sequence for a seed on every platform. */
@@ -33,10 +44,14 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** Kinds whose target is a node (the others hurt a server every node uses). */
+export const NODE_FAULTS: readonly FaultKind[] = ['kill', 'pause', 'stop', 'partition', 'slow-link'];
+const SIDES: readonly PartitionSide[] = ['peers', 'redis', 'both'];
+
 /**
  * Every `every` ms of the run, one fault of each enabled kind, moved by up to ±20% of its interval
  * so that kinds with common multiples do not always collide; each on a node drawn at random.
- * Sorted by time. Faults run one after another (see run.ts), so every node is up when one starts.
+ * Sorted by time. run.ts runs at most --overlap at once, each on a node no other fault holds.
  */
 export function planFaults(o: FaultPlanOptions): PlannedFault[] {
   const random = seededRandom(o.seed);
@@ -45,6 +60,7 @@ export function planFaults(o: FaultPlanOptions): PlannedFault[] {
     ['kill', o.killEveryMs],
     ['pause', o.pauseEveryMs],
     ['stop', o.stopEveryMs],
+    ...(o.kinds ?? []).filter((k) => k !== 'kill' && k !== 'pause' && k !== 'stop').map((k): [FaultKind, number] => [k, o.faultEveryMs ?? 0]),
   ];
   for (const [kind, every] of kinds) {
     if (every <= 0) continue;
@@ -57,10 +73,14 @@ export function planFaults(o: FaultPlanOptions): PlannedFault[] {
   }
   plan.sort((a, b) => a.atMs - b.atMs || a.kind.localeCompare(b.kind));
   // Targets are drawn after sorting, so they do not depend on the order kinds were listed in.
-  for (const fault of plan) fault.node = Math.floor(random() * o.nodes);
+  for (const fault of plan) {
+    fault.node = Math.floor(random() * o.nodes);
+    if (fault.kind === 'partition') fault.side = SIDES[Math.floor(random() * SIDES.length)]!;
+  }
   return plan;
 }
 
 export function describeFault(f: PlannedFault): string {
-  return `${(f.atMs / 1000).toFixed(1)}s ${f.kind} n${f.node + 1}`;
+  const target = NODE_FAULTS.includes(f.kind) ? ` n${f.node + 1}` : '';
+  return `${(f.atMs / 1000).toFixed(1)}s ${f.kind}${target}${f.side ? ` from ${f.side}` : ''}`;
 }

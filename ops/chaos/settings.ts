@@ -5,24 +5,38 @@ import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { SettingSpec, SettingValues } from '../../runtime/settings.js';
 
-export type Workload = 'events' | 'carts';
+export type Workload = 'events' | 'carts' | 'counters';
+
+/** The fault kinds, by the names --faults takes. */
+export const FAULT_KINDS = ['kill', 'pause', 'stop', 'partition', 'slow-link', 'redis-restart', 'redis-pause', 'redis-failover', 'pg-restart'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+/** Faults of the servers themselves: chaos must own them (no --redis / --postgres). */
+export const REDIS_FAULTS: readonly FaultKind[] = ['redis-restart', 'redis-pause', 'redis-failover'];
+export const POSTGRES_FAULTS: readonly FaultKind[] = ['pg-restart'];
+/** Faults that cut or slow links: the nodes run in network namespaces of the run. */
+export const NETWORK_FAULTS: readonly FaultKind[] = ['partition', 'slow-link'];
 
 export const CHAOS_SETTINGS: SettingSpec[] = [
   { name: 'nodes', kind: 'int', min: 2, max: 9, default: 3, description: 'troupe node processes in the cluster (at least 2: the load needs a node while another is down)' },
   { name: 'duration', kind: 'duration', min: 5000, default: 60_000, description: 'how long the load and the faults run (then the pipeline drains and the stores are checked)' },
+  { name: 'faults', kind: 'list', choices: [...FAULT_KINDS], default: ['kill', 'pause'], description: 'fault kinds to inject: kill, pause, stop (nodes), partition, slow-link (a node\'s links, in network namespaces), redis-restart, redis-pause, redis-failover, pg-restart (servers chaos starts itself)' },
+  { name: 'overlap', kind: 'int', min: 1, max: 4, default: 1, description: 'faults that may run at the same time (1: one after another)' },
+  { name: 'fault-every', kind: 'duration', default: undefined, description: 'how often each kind other than kill, pause and stop comes (default 15s, or half of --duration when shorter)' },
+  { name: 'fault-for', kind: 'duration', min: 500, default: 6000, description: 'how long a partition, a slow link or a Redis pause lasts before it heals (a Redis pause is made at least 3 lease TTLs, 6s)' },
   { name: 'kill-every', kind: 'duration', default: undefined, description: 'SIGKILL a random node this often and restart it on its data dir (0: no kills; default 10s, or a third of --duration when shorter)' },
   { name: 'pause-every', kind: 'duration', default: undefined, description: 'SIGSTOP a random node this often, SIGCONT it after --pause-for (0: no pauses; default 15s, or half of --duration when shorter)' },
-  { name: 'stop-every', kind: 'duration', default: 0, description: 'SIGTERM a random node this often (graceful leave) and start it again (0: none)' },
+  { name: 'stop-every', kind: 'duration', default: undefined, description: 'SIGTERM a random node this often (graceful leave) and start it again (0: none; default 20s when stop is in --faults, or half of --duration; given alone it adds stop to --faults)' },
   { name: 'down-for', kind: 'duration', default: 1000, description: 'how long a killed or stopped node stays down before it is started again' },
   { name: 'pause-for', kind: 'duration', min: 100, default: 5000, description: 'how long a paused node stays stopped; past 2 s it is declared dead and its leases and job locks lapse' },
-  { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL (required): the cluster and the event queue; chaos uses keys of its own and deletes them' },
-  { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL (required): the stores; chaos works in a schema of its own and drops it' },
+  { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL of a server chaos does not own (default: chaos starts its own on a free port); chaos uses keys of its own and deletes them; refuses the Redis faults' },
+  { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL of a server chaos does not own (default: chaos starts its own from initdb); chaos works in a schema of its own and drops it; refuses pg-restart' },
   { name: 'seed', kind: 'int', min: 0, max: 2 ** 31 - 1, default: undefined, description: 'seed of the fault plan (default: random, printed so a run can be repeated)' },
-  { name: 'workloads', kind: 'list', choices: ['events', 'carts'], default: ['events', 'carts'], description: 'load to run: events (POST /events/batch) and carts (gRPC Cart/AddItem)' },
+  { name: 'workloads', kind: 'list', choices: ['events', 'carts', 'counters'], default: ['events', 'carts', 'counters'], description: 'load to run: events (POST /events/batch), carts (gRPC Cart/AddItem), counters (durable chaos counters, each increment an ask)' },
   { name: 'rate', kind: 'int', min: 0, max: 1_000_000, default: 2000, description: 'events per second offered to the cluster (0: as fast as the nodes answer)' },
   { name: 'batch-size', kind: 'int', min: 1, max: 100, default: 20, description: 'events per POST /events/batch' },
   { name: 'concurrency', kind: 'int', min: 1, max: 256, default: 16, description: 'event batch requests in flight at once' },
   { name: 'cart-rate', kind: 'int', min: 0, max: 100_000, default: 50, description: 'Cart/AddItem calls per second (0: as fast as the nodes answer); 4 in flight' },
+  { name: 'counter-rate', kind: 'int', min: 0, max: 100_000, default: 40, description: 'counter increments per second (0: as fast as the nodes answer); 4 in flight' },
   { name: 'drain-timeout', kind: 'duration', min: 1000, default: 60_000, description: 'after the load, how long to wait for every acknowledged event to be stored' },
   { name: 'shards', kind: 'int', min: 1, max: 16, default: 1, description: 'worker threads per node' },
   { name: 'work-dir', kind: 'string', default: tmpdir(), description: 'where the run keeps its nodes\' data directories and logs (a new directory inside it)' },
@@ -34,19 +48,26 @@ export const CHAOS_SETTINGS: SettingSpec[] = [
 export interface ChaosOptions {
   nodes: number;
   durationMs: number;
+  faults: FaultKind[];
+  overlap: number;
   killEveryMs: number;
   pauseEveryMs: number;
   stopEveryMs: number;
+  /** The interval of every kind other than kill, pause and stop. */
+  faultEveryMs: number;
+  faultForMs: number;
   downForMs: number;
   pauseForMs: number;
-  redisUrl: string;
-  postgresUrl: string;
+  /** Undefined: chaos starts and owns its own server. */
+  redisUrl?: string;
+  postgresUrl?: string;
   seed: number;
   workloads: Workload[];
   eventsPerSecond: number;
   batchSize: number;
   concurrency: number;
   cartAddsPerSecond: number;
+  counterAddsPerSecond: number;
   drainTimeoutMs: number;
   shards: number;
   workDir: string;
@@ -67,17 +88,22 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
   const problems: string[] = [];
   const redis = values['redis'] as string | undefined;
   const postgres = values['postgres'] as string | undefined;
-  if (!redis) problems.push('setting redis: missing; chaos needs a Redis for the cluster and its event queue: give --redis redis://127.0.0.1:6379 (or TROUPE_REDIS); chaos touches only keys of its own');
-  else if (!/^rediss?:$/.test(new URL(redis).protocol)) problems.push(`setting redis: got "${redis}"; expected a redis:// or rediss:// URL`);
-  if (!postgres) problems.push('setting postgres: missing; chaos needs PostgreSQL to check what was stored: give --postgres postgres://USER@HOST:5432/DB (or TROUPE_POSTGRES); chaos works in a schema of its own');
-  else if (!/^postgres(ql)?:$/.test(new URL(postgres).protocol)) problems.push(`setting postgres: got "${postgres}"; expected a postgres:// or postgresql:// URL`);
+  if (redis && !/^rediss?:$/.test(new URL(redis).protocol)) problems.push(`setting redis: got "${redis}"; expected a redis:// or rediss:// URL`);
+  if (postgres && !/^postgres(ql)?:$/.test(new URL(postgres).protocol)) problems.push(`setting postgres: got "${postgres}"; expected a postgres:// or postgresql:// URL`);
 
   const duration = values['duration'] as number;
+  const faults = [...new Set((values['faults'] as string[]) ?? [])] as FaultKind[];
+  // --stop-every given alone keeps its old meaning: it adds graceful stops to the default faults.
+  if (values['stop-every'] !== undefined && (values['stop-every'] as number) > 0 && !faults.includes('stop')) faults.push('stop');
+  const owned = (kinds: readonly FaultKind[]) => faults.filter((f) => kinds.includes(f));
+  if (redis && owned(REDIS_FAULTS).length) problems.push(`setting faults: ${owned(REDIS_FAULTS).join(', ')} need${owned(REDIS_FAULTS).length === 1 ? 's' : ''} a Redis chaos starts itself, and --redis ${redis} names one it does not own (chaos never stops, pauses or restarts a server it did not start); leave out --redis, or these faults`);
+  if (postgres && owned(POSTGRES_FAULTS).length) problems.push(`setting faults: pg-restart needs a PostgreSQL chaos starts itself, and --postgres names one it does not own (chaos never stops or restarts a server it did not start); leave out --postgres, or pg-restart`);
   // Unset intervals fit the duration; intervals given are checked against it.
   const every: Record<string, number> = {
     'kill-every': (values['kill-every'] as number | undefined) ?? Math.min(10_000, Math.floor(duration / 3)),
     'pause-every': (values['pause-every'] as number | undefined) ?? Math.min(15_000, Math.floor(duration / 2)),
-    'stop-every': values['stop-every'] as number,
+    'stop-every': (values['stop-every'] as number | undefined) ?? (faults.includes('stop') ? Math.min(20_000, Math.floor(duration / 2)) : 0),
+    'fault-every': (values['fault-every'] as number | undefined) ?? Math.min(15_000, Math.floor(duration / 2)),
   };
   for (const name of Object.keys(every)) {
     const given = every[name]!;
@@ -88,7 +114,7 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
     }
   }
   const workloads = (values['workloads'] as string[]) ?? [];
-  if (workloads.length === 0) problems.push('setting workloads: empty; expected events, carts or both');
+  if (workloads.length === 0) problems.push('setting workloads: empty; expected events, carts, counters or several');
   const workDir = String(values['work-dir']);
   if (!existsSync(workDir) || !statSync(workDir).isDirectory()) problems.push(`setting work-dir: "${workDir}" is not a directory; create it or choose another`);
 
@@ -98,19 +124,24 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
     options: {
       nodes: values['nodes'] as number,
       durationMs: duration,
-      killEveryMs: every['kill-every']!,
-      pauseEveryMs: every['pause-every']!,
-      stopEveryMs: every['stop-every']!,
+      faults,
+      overlap: values['overlap'] as number,
+      killEveryMs: faults.includes('kill') ? every['kill-every']! : 0,
+      pauseEveryMs: faults.includes('pause') ? every['pause-every']! : 0,
+      stopEveryMs: faults.includes('stop') ? every['stop-every']! : 0,
+      faultEveryMs: every['fault-every']!,
+      faultForMs: values['fault-for'] as number,
       downForMs: values['down-for'] as number,
       pauseForMs: values['pause-for'] as number,
-      redisUrl: redis!,
-      postgresUrl: postgres!,
+      redisUrl: redis,
+      postgresUrl: postgres,
       seed: (values['seed'] as number | undefined) ?? randomSeed(),
       workloads: [...new Set(workloads)] as Workload[],
       eventsPerSecond: values['rate'] as number,
       batchSize: values['batch-size'] as number,
       concurrency: values['concurrency'] as number,
       cartAddsPerSecond: values['cart-rate'] as number,
+      counterAddsPerSecond: values['counter-rate'] as number,
       drainTimeoutMs: values['drain-timeout'] as number,
       shards: values['shards'] as number,
       workDir,

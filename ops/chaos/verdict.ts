@@ -2,6 +2,8 @@
 // and the verdict table a person reads at the end. Pure functions; run.ts feeds them.
 
 import type { LineCounts } from './cart-load.js';
+import type { AckedIncrement } from './counter-load.js';
+import type { FaultRecord, OwnershipJudgement } from './ownership-watch.js';
 
 export interface EventsJudgement {
   /** Ids that got a 202. */
@@ -112,8 +114,125 @@ export interface FaultCounts {
   kill: number;
   pause: number;
   stop: number;
+  partition?: number;
+  'slow-link'?: number;
+  'redis-restart'?: number;
+  'redis-pause'?: number;
+  'redis-failover'?: number;
+  'pg-restart'?: number;
   /** Nodes that ended without being asked to (crashes of the node itself), restarted by the run. */
   unexpectedExits: number;
+}
+
+/**
+ * The durable counters: every acknowledged increment applied exactly once, and no two activations
+ * of one counter live at once (their replies' times interleave).
+ */
+export interface CountersJudgement {
+  acked: number;
+  refused: number;
+  ambiguous: number;
+  /** Increments in the counters' states. */
+  applied: number;
+  lost: number;
+  /** Sequence numbers applied more than once, plus counts that disagree with their list. */
+  duplicated: number;
+  /** Applied numbers that were refused or never sent. */
+  neverSent: number;
+  /** Counters whose state no node gave. */
+  unanswered: number;
+  /** Pairs of activations of one counter whose replies overlap in time. */
+  doubleActivations: number;
+  /** Counters whose replies gave the same count twice (two activations each counted on its own copy). */
+  forked: number;
+  examples: string[];
+}
+
+/** A counter's activations, each [first reply, last reply]; two that overlap were live at once. */
+export function findDoubleActivations(acked: readonly AckedIncrement[]): { pairs: number; forked: number; examples: string[] } {
+  const byKey = new Map<string, AckedIncrement[]>();
+  for (const a of acked) {
+    let list = byKey.get(a.key);
+    if (!list) byKey.set(a.key, (list = []));
+    list.push(a);
+  }
+  let pairs = 0;
+  let forked = 0;
+  const examples: string[] = [];
+  for (const [key, list] of byKey) {
+    const spans = new Map<string, [number, number]>();
+    const seenN = new Map<number, string>();
+    let fork = false;
+    for (const a of list) {
+      const span = spans.get(a.activation);
+      if (!span) spans.set(a.activation, [a.at, a.at]);
+      else spans.set(a.activation, [Math.min(span[0], a.at), Math.max(span[1], a.at)]);
+      const other = seenN.get(a.n);
+      if (other !== undefined && other !== a.activation) fork = true;
+      seenN.set(a.n, a.activation);
+    }
+    if (fork) forked++;
+    const all = [...spans].sort((x, y) => x[1][0] - y[1][0]);
+    for (let i = 0; i < all.length; i++) {
+      for (let j = i + 1; j < all.length; j++) {
+        const [ia, [a0, a1]] = all[i]!;
+        const [ib, [b0, b1]] = all[j]!;
+        if (a0 <= b1 && b0 <= a1) {
+          pairs++;
+          if (examples.length < EXAMPLES) examples.push(`counter ${key}: activations ${ia} (${a0}-${a1}) and ${ib} (${b0}-${b1}) both answered at once`);
+        }
+      }
+    }
+  }
+  return { pairs, forked, examples };
+}
+
+export interface CountersOutcome {
+  acked: readonly AckedIncrement[];
+  refused: ReadonlySet<number>;
+  ambiguous: ReadonlySet<number>;
+}
+
+/** `states`: each counter's state at the end (undefined: no node gave it). */
+export function judgeCounters(load: CountersOutcome, states: ReadonlyMap<string, { n: number; applied: number[] } | undefined>): CountersJudgement {
+  const examples: string[] = [];
+  const appliedTimes = new Map<number, number>();
+  let applied = 0;
+  let unanswered = 0;
+  let duplicated = 0;
+  for (const [key, state] of states) {
+    if (!state) {
+      unanswered++;
+      if (examples.length < EXAMPLES) examples.push(`counter ${key}: no node gave its state`);
+      continue;
+    }
+    applied += state.applied.length;
+    if (state.n !== state.applied.length) {
+      duplicated += Math.abs(state.n - state.applied.length);
+      if (examples.length < EXAMPLES) examples.push(`counter ${key}: counts ${state.n} but lists ${state.applied.length} increments`);
+    }
+    for (const seq of state.applied) appliedTimes.set(seq, (appliedTimes.get(seq) ?? 0) + 1);
+  }
+  let lost = 0;
+  for (const a of load.acked) {
+    if (states.get(a.key) === undefined) continue;
+    if (!appliedTimes.has(a.seq)) {
+      lost++;
+      if (examples.length < EXAMPLES) examples.push(`counter ${a.key}: increment ${a.seq} acknowledged (count ${a.n} by activation ${a.activation}) but not applied`);
+    }
+  }
+  const ackedSeqs = new Set(load.acked.map((a) => a.seq));
+  let neverSent = 0;
+  for (const [seq, times] of appliedTimes) {
+    if (times > 1) {
+      duplicated += times - 1;
+      if (examples.length < EXAMPLES) examples.push(`increment ${seq} applied ${times} times`);
+    }
+    if (!ackedSeqs.has(seq) && !load.ambiguous.has(seq)) neverSent++;
+  }
+  const doubles = findDoubleActivations(load.acked);
+  examples.push(...doubles.examples.slice(0, Math.max(0, EXAMPLES - examples.length)));
+  return { acked: load.acked.length, refused: load.refused.size, ambiguous: load.ambiguous.size, applied, lost, duplicated, neverSent, unanswered, doubleActivations: doubles.pairs, forked: doubles.forked, examples };
 }
 
 /**
@@ -161,6 +280,13 @@ export interface ChaosReport {
   events?: EventsJudgement;
   carts?: CartsJudgement;
   aggregates?: AggregatesJudgement;
+  counters?: CountersJudgement;
+  /** Pairs of activations of one actor live at the same time (from the counters' replies). */
+  doubleActivations?: number;
+  /** Partitions served by nobody for longer than detection plus hand-off. */
+  ownership?: OwnershipJudgement & { stuckAfterMs: number };
+  /** Each fault: when it began and healed, and when every partition was served again. */
+  faultLog?: FaultRecord[];
   /** True when every acknowledged event was stored before --drain-timeout. */
   drained: boolean;
   drainMs: number;
@@ -168,11 +294,24 @@ export interface ChaosReport {
   notes: string[];
 }
 
-export function isNothingLost(events: EventsJudgement | undefined, carts: CartsJudgement | undefined, aggregates?: AggregatesJudgement): boolean {
+export function isNothingLost(events: EventsJudgement | undefined, carts: CartsJudgement | undefined, aggregates?: AggregatesJudgement, counters?: CountersJudgement, ownership?: OwnershipJudgement): boolean {
   const e = !events || (events.lost === 0 && events.duplicated === 0 && events.neverSent === 0);
   const c = !carts || (carts.lost === 0 && carts.duplicated === 0 && carts.neverSent === 0);
   const a = !aggregates || (aggregates.off === 0 && aggregates.unanswered === 0);
-  return e && c && a;
+  const k = !counters || (counters.lost === 0 && counters.duplicated === 0 && counters.neverSent === 0 && counters.unanswered === 0 && counters.doubleActivations === 0 && counters.forked === 0);
+  const o = !ownership || ownership.stuck === 0;
+  return e && c && a && k && o;
+}
+
+const secondsOf = (ms: number | undefined): string => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)}s`);
+
+/** One line per fault: what, on what, how long, and how long until every partition was served again. */
+export function formatFaultLog(log: readonly FaultRecord[]): string[] {
+  return log.map((f) => {
+    const lasted = f.healedAtMs === undefined ? 'never healed' : `healed after ${secondsOf(f.healedAtMs - f.startedAtMs)}`;
+    const recovery = f.healedAtMs === undefined ? '' : f.recoveredAtMs === undefined ? ', NOT every partition served again by the end' : `, every partition served ${secondsOf(f.recoveredAtMs - f.healedAtMs)} after the heal`;
+    return `    ${secondsOf(f.startedAtMs).padStart(6)} ${f.kind} ${f.target}${f.detail ? ` (${f.detail})` : ''}: ${lasted}${recovery}`;
+  });
 }
 
 const n = (v: number | undefined): string => (v === undefined ? '-' : v.toLocaleString('en-US'));
@@ -207,17 +346,22 @@ export function formatVerdict(r: ChaosReport): string {
     'verdict',
     ...lines,
     ...(a ? [`  user aggregates (durable actors): ${n(a.users)} users, ${a.off || a.unanswered ? `${n(a.off)} OFF by ${n(a.eventsOff)} events, ${n(a.unanswered)} UNANSWERED` : 'each counts exactly its stored events'}`] : []),
+    ...(r.counters ? [`  durable counters (asks): ${n(r.counters.acked)} acknowledged, ${n(r.counters.ambiguous)} unanswered, ${n(r.counters.applied)} applied; LOST ${n(r.counters.lost)}, DUPLICATED ${n(r.counters.duplicated)}, NEVER SENT ${n(r.counters.neverSent)}, UNANSWERED counters ${n(r.counters.unanswered)}`] : []),
+    ...(r.doubleActivations !== undefined ? [`  DOUBLE ACTIVATIONS (two live at once): ${n(r.doubleActivations)}${r.counters?.forked ? `; ${n(r.counters.forked)} counters FORKED (one count given twice)` : ''}`] : []),
+    ...(r.ownership ? [`  STUCK partitions (served by nobody for more than ${secondsOf(r.ownership.stuckAfterMs)}): ${n(r.ownership.stuck)}; longest unserved ${secondsOf(r.ownership.longestUnservedMs)}${r.ownership.unreadSamples ? `; ${n(r.ownership.unreadSamples)} samples unread` : ''}`] : []),
     '',
     `  faults: ${f.kill} SIGKILL + restart, ${f.pause} SIGSTOP/SIGCONT, ${f.stop} SIGTERM + restart` +
+      (['partition', 'slow-link', 'redis-restart', 'redis-pause', 'redis-failover', 'pg-restart'] as const).map((k) => (f[k] ? `, ${f[k]} ${k}` : '')).join('') +
       (f.unexpectedExits ? `; ${f.unexpectedExits} node exit(s) nobody asked for (see the node logs)` : ''),
+    ...(r.faultLog?.length ? ['  each fault, and the time from its heal to every partition served again:', ...formatFaultLog(r.faultLog)] : []),
     `  drain: ${r.drained ? `every acknowledged event stored ${(r.drainMs / 1000).toFixed(1)}s after the load stopped` : `gave up after ${(r.drainMs / 1000).toFixed(1)}s (--drain-timeout): what was not stored by then counts as lost`}`,
   ];
-  for (const ex of [...(e?.lostExamples ?? []).map((id) => `lost event ${id}`), ...(c?.lostExamples ?? []), ...(a?.offExamples ?? [])]) out.push(`  example: ${ex}`);
+  for (const ex of [...(e?.lostExamples ?? []).map((id) => `lost event ${id}`), ...(c?.lostExamples ?? []), ...(a?.offExamples ?? []), ...(r.counters?.examples ?? []), ...(r.ownership?.stuckExamples ?? [])]) out.push(`  example: ${ex}`);
   for (const note of r.notes) out.push(`  note: ${note}`);
   out.push(
     r.ok
       ? `NOTHING ACKNOWLEDGED WAS LOST OR DUPLICATED (seed ${r.seed})`
-      : `FAILED: acknowledged work was lost, duplicated, miscounted, or rows appeared that were never sent (seed ${r.seed}; rerun with --seed ${r.seed} --keep to look at the node logs)`,
+      : `FAILED: acknowledged work was lost, duplicated, miscounted, activated twice, left unserved, or rows appeared that were never sent (seed ${r.seed}; rerun with --seed ${r.seed} --keep to look at the node logs)`,
   );
   return out.join('\n');
 }

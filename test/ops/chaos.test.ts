@@ -24,20 +24,20 @@ test('troupe --help lists chaos; chaos --help lists its settings', (t) => {
   t.regex(spawnSync(process.execPath, [TROUPE, '--help'], { encoding: 'utf8' }).stdout, /\n  chaos +start a cluster of nodes, kill, pause and restart them under load/);
   const help = chaos(['--help']);
   t.is(help.status, 0);
-  for (const s of ['nodes', 'duration', 'kill-every', 'pause-every', 'stop-every', 'redis', 'postgres', 'seed', 'keep', 'drain-timeout']) t.regex(help.stdout, new RegExp(`--${s} `));
+  for (const s of ['nodes', 'duration', 'faults', 'overlap', 'fault-every', 'fault-for', 'kill-every', 'pause-every', 'stop-every', 'redis', 'postgres', 'seed', 'keep', 'drain-timeout', 'counter-rate']) t.regex(help.stdout, new RegExp(`--${s} `));
 });
 
 test('bad settings are refused at start, all together, with what to do (exit 2)', (t) => {
-  const range = chaos(['--nodes', '1', '--duration', 'soon', '--workloads', 'events,chat']);
+  const range = chaos(['--nodes', '1', '--duration', 'soon', '--workloads', 'events,chat', '--faults', 'kill,flood']);
   t.is(range.status, 2);
   t.regex(range.stderr, /setting nodes: got --nodes "1"; expected a whole number from 2 to 9/);
   t.regex(range.stderr, /setting duration: got --duration "soon"; expected a duration like 500ms, 3s, 2m/);
   t.regex(range.stderr, /"chat" not known/);
+  t.regex(range.stderr, /setting faults: got --faults "kill,flood"; "flood" not known, expected a comma-separated list of kill, pause, stop, partition, slow-link, redis-restart, redis-pause, redis-failover, pg-restart/);
 
-  const together = chaos(['--duration', '20s', '--kill-every', '30s', 'extra']);
+  const together = chaos(['--duration', '20s', '--kill-every', '30s', '--redis', 'redis://127.0.0.1:6379', '--faults', 'kill,redis-pause', 'extra']);
   t.is(together.status, 2);
-  t.regex(together.stderr, /setting redis: missing; .*give --redis redis:\/\/127\.0\.0\.1:6379/);
-  t.regex(together.stderr, /setting postgres: missing; .*give --postgres postgres:\/\//);
+  t.regex(together.stderr, /setting faults: redis-pause needs a Redis chaos starts itself/);
   t.regex(together.stderr, /setting kill-every: got 30s, not shorter than --duration 20s, so it would never happen/);
   t.regex(together.stderr, /unexpected argument "extra"/);
   t.is(together.stdout, '');
@@ -48,6 +48,16 @@ test('a Redis that does not answer stops the run before any node starts (exit 2)
   t.is(r.status, 2);
   t.regex(r.stderr, /the run could not begin: Redis at redis:\/\/127\.0\.0\.1:1 does not answer \(.*ECONNREFUSED.*\); start it or give another --redis/);
   t.notRegex(r.stdout, /started/);
+});
+
+test('faults on a server chaos does not own are refused, with what to do (exit 2)', (t) => {
+  const r = chaos(['--redis', REDIS_URL, '--postgres', PG_URL, '--faults', 'kill,redis-restart,redis-pause,pg-restart']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /setting faults: redis-restart, redis-pause need a Redis chaos starts itself, and --redis .* names one it does not own \(chaos never stops, pauses or restarts a server it did not start\); leave out --redis, or these faults/);
+  t.regex(r.stderr, /setting faults: pg-restart needs a PostgreSQL chaos starts itself, and --postgres names one it does not own/);
+  const net = chaos(['--redis', REDIS_URL, '--postgres', PG_URL, '--faults', 'partition', '--duration', '10s']);
+  t.is(net.status, 2);
+  t.regex(net.stderr, /partition and slow-link run the nodes in network namespaces of the run, which reach only the Redis and PostgreSQL chaos starts itself/);
 });
 
 test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowledged lost, user aggregates exact; nothing left behind', async (t) => {
