@@ -28,7 +28,7 @@ export {
   UnknownActorType,
   UnknownHandler,
 } from './errors.js';
-export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
+export type { Gateway, GatewayHost, RunningGateway, ServiceFigure } from './gateway.js';
 export { redactedUrl } from './redact.js';
 export { shutdownGrpcServer } from './grpc-shutdown.js';
 export { rootLogger } from './log.js';

@@ -12,6 +12,7 @@ import { rootLogger } from './log.js';
 import { Shard, shardActorType, type InspectedState, type ShardActorType } from './shard.js';
 import { shardDatabasePath, SnapshotStore } from './snapshot-store.js';
 import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
+import type { TypeTallySnapshot } from './turn-tally.js';
 
 export interface ShardInit {
   index: number;
@@ -56,6 +57,10 @@ export interface ShardControl {
   forget(partitions: number[]): number;
   /** Cluster: takes over partitions from their changelogs before they are served. */
   recover(partitions: number[]): Promise<number>;
+  /** Per actor type counters and live activations (the dashboard). */
+  typeTallies(): TypeTallySnapshot[];
+  /** Times one turn in TIME_EVERY while on: the dashboard switches it on while someone watches. */
+  setTurnTiming(on: boolean): void;
   /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
   collectGarbage(): boolean;
 }
@@ -140,6 +145,8 @@ async function main(init: ShardInit): Promise<void> {
     install: (rows) => shard.install(rows),
     forget: (partitions) => shard.forget(partitions),
     recover: (partitions) => shard.recover(partitions),
+    typeTallies: () => shard.typeTallies(),
+    setTurnTiming: (on) => shard.setTurnTiming(on),
     collectGarbage: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
       gc?.();
