@@ -14,6 +14,7 @@ import {
 import { setRootLogger } from '../runtime/log.js';
 import { newNodeId } from '../runtime/node.js';
 import { registerRuntimeMetrics, startOpsServer } from '../runtime/ops-server.js';
+import { createDashboard } from '../runtime/dashboard/dashboard.js';
 
 export async function runNode(values: SettingValues, gateways: readonly Gateway[]): Promise<number> {
   const log = pino({ level: String(values['log-level']), base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger;
@@ -101,17 +102,26 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       });
       running.push({ gateway, handle });
     }
+    const notReady = async () => {
+      for (const { gateway, handle } of running) {
+        const why = await handle.notReady?.();
+        if (why) return `${gateway.name}: ${why}`;
+      }
+      return undefined;
+    };
+    const dashboard = createDashboard({
+      node,
+      inspector: values.inspector as 'full' | 'read-only' | 'off',
+      services: () => running.map(({ gateway, handle }) => ({ name: gateway.name, panel: handle.panel?.bind(handle) })),
+      ports: () => ports,
+      notReady,
+    });
     ops = await startOpsServer({
       host: String(values.host),
       port: Number(values['ops-port']),
       registry,
-      notReady: async () => {
-        for (const { gateway, handle } of running) {
-          const why = await handle.notReady?.();
-          if (why) return `${gateway.name}: ${why}`;
-        }
-        return undefined;
-      },
+      notReady,
+      dashboard,
     });
   } catch (err) {
     log.error({ err }, 'start failed');
