@@ -255,7 +255,7 @@ function drawCharts() {
 // ---- types --------------------------------------------------------------------------------------
 
 function drawTypes() {
-  const cols = ['type', 'activations', 'turns/s', 'p50', 'p99', 'failed', 'overloaded', 'passivated'];
+  const cols = ['type', 'activations', 'turns/s', 'p50', 'p99', 'turns', 'failed', 'overloaded', 'passivated'];
   const head = h('thead', {}, h('tr', {}, cols.map((t, i) => h('th', { scope: 'col', class: i ? 'num' : undefined }, t))));
   const byId = nodeById();
   const rows = view.types.map((t) =>
@@ -268,6 +268,7 @@ function drawTypes() {
       h('td', { class: 'num', 'data-field': 'turnsPerSecond' }, num(t.turnsPerSecond)),
       h('td', { class: 'num', title: `${t.timedInWindow} turns timed in the last 10 s (one in eight)` }, ms(t.p50Ms)),
       h('td', { class: 'num' }, ms(t.p99Ms)),
+      h('td', { class: 'num', 'data-field': 'turns' }, num(t.turns)),
       h('td', { class: `num${t.failed ? ' bad' : ''}`, 'data-field': 'failed' }, num(t.failed)),
       h('td', { class: `num${t.overloaded ? ' warn' : ''}`, 'data-field': 'overloaded' }, num(t.overloaded)),
       h('td', { class: 'num', 'data-field': 'passivated' }, num(t.passivated)),
