@@ -397,7 +397,8 @@ export class ClusterWatch {
       for (const id of members) if (!this.#lastMembers.has(id)) this.#note('join', `${id} joined (${addresses.get(id)})`);
       for (const id of this.#lastMembers) {
         if (members.has(id)) continue;
-        if (this.#lastUnreachable.has(id)) this.#note('death', `${id} was declared dead (it stopped answering and heartbeating) and left the ring`);
+        // A graceful leave hands its partitions off first; one that still served some died.
+        if (this.#lastUnreachable.has(id) || this.#lastServer.includes(id)) this.#note('death', `${id} was declared dead (it stopped heartbeating while it still served partitions) and left the ring`);
         else this.#note('leave', `${id} left the cluster (${this.#lastAddress.get(id) ?? ''})`);
         this.#o.peers.forget(id);
       }
@@ -444,7 +445,9 @@ export class ClusterWatch {
         if (dq > 0) this.#note('overload', `${dq} messages refused on ${r.nodeId} (Overloaded)`);
       }
     }
-    this.#lastServer = server;
+    // A partition served by nobody for a while (its owner died, its lease not yet lapsed) keeps its
+    // last server, so that whoever takes it is logged as taking it from that node.
+    this.#lastServer = server.map((id, p) => id ?? this.#lastServer[p]);
     this.#lastMembers = members;
     this.#lastUnreachable = unreachable;
     for (const [id, a] of addresses) this.#lastAddress.set(id, a);

@@ -254,7 +254,11 @@ export function createDashboard(source: DashboardSource, options: DashboardOptio
     },
     close() {
       watch.stop();
-      clearTimeout(timingOff);
+      if (timingOff !== undefined) {
+        clearTimeout(timingOff);
+        timingOff = undefined;
+        void node.setTurnTiming(false).catch(() => {});
+      }
     },
   };
 }

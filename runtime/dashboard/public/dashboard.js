@@ -59,10 +59,17 @@ const ownerClass = (i) => `o${i % 8} p${Math.floor(i / 8) % 8}`;
 let view;
 let failures = 0;
 
+class FetchError extends Error {}
+
 async function getJson(path) {
-  const res = await fetch(path, { cache: 'no-store' });
+  let res;
+  try {
+    res = await fetch(path, { cache: 'no-store' });
+  } catch (err) {
+    throw new FetchError(`${path}: ${err.message}`);
+  }
   const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
-  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
+  if (!res.ok) throw new FetchError(body.error ?? `HTTP ${res.status}`);
   return body;
 }
 
@@ -414,6 +421,8 @@ async function tick() {
     live.textContent = `live · ${clock(view.atMs)}`;
     document.body.dataset.ready = 'true';
   } catch (err) {
+    // A fault of the page itself is loud; a node that does not answer is shown, and retried.
+    if (!(err instanceof FetchError)) console.error(err);
     failures++;
     const live = $('live');
     live.className = 'live stale';

@@ -22,6 +22,8 @@ export interface BrowserPage {
   page: Page;
   /** Console errors and page errors seen so far. */
   errors: string[];
+  /** Waits until the page drew its first sample; the failure says what the page showed instead. */
+  ready(timeoutMs?: number): Promise<void>;
   screenshot(name: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -52,6 +54,15 @@ export async function openPage(url: string, viewport = { width: 1440, height: 10
   });
   await page.goto(url);
   return {
+    async ready(timeoutMs = 60_000) {
+      try {
+        await page.waitForSelector('body[data-ready]', { timeout: timeoutMs });
+      } catch (err) {
+        const live = await page.locator('#live').textContent().catch(() => '?');
+        const problem = await page.locator('#problem').textContent().catch(() => '?');
+        throw new Error(`the dashboard did not draw within ${timeoutMs} ms (status "${live}", problem "${problem}", errors ${JSON.stringify(errors)}): ${(err as Error).message}`);
+      }
+    },
     page,
     errors,
     async screenshot(name) {

@@ -27,7 +27,7 @@ browserTest('an embedded node: the page names the node and every service, shows 
   const browser = await openPage(`${node.ops}/dashboard`);
   t.teardown(() => browser.close());
   const { page } = browser;
-  await page.waitForSelector('body[data-ready]', { timeout: 30_000 });
+  await browser.ready();
   t.is(await page.locator('#self-name').textContent(), node.nodeId);
   t.is(await page.locator('#nodes-table tbody tr').count(), 1);
   t.is(await page.locator('#nodes-table tbody tr').getAttribute('data-node'), node.nodeId);
@@ -67,7 +67,7 @@ browserTest('an embedded node: the page names the node and every service, shows 
   await browser.screenshot('embedded-actor');
   // Keyboard: the type links are reachable with Tab and open the list with Enter.
   await page.goto(`${node.ops}/dashboard`);
-  await page.waitForSelector('body[data-ready]', { timeout: 30_000 });
+  await browser.ready();
   await page.focus('[data-type="user"] a.type-link');
   await page.keyboard.press('Enter');
   await page.waitForSelector('#actor-table tbody tr[data-actor]', { timeout: 20_000 });
