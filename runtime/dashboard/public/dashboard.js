@@ -214,6 +214,8 @@ function chartSpecs() {
   ];
   for (const s of view.services) {
     const rated = s.figures.filter((f) => f.kind === 'count').slice(0, 4);
+    const levels = s.figures.filter((f) => f.kind === 'gauge' && !f.unit).slice(0, 3);
+    if (levels.length) specs.push({ id: `svc-${s.name}-levels`, title: `${s.name}: now`, keys: levels.map((f) => `${s.name} ${f.name}`), labels: levels.map((f) => f.name), colours: levels.map((f, i) => COLOURS[(i + 4) % 8]), fmt: num });
     if (rated.length) specs.push({ id: `svc-${s.name}`, title: `${s.name}: per second`, keys: rated.map((f) => `${s.name} ${f.name}`), labels: rated.map((f) => f.name), colours: rated.map((f, i) => COLOURS[(i + 1) % 8]), fmt: num });
   }
   return specs;

@@ -4,6 +4,8 @@
 // change owner on the page within detection plus hand-off time.
 
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { InspectorClient } from '../../../runtime/inspector/client.js';
 import { partitionOf } from '../../../runtime/partition.js';
 import type { ClusterView } from '../../../runtime/dashboard/cluster-watch.js';
@@ -12,6 +14,7 @@ import { dropCluster, eventually, newRedis, REDIS_URL, uniqueCluster } from '../
 import { chromiumMissing, openPage } from './browser.js';
 import { getJson, metricSum, startCliNode, type CliNode } from './cli-node.js';
 
+const TROUPE = new URL('../../../bin/troupe.js', import.meta.url).pathname;
 const missing = chromiumMissing();
 if (missing) console.warn(`dashboard cluster browser test skipped: ${missing}`);
 
@@ -82,8 +85,25 @@ const userTurns = (r: NodeReport) => r.types.find((t) => t.type === 'user')?.tur
     t.is(await page.locator(`#partition-map .cell[data-owner="${n.nodeId}"]`).count(), served, `partitions of ${n.nodeId}`);
     t.is(await page.locator(`#nodes-table tr[data-node="${n.nodeId}"] [data-serving]`).getAttribute('data-serving'), String(served));
   }
-  // Let the charts gather a few points before the picture.
-  await page.waitForTimeout(4000);
+  // Some load for the picture (the README's): presence clients on every node, then a few seconds of charts.
+  for (const n of nodes) {
+    const load = spawn(process.execPath, [TROUPE, 'presence-client', '--gateway', `127.0.0.1:${n.ports['presence.grpc']!}`, '--clients', '120', '--id-prefix', `${n.nodeId.slice(0, 2)}-`, '--ramp', '3000'], { stdio: 'ignore' });
+    t.teardown(async () => {
+      if (load.exitCode === null && load.signalCode === null) {
+        load.kill('SIGKILL');
+        await once(load, 'exit');
+      }
+    });
+  }
+  await eventually(
+    async () => {
+      const v = await getJson<ClusterView>(`${n1.ops}/dashboard/api/cluster`);
+      return (v.services.find((s) => s.name === 'presence')?.figures.find((f) => f.name === 'streams open')?.value ?? 0) >= 300;
+    },
+    120_000,
+    'the presence clients connected',
+  );
+  await page.waitForTimeout(10_000);
   await browser.screenshot('cluster');
 
   const killedAt = Date.now();
