@@ -5,13 +5,13 @@
 
 import { mergeTallies, quantileMs, type TypeTallySnapshot } from '../turn-tally.js';
 import type { NodeReport } from './node-report.js';
-import type { PeerReports } from './peer-reports.js';
+import type { PeerSource } from './peer-reports.js';
 
 export interface ClusterWatchOptions {
   self: string;
   /** This node's report, built on demand. */
   local: () => Promise<NodeReport>;
-  peers: PeerReports;
+  peers: PeerSource;
   /** Between samples; default 1000 ms. */
   intervalMs?: number;
   /** Sampling stops this long after the last request; default 30 s. */
@@ -201,6 +201,11 @@ export class ClusterWatch {
   /** The latest reports by node id (to find who serves a partition, or a node's ops URL). */
   latest(): { view: ClusterView | undefined; reports: Map<string, NodeReport> } {
     return { view: this.#view, reports: this.#recent.at(-1)?.reports ?? new Map() };
+  }
+
+  /** Takes a sample now (besides the timer's), and settles when it is merged. */
+  sampleNow(): Promise<void> {
+    return this.#sample();
   }
 
   #sample(): Promise<void> {

@@ -12,7 +12,16 @@ export type PeerAnswer = { ok: true; report: NodeReport } | { ok: false; error: 
 /** The most a report may be (1,024 partitions and a few types are about 20 KiB). */
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 
-export class PeerReports {
+/** What the sampler needs of the other members (PeerReports over HTTP; tests give their own). */
+export interface PeerSource {
+  report(nodeId: string, address: string): Promise<PeerAnswer>;
+  /** Where the member's ops port is, once known (`http://host:port`). */
+  opsUrl(nodeId: string, address: string): Promise<string | undefined>;
+  /** The member left: forget what was learnt about it. */
+  forget(nodeId: string): void;
+}
+
+export class PeerReports implements PeerSource {
   readonly #ownOpsPort: () => number | undefined;
   readonly #timeoutMs: number;
   /** Member id → base URL of its ops port. */

@@ -68,8 +68,9 @@ async function round(node: TroupeNode, count: number): Promise<{ wall: number; c
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function run(o: BenchOptions): Promise<BenchResult[]> {
-  const count = o.quick ? 60_000 : 200_000;
-  const pairs = o.quick ? 3 : 9;
+  // Rounds of several seconds, so that each open one holds several of the page's 1-second polls.
+  const count = o.quick ? 150_000 : 600_000;
+  const pairs = o.quick ? 3 : 6;
   const say = (msg: string) => process.stderr.write(`  dashboard: ${msg}\n`);
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-bench-dashboard-'));
   const node = await startNode({ dataDir, actorModules: [CELL], askTimeoutMs: 60_000 });
