@@ -15,6 +15,7 @@ import { setRootLogger } from '../runtime/log.js';
 import { redisEndpointFrom } from '../runtime/redis-settings.js';
 import { newNodeId } from '../runtime/node.js';
 import { registerRuntimeMetrics, startOpsServer } from '../runtime/ops-server.js';
+import { createDashboard } from '../runtime/dashboard/dashboard.js';
 
 export async function runNode(values: SettingValues, gateways: readonly Gateway[]): Promise<number> {
   const log = pino({ level: String(values['log-level']), base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }) as unknown as Logger;
@@ -104,19 +105,28 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       });
       running.push({ gateway, handle });
     }
+    const notReady = async () => {
+      const unserved = node.notReady();
+      if (unserved) return `cluster: ${unserved}`;
+      for (const { gateway, handle } of running) {
+        const why = await handle.notReady?.();
+        if (why) return `${gateway.name}: ${why}`;
+      }
+      return undefined;
+    };
+    const dashboard = createDashboard({
+      node,
+      inspector: values.inspector as 'full' | 'read-only' | 'off',
+      services: () => running.map(({ gateway, handle }) => ({ name: gateway.name, panel: handle.panel?.bind(handle) })),
+      ports: () => ports,
+      notReady,
+    });
     ops = await startOpsServer({
       host: String(values.host),
       port: Number(values['ops-port']),
       registry,
-      notReady: async () => {
-        const unserved = node.notReady();
-        if (unserved) return `cluster: ${unserved}`;
-        for (const { gateway, handle } of running) {
-          const why = await handle.notReady?.();
-          if (why) return `${gateway.name}: ${why}`;
-        }
-        return undefined;
-      },
+      notReady,
+      dashboard,
     });
   } catch (err) {
     log.error({ err }, 'start failed');

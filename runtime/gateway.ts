@@ -21,11 +21,27 @@ export interface GatewayHost {
   readonly host: string;
 }
 
+/**
+ * One figure a service shows on the dashboard. A `count` only grows (the page shows its rate per
+ * second and its total); a `gauge` is a level now. Node figures are summed over the nodes; a
+ * `cluster` figure is already cluster-wide (each node answers the same), so one node's is shown.
+ */
+export interface ServiceFigure {
+  name: string;
+  value: number;
+  kind: 'count' | 'gauge';
+  scope?: 'node' | 'cluster';
+  /** Unit after the number (`ms`, `s`); none for plain counts. */
+  unit?: string;
+}
+
 export interface RunningGateway {
   /** What it bound, by name: `{ grpc: 50051 }`. Printed by the node at start. */
   readonly ports: Record<string, number>;
   /** Readiness for /readyz: resolve a reason string when not ready, undefined when ready. */
   notReady?(): Promise<string | undefined>;
+  /** The service's figures for the dashboard, read only while someone watches it. */
+  panel?(): Promise<ServiceFigure[]>;
   /** Stop accepting, finish in-flight work; the node stops the shards after every gateway stopped. */
   stop(): Promise<void>;
 }

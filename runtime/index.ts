@@ -28,7 +28,7 @@ export {
   UnknownActorType,
   UnknownHandler,
 } from './errors.js';
-export type { Gateway, GatewayHost, RunningGateway } from './gateway.js';
+export type { Gateway, GatewayHost, RunningGateway, ServiceFigure } from './gateway.js';
 export { redactedUrl } from './redact.js';
 export { connectRedis, describeRedis, openRedis, parseSentinels, redisEndpoint } from './redis-connection.js';
 export type { RedisEndpoint, RedisRole, RedisTarget } from './redis-connection.js';

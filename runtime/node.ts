@@ -22,6 +22,7 @@ import type { ShardControl, ShardInit } from './shard-worker.js';
 import { reshard } from './snapshot-store.js';
 import { clusterNotReady, type ActorSystem, type NodeStats } from './system.js';
 import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
+import { mergeTallies, type TypeTallySnapshot } from './turn-tally.js';
 
 export interface NodeOptions {
   /** Unique across nodes, clusters and restarts; default `<hostname>-<time>-<random>`. */
@@ -91,6 +92,12 @@ export interface TroupeNode extends ActorSystem {
   servesPartition(partition: number): boolean;
   /** Why this node is not ready to serve (for /readyz); undefined when it is. Alone, always ready. */
   notReady(): string | undefined;
+  /** What the inspector and the dashboard read of this node (its cluster member, its types, states). */
+  readonly inspected: InspectedNode;
+  /** Per actor type counters summed over this node's shards (turns counted where they ran). */
+  typeTallies(): Promise<TypeTallySnapshot[]>;
+  /** Turn timing in every shard (one turn in eight timed while on): on while a dashboard watches. */
+  setTurnTiming(on: boolean): Promise<void>;
   /** Graceful: refuse new messages, finish turns in flight, commit, stop the shards. */
   stop(): Promise<void>;
 }
@@ -326,6 +333,13 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     shardCount,
     clusterPort,
     failed,
+    inspected,
+    async typeTallies(): Promise<TypeTallySnapshot[]> {
+      return mergeTallies(await Promise.all(controls.map((c) => c.typeTallies())));
+    },
+    async setTurnTiming(on: boolean): Promise<void> {
+      await Promise.all(controls.map((c) => c.setTurnTiming(on)));
+    },
     ref<D extends AnyActorDefinition>(type: D | string, key: string): ActorRef<D> {
       const id = typeName(type) + '/' + key;
       return new ActorRef<D>(id, partitionOf(id, partitions), router);

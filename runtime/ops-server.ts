@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gauge, Counter, type Registry } from 'prom-client';
+import type { Dashboard } from './dashboard/dashboard.js';
 import type { ActorSystem, NodeStats } from './system.js';
 
 export interface OpsServer {
@@ -98,8 +99,11 @@ export async function startOpsServer(options: {
   port: number;
   registry: Registry;
   notReady: () => Promise<string | undefined>;
+  /** GET /dashboard and /dashboard/api/... (runtime/dashboard); without it, no dashboard. */
+  dashboard?: Dashboard;
 }): Promise<OpsServer> {
   const server: Server = createServer((req, res) => {
+    if (options.dashboard?.handle(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     const reply = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type });
@@ -118,7 +122,7 @@ export async function startOpsServer(options: {
         .notReady()
         .then((why) => (why ? reply(503, 'text/plain', `not ready: ${why}\n`) : reply(200, 'text/plain', 'ready\n')))
         .catch((err: Error) => reply(503, 'text/plain', `not ready: ${err.message}\n`));
-    } else reply(404, 'text/plain', 'not found: try /metrics, /healthz or /readyz\n');
+    } else reply(404, 'text/plain', `not found: try /metrics, /healthz, /readyz${options.dashboard ? ' or /dashboard' : ''}\n`);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -126,6 +130,12 @@ export async function startOpsServer(options: {
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        options.dashboard?.close();
+        server.close(() => resolve());
+        // An open dashboard keeps a connection alive; it must not hold the node's shutdown.
+        server.closeIdleConnections();
+      }),
   };
 }

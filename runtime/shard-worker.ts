@@ -13,6 +13,7 @@ import type { RedisTarget } from './redis-connection.js';
 import { Shard, shardActorType, type InspectedState, type ShardActorType } from './shard.js';
 import { shardDatabasePath, SnapshotStore } from './snapshot-store.js';
 import { startTracing, stopTracing, type TracingOptions } from './tracing-sdk.js';
+import type { TypeTallySnapshot } from './turn-tally.js';
 
 export interface ShardInit {
   index: number;
@@ -57,6 +58,10 @@ export interface ShardControl {
   forget(partitions: number[]): number;
   /** Cluster: takes over partitions from their changelogs before they are served. */
   recover(partitions: number[], epoch?: number): Promise<number>;
+  /** Per actor type counters and live activations (the dashboard). */
+  typeTallies(): TypeTallySnapshot[];
+  /** Times one turn in TIME_EVERY while on: the dashboard switches it on while someone watches. */
+  setTurnTiming(on: boolean): void;
   /** Runs a full garbage collection when the process runs with --expose-gc (benchmarks). */
   collectGarbage(): boolean;
 }
@@ -141,6 +146,8 @@ async function main(init: ShardInit): Promise<void> {
     install: (rows) => shard.install(rows),
     forget: (partitions) => shard.forget(partitions),
     recover: (partitions, epoch) => shard.recover(partitions, epoch),
+    typeTallies: () => shard.typeTallies(),
+    setTurnTiming: (on) => shard.setTurnTiming(on),
     collectGarbage: () => {
       const gc = (globalThis as { gc?: () => void }).gc;
       gc?.();

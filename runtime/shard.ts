@@ -24,6 +24,7 @@ import type { ShardStats } from './system.js';
 import { endWithError, traceOf, tracedAsk, tracedTell, tracingOn, turnSpan, untraced } from './tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { getHeapStatistics } from 'node:v8';
+import { ACTIVATED, FAILED, OVERLOADED, PASSIVATED, TIME_EVERY, TIMED, TURNS, TypeTally, snapshotTally, timeBucket, type TypeTallySnapshot } from './turn-tally.js';
 
 /** Turns run in one go before the shard yields to its event loop (ports, timers, I/O). */
 const TURN_BUDGET = 65_536;
@@ -58,6 +59,8 @@ export interface ShardActorType {
   readonly handlerNames: string[];
   view: unknown;
   resources: unknown;
+  /** Always-on counters of this type in this shard (read by the dashboard through control). */
+  readonly tally: TypeTally;
 }
 
 export function shardActorType(def: AnyActorDefinition): ShardActorType {
@@ -73,6 +76,7 @@ export function shardActorType(def: AnyActorDefinition): ShardActorType {
     handlerNames: [...handlers.keys()],
     view: def.view ? def.view.create() : undefined,
     resources: undefined,
+    tally: new TypeTally(),
   };
 }
 
@@ -159,6 +163,8 @@ class TurnContext implements ActorContext<unknown>, MessageSender {
   ended = false;
   /** The turn's span when the message that started it was traced (tracing.ts). */
   span: Span | undefined = undefined;
+  /** performance.now() at the turn's start when this turn is timed (the dashboard watches), else 0. */
+  startedAt = 0;
   readonly #shard: Shard;
   readonly #act: Activation;
 
@@ -316,6 +322,8 @@ export class Shard {
   readonly #t0 = performance.now();
   #stopping = false;
   #sweeper: NodeJS.Timeout;
+  #timing = false;
+  #timingCount = 0;
 
   readonly #stats = {
     turns: 0,
@@ -466,6 +474,7 @@ export class Shard {
       act.head = 0;
     } else if (mb.length - act.head >= act.type.capacity * MAIL_STRIDE) {
       this.#stats.rejectedOverloaded++;
+      act.type.tally.counts[OVERLOADED]++;
       if (origin !== NO_REPLY) this.#reply(origin, askId, false, toWireError(new Overloaded(`the mailbox of ${id}`)));
       else if (this.#stats.rejectedOverloaded % 1000 === 1) this.log.warn({ actor: id, rejected: this.#stats.rejectedOverloaded }, 'mailbox full; dropping tells');
       return;
@@ -495,6 +504,7 @@ export class Shard {
     if (this.#tenures !== undefined) act.tenure = Atomics.load(this.#tenures, partition);
     this.#acts.set(id, act);
     this.#stats.activationsTotal++;
+    type.tally.counts[ACTIVATED]++;
     if (type.def.activate) {
       act.mailbox = [ACTIVATE, undefined, NO_REPLY, 0];
       act.queued = true;
@@ -574,6 +584,7 @@ export class Shard {
     const fn = handler === ACTIVATE ? act.type.def.activate : act.type.handlers.get(handler);
     if (fn === undefined) {
       this.#stats.turnsFailed++;
+      act.type.tally.counts[FAILED]++;
       this.#reply(origin, askId, false, toWireError(new UnknownHandler(act.type.name, handler, act.type.handlerNames)));
       return;
     }
@@ -581,6 +592,7 @@ export class Shard {
     if (traceparent !== undefined && tracingOn) {
       ctx.span = turnSpan(act.id, handler, origin !== NO_REPLY, traceparent, { 'troupe.node': this.nodeId, 'troupe.shard': this.index, 'troupe.partition': act.partition });
     }
+    if (this.#timing && ++this.#timingCount % TIME_EVERY === 0) ctx.startedAt = performance.now();
     let result: unknown;
     try {
       result = fn(ctx as ActorContext<unknown>, payload);
@@ -602,6 +614,8 @@ export class Shard {
 
   #completed(act: Activation, ctx: TurnContext, origin: number, askId: number, value: unknown): void {
     this.#stats.turns++;
+    act.type.tally.counts[TURNS]++;
+    if (ctx.startedAt !== 0) this.#timed(act.type.tally, ctx.startedAt);
     ctx.ended = true;
     if (ctx.span !== undefined) {
       if (ctx.staged && act.type.durable) ctx.span.setAttribute('troupe.durable_change', true);
@@ -632,6 +646,8 @@ export class Shard {
 
   #failed(act: Activation, ctx: TurnContext, handler: string, origin: number, askId: number, err: unknown): void {
     this.#stats.turnsFailed++;
+    act.type.tally.counts[FAILED]++;
+    if (ctx.startedAt !== 0) this.#timed(act.type.tally, ctx.startedAt);
     ctx.ended = true;
     ctx.held = null;
     if (ctx.span !== undefined) endWithError(ctx.span, err);
@@ -993,6 +1009,7 @@ export class Shard {
       if (act.busy || act.queued || act.dirty || act.mailbox !== null || act.timers !== null) continue;
       if (tick - act.lastTick >= act.type.idleTicks) {
         this.#acts.delete(act.id);
+        act.type.tally.counts[PASSIVATED]++;
         n++;
       }
     }
@@ -1010,6 +1027,24 @@ export class Shard {
       heapUsed: getHeapStatistics().used_heap_size,
       ...this.#stats,
     };
+  }
+
+  /** Turns times when on (the dashboard is watching); off, a turn pays one boolean test. */
+  setTurnTiming(on: boolean): void {
+    this.#timing = on;
+  }
+
+  #timed(tally: TypeTally, startedAt: number): void {
+    tally.counts[TIMED]++;
+    tally.times[timeBucket(performance.now() - startedAt)]++;
+  }
+
+  /** Every type's counters and live activations (a walk of the activations when several types share the shard). */
+  typeTallies(): TypeTallySnapshot[] {
+    const live = new Map<ShardActorType, number>();
+    if (this.#types.size === 1) live.set(this.#types.values().next().value!, this.#acts.size);
+    else for (const act of this.#acts.values()) live.set(act.type, (live.get(act.type) ?? 0) + 1);
+    return [...this.#types.values()].map((t) => snapshotTally(t.name, t.tally, live.get(t) ?? 0));
   }
 
   listActors(type: string | undefined, limit: number): string[] {

@@ -63,6 +63,21 @@ export async function startCarts(host: GatewayHost): Promise<RunningGateway> {
   log.info({ port: server.port, store: store.kind }, 'carts gateway listening');
   return {
     ports: { grpc: server.port },
+    async panel() {
+      // The same counter /metrics shows (troupe_carts_rpc_total), by method; errors are non-OK codes.
+      const rpc = await host.metrics.getSingleMetric('troupe_carts_rpc_total')?.get();
+      const byMethod = new Map<string, number>();
+      let errors = 0;
+      for (const v of rpc?.values ?? []) {
+        const method = String(v.labels.method ?? '?');
+        byMethod.set(method, (byMethod.get(method) ?? 0) + v.value);
+        if (v.labels.code !== 'OK') errors += v.value;
+      }
+      return [
+        ...[...byMethod].sort(([a], [b]) => a.localeCompare(b)).map(([method, n]) => ({ name: `calls ${method}`, value: n, kind: 'count' as const })),
+        { name: 'errors', value: errors, kind: 'count' as const },
+      ];
+    },
     async notReady() {
       try {
         await store.getItem('00000000-0000-0000-0000-000000000000');

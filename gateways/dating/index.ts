@@ -21,6 +21,8 @@ export interface DatingServers {
   readonly listenerPort: number;
   /** The round in progress or waiting for its listener, if any. */
   readonly current: Round | undefined;
+  /** Rounds started, and the events and matches of the rounds that ended, since the node started. */
+  readonly tally: { rounds: number; events: number; matches: number };
   stop(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export async function listenForRounds(options: {
   const { log } = options;
   let nextRound = firstRoundId();
   let current: Round | undefined;
+  const tally = { rounds: 0, events: 0, matches: 0 };
   /** A listener that came before any round: it gets the next one. */
   let early: Socket | undefined;
   const sockets = new Set<Socket>();
@@ -63,8 +66,11 @@ export async function listenForRounds(options: {
     }
     const round = new Round({ id: nextRound++, decider: options.decider, log, maxSeq: options.maxSeq, listenerWaitMs: options.listenerWaitMs });
     current = round;
+    tally.rounds++;
     log.info({ round: round.id, remote: socket.remoteAddress }, 'event source connected; round started');
-    void round.done.then(() => {
+    void round.done.then((outcome) => {
+      tally.events += outcome.events;
+      tally.matches += outcome.matches;
       if (current === round) current = undefined;
     });
     if (handedOver) round.attachListener(handedOver);
@@ -122,6 +128,7 @@ export async function listenForRounds(options: {
     get current() {
       return current;
     },
+    tally,
     async stop() {
       current?.abandon('the node is stopping');
       const closed = [sourceServer, listenerServer].map((s) => new Promise<void>((r) => s.close(() => r())));
@@ -149,6 +156,16 @@ export const datingGateway: Gateway = {
     });
     return {
       ports: { source: servers.sourcePort, listener: servers.listenerPort },
+      async panel() {
+        const { rounds, events, matches } = servers.tally;
+        const now = servers.current;
+        return [
+          { name: 'rounds', value: rounds, kind: 'count' },
+          { name: 'events', value: events, kind: 'count' },
+          { name: 'matches', value: matches + (now && !now.finished ? now.matchesSoFar.length : 0), kind: 'count' },
+          { name: 'round in progress', value: now && !now.finished ? 1 : 0, kind: 'gauge' },
+        ];
+      },
       stop: () => servers.stop(),
     };
   },

@@ -114,6 +114,20 @@ export const eventsGateway: Gateway = {
     );
     return {
       ports: { http: pipeline.port },
+      async panel() {
+        // The eight figures of the service's own GET /metrics, as that endpoint computes them.
+        const m = await pipeline.metrics();
+        return [
+          { name: 'accepted', value: m.events_received, kind: 'count' },
+          { name: 'stored', value: m.events_processed, kind: 'count' },
+          { name: 'dead letters', value: m.events_failed, kind: 'count' },
+          { name: 'queue depth', value: m.current_queue_depth, kind: 'gauge' },
+          { name: 'active workers', value: m.active_workers, kind: 'gauge' },
+          { name: 'average latency', value: m.average_processing_latency_ms, kind: 'gauge', unit: 'ms' },
+          { name: 'events per second', value: m.events_per_second, kind: 'gauge' },
+          { name: 'uptime', value: m.uptime_seconds, kind: 'gauge', unit: 's' },
+        ];
+      },
       async notReady() {
         const h = await pipeline.health();
         if (h.ok) return undefined;

@@ -49,7 +49,17 @@ export function createPresenceGateway(options: PresenceGatewayOptions = {}): Gat
       });
       const port = await server.listen(host.host, Number(host.settings['presence-port'] ?? 50051));
       host.log.info({ port }, 'presence gateway listening (gRPC Gateway, StatusReader, health, reflection)');
-      return { ports: { grpc: port }, stop: () => server.stop() };
+      const clock = options.clock ?? Date.now;
+      return {
+        ports: { grpc: port },
+        async panel() {
+          return [
+            { name: 'streams open', value: server.connectedClients, kind: 'gauge' },
+            { name: 'users online (3 min)', value: await host.system.query<number>(User, { nowMs: clock() }), kind: 'gauge', scope: 'cluster' },
+          ];
+        },
+        stop: () => server.stop(),
+      };
     },
   };
 }

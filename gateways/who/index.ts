@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { Gateway, GatewayHost, RunningGateway, SettingSpec } from '../../runtime/index.js';
-import { WhoServer } from './server.js';
+import { CONNECTIONS_GAUGE, WhoServer } from './server.js';
 
 export const whoSettings: readonly SettingSpec[] = [
   { name: 'who-port', kind: 'port', default: 4242, description: 'TCP port of the WHO / WHERE / WHY line protocol (0: any free port)' },
@@ -79,6 +79,12 @@ export const whoGateway: Gateway = {
     log.info({ port }, 'who listening');
     return {
       ports: { who: port },
+      async panel() {
+        return [
+          { name: 'connections here', value: server.connectionCount, kind: 'gauge' },
+          { name: 'connections cluster-wide', value: await host.membership.sumGauge(CONNECTIONS_GAUGE), kind: 'gauge', scope: 'cluster' },
+        ];
+      },
       async notReady() {
         return server.listening ? undefined : 'the WHO port is not listening';
       },

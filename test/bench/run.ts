@@ -20,7 +20,7 @@ export interface BenchOptions {
   args: string[];
 }
 
-const KNOWN = ['runtime', 'dating', 'presence', 'carts', 'who', 'events', 'cluster', 'tracing'];
+const KNOWN = ['runtime', 'dating', 'presence', 'carts', 'who', 'events', 'cluster', 'tracing', 'dashboard'];
 
 function fmt(n: number | undefined): string {
   if (n === undefined) return '';
