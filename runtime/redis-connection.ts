@@ -116,6 +116,9 @@ function endpointOptions(e: RedisEndpoint): RedisOptions {
   return o;
 }
 
+/** Commands that already carry their deadline. */
+const timed = new WeakSet<Command>();
+
 /**
  * A client that never hangs on a command: each command but the blocking ones is rejected with
  * "Command timed out" after the timeout (WAIT gets its own timeout on top), and duplicates (BullMQ
@@ -133,10 +136,19 @@ class TimedRedis extends Redis {
   }
 
   override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): ReturnType<Redis['sendCommand']> {
-    if (!Command.checkFlag('BLOCKING_COMMANDS', command.name)) {
+    // Once per command: ioredis sends a command again after a reconnect, and the first deadline holds.
+    if (!timed.has(command) && !Command.checkFlag('BLOCKING_COMMANDS', command.name)) {
+      timed.add(command);
       // WAIT blocks on the server for its own timeout (second argument, ms) before it answers.
       const extra = command.name === 'wait' ? Number(command.args[1] ?? 0) : 0;
-      command.setTimeout(this.#timeoutMs + (Number.isFinite(extra) ? extra : 0));
+      const timer = setTimeout(
+        // After a stalled event loop the timer runs before the socket's pending replies are read:
+        // give the poll phase its turn (setImmediate comes after it) before calling it a timeout.
+        () => setImmediate(() => (command.isResolved ? undefined : command.reject(new Error('Command timed out')))),
+        this.#timeoutMs + (Number.isFinite(extra) ? extra : 0),
+      );
+      const clear = () => clearTimeout(timer);
+      command.promise.then(clear, clear);
     }
     return super.sendCommand(command, stream);
   }
