@@ -63,6 +63,7 @@ const STUCK_AFTER_MS = 10_000;
 /** How long reading every user's summary and every counter back may take, in all. */
 const READ_BACK_TIMEOUT_MS = 60_000;
 const PARTITIONS = 1024;
+const MAX_RESTARTS_ON_EXIT = 3;
 const SENTINEL_MASTER = 'chaos';
 /** A Redis pause lasts at least this: past three lease TTLs (2 s), so every lease lapses. */
 const MIN_REDIS_PAUSE_MS = 6000;
@@ -205,6 +206,11 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
       node.onUnexpectedExit = (n, how) => {
         if (finished || abort.aborted) return;
         faults.unexpectedExits++;
+        // A node that cannot start (its Redis is a read-only replica, say) is not started forever.
+        if (n.unexpectedExits > MAX_RESTARTS_ON_EXIT) {
+          say(`${n.name} ended on its own (${how}) for the ${n.unexpectedExits}th time; see ${n.spec.logFile}; not starting it again`);
+          return;
+        }
         say(`${n.name} ended on its own (${how}); see ${n.spec.logFile}; starting it again`);
         restarting.set(n, n.start(NODE_START_TIMEOUT_MS).then(
           () => say(`${n.name} up again after ending on its own`),
@@ -330,8 +336,12 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
           serverFault = fault.kind;
         }
         const p: Promise<void> = runFault(fault, node, ctx)
-          .then((record) => {
+          .then(async (record) => {
             faultLog.push(record);
+            // The slot is held until the cluster has settled (every partition served) or the
+            // stuck threshold passed, so that the next fault does not hide this one's recovery.
+            const settleBy = performance.now() + STUCK_AFTER_MS;
+            while (performance.now() < settleBy && !abort.aborted && recoveredAt(watch!.samples, record.healedAtMs ?? Infinity) === undefined) await sleep(250);
           })
           .catch((err: Error) => say(`${fault.kind} failed: ${err.message}`))
           .finally(() => {

@@ -21,7 +21,7 @@ export const CHAOS_SETTINGS: SettingSpec[] = [
   { name: 'duration', kind: 'duration', min: 5000, default: 60_000, description: 'how long the load and the faults run (then the pipeline drains and the stores are checked)' },
   { name: 'faults', kind: 'list', choices: [...FAULT_KINDS], default: ['kill', 'pause'], description: 'fault kinds to inject: kill, pause, stop (nodes), partition, slow-link (a node\'s links, in network namespaces), redis-restart, redis-pause, redis-failover, pg-restart (servers chaos starts itself)' },
   { name: 'overlap', kind: 'int', min: 1, max: 4, default: 1, description: 'faults that may run at the same time (1: one after another)' },
-  { name: 'fault-every', kind: 'duration', default: undefined, description: 'how often each kind other than kill, pause and stop comes (default 15s, or half of --duration when shorter)' },
+  { name: 'fault-every', kind: 'duration', default: undefined, description: 'how often each kind other than kill, pause and stop comes (default 15s, or 8s times the number of those kinds when more; at most half of --duration)' },
   { name: 'fault-for', kind: 'duration', min: 500, default: 6000, description: 'how long a partition, a slow link or a Redis pause lasts before it heals (a Redis pause is made at least 3 lease TTLs, 6s)' },
   { name: 'kill-every', kind: 'duration', default: undefined, description: 'SIGKILL a random node this often and restart it on its data dir (0: no kills; default 10s, or a third of --duration when shorter)' },
   { name: 'pause-every', kind: 'duration', default: undefined, description: 'SIGSTOP a random node this often, SIGCONT it after --pause-for (0: no pauses; default 15s, or half of --duration when shorter)' },
@@ -103,7 +103,8 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
     'kill-every': (values['kill-every'] as number | undefined) ?? Math.min(10_000, Math.floor(duration / 3)),
     'pause-every': (values['pause-every'] as number | undefined) ?? Math.min(15_000, Math.floor(duration / 2)),
     'stop-every': (values['stop-every'] as number | undefined) ?? (faults.includes('stop') ? Math.min(20_000, Math.floor(duration / 2)) : 0),
-    'fault-every': (values['fault-every'] as number | undefined) ?? Math.min(15_000, Math.floor(duration / 2)),
+    // Several kinds share the run: each comes less often, so that most of the plan fits.
+    'fault-every': (values['fault-every'] as number | undefined) ?? Math.min(Math.max(15_000, 8000 * faults.filter((f) => f !== 'kill' && f !== 'pause' && f !== 'stop').length), Math.floor(duration / 2)),
   };
   for (const name of Object.keys(every)) {
     const given = every[name]!;
