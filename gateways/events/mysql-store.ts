@@ -137,6 +137,7 @@ function advice(err: { code?: string; errno?: number }, database: string): strin
     case 'ENOTFOUND':
       return 'nothing answers there: start MySQL (docker compose up mysql) or MariaDB, or point --mysql at one';
     case 'ER_ACCESS_DENIED_ERROR':
+    case 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR':
     case 'ER_DBACCESS_DENIED_ERROR':
       return 'the user or password is refused: check the credentials in --mysql and that the user may use the database';
     case 'ER_BAD_DB_ERROR':
