@@ -64,15 +64,21 @@ end
 return out`,
 );
 
-/** KEYS: members zset. ARGV: key prefix, gauge name. The gauge summed over live members, as a string (Lua numbers would be truncated). */
+/**
+ * KEYS: members zset. ARGV: key prefix, gauge name, the asking node's id. The gauge summed over the
+ * live members other than the asker, as a string (Lua numbers would be truncated): the asker adds
+ * its own value from memory, which is newer than what its last flush left in Redis.
+ */
 const sumLiveGauge = new LuaScript(
   'sum_live_gauge_1_key',
   NOW_MS +
     `local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local sum = 0
 for _, id in ipairs(ids) do
-  local v = redis.call('HGET', ARGV[1] .. 'gauges:' .. id, ARGV[2])
-  if v then sum = sum + tonumber(v) end
+  if id ~= ARGV[3] then
+    local v = redis.call('HGET', ARGV[1] .. 'gauges:' .. id, ARGV[2])
+    if v then sum = sum + tonumber(v) end
+  end
 end
 return tostring(sum)`,
 );
@@ -228,8 +234,10 @@ export class RedisMembership implements Membership {
   }
 
   async sumGauge(name: string): Promise<number> {
-    const sum = await sumLiveGauge.run(this.#redis, [this.keys.members], [this.keys.prefix, name]);
-    return Number(sum);
+    // This node's own value comes from memory: a WHO asked right after connecting counts its own
+    // connection, though the gauge reaches Redis only at the next flush.
+    const others = await sumLiveGauge.run(this.#redis, [this.keys.members], [this.keys.prefix, name, this.self]);
+    return Number(others) + (this.#gauges.get(name) ?? 0);
   }
 
   onChange(listener: (members: string[]) => void): () => void {

@@ -51,6 +51,9 @@ test('troupe node starts every service on free ports and exits 0 on SIGTERM', as
       ...['presence-port', 'dating-source-port', 'dating-listener-port', 'carts-port', 'who-port', 'events-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0'])],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const deadline = Date.now() + 60_000;

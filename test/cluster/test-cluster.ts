@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
+import { pollUntil } from '../common.js';
 
 const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
 
@@ -127,11 +128,7 @@ export class TestCluster {
   }
 }
 
-export async function waitFor(check: () => Promise<boolean>, ms = 10_000, every = 50): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, every));
-  }
-  return check();
+/** Polls until `check` holds or `ms` (stretched on a loaded machine, see test/common.ts) passed. */
+export function waitFor(check: () => Promise<boolean>, ms = 10_000, every = 50): Promise<boolean> {
+  return pollUntil(check, ms, every);
 }

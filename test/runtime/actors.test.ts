@@ -191,6 +191,7 @@ test('asks time out with AskTimeout', async (t) => {
 
 test('stop finishes turns in flight and then refuses new messages', async (t) => {
   const node = await testNode();
+  t.teardown(() => node.stop());
   const c = node.ref(Counter, 'stop');
   const inFlight = c.ask('slowAdd', { by: 3, ms: 100 });
   await sleep(10);

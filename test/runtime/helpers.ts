@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNode, type NodeOptions, type TroupeNode } from '../../runtime/index.js';
+import { pollUntil } from '../common.js';
 
 export const COUNTER = new URL('./fixtures/counter.js', import.meta.url).href;
 export const PROBE = new URL('./fixtures/probe.js', import.meta.url).href;
@@ -19,12 +20,7 @@ export async function testNode(options: Partial<NodeOptions> = {}): Promise<Trou
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `check` is true or `ms` passed. */
-export async function eventually(check: () => Promise<boolean> | boolean, ms = 5000, every = 20): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check()) return true;
-    await sleep(every);
-  }
-  return check();
+/** Polls until `check` is true or `ms` (stretched on a loaded machine, see test/common.ts) passed. */
+export function eventually(check: () => Promise<boolean> | boolean, ms = 5000, every = 20): Promise<boolean> {
+  return pollUntil(check, ms, every);
 }

@@ -17,6 +17,7 @@ import { PgEventStore } from '../../../gateways/events/pg-store.js';
 import { openEventStore } from '../../../gateways/events/open-store.js';
 import type { ProcessedEventStore } from '../../../gateways/events/store.js';
 import { createTestDatabase, dropTestDatabase, MYSQL_TEST_URL } from './mysql-test-db.js';
+import { waitFor } from '../../common.js';
 import { startEventsPipeline, type EventsPipeline, type EventsPipelineOptions } from '../../../gateways/events/pipeline.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
@@ -121,13 +122,8 @@ export function userAction(userId: string, action = 'click', extra: Record<strin
 }
 
 /** Polls until `check` is true (bounded; the test fails on timeout rather than hanging). */
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+export function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  return waitFor(check, timeoutMs, what, 25);
 }
 
 export interface ChildNode {

@@ -23,6 +23,7 @@ async function capture(fn: () => Promise<number>): Promise<{ code: number; out: 
 
 test.serial('presence-count prints the count in the original demo\'s words', async (t) => {
   const server = new PresenceServer({ sink: { reporter: () => () => {}, onlineUsers: async () => 1 }, log: silent });
+  t.teardown(() => server.stop(100));
   const port = await server.listen('127.0.0.1', 0);
   const r = await capture(() => commands['presence-count']!.run({ gateway: `127.0.0.1:${port}` }, []));
   t.is(r.code, 0);
@@ -35,6 +36,7 @@ test.serial('presence-count prints the count in the original demo\'s words', asy
 
 test.serial('presence-client gives up with exit code 1 when the gateway refuses its id', async (t) => {
   const server = new PresenceServer({ sink: { reporter: () => () => {}, onlineUsers: async () => 0 }, log: silent });
+  t.teardown(() => server.stop(100));
   const port = await server.listen('127.0.0.1', 0);
   const r = await capture(() => commands['presence-client']!.run({ gateway: `127.0.0.1:${port}`, id: 'has space', clients: 0 }, []));
   t.is(r.code, 1);

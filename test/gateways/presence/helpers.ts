@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { rootLogger, startNode, type ClusterOptions, type RunningGateway, type TroupeNode } from '../../../runtime/index.js';
 import { createPresenceGateway } from '../../../gateways/presence/index.js';
+import { waitFor } from '../../common.js';
 
 const made: string[] = [];
 
@@ -54,10 +55,6 @@ export async function startPresenceNode(options: {
   };
 }
 
-export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+export function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  return waitFor(cond, timeoutMs, what);
 }

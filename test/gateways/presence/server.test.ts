@@ -2,7 +2,7 @@
 // behind the sink (the node-backed tests are in node.test.ts): counting, the 3-minute window with
 // an injected clock, uniqueness, and every kind of bad client.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { createRequire } from 'node:module';
@@ -15,6 +15,7 @@ import { PresenceServer, type PresenceSink } from '../../../gateways/presence/se
 import { fetchOnlineUsers, gatewayConnection, PresenceClient } from '../../../gateways/presence/client.js';
 import { PresenceSimulation } from '../../../gateways/presence/simulation.js';
 import { USER_ID_METADATA } from '../../../gateways/presence/proto.js';
+import { waitFor } from '../../common.js';
 
 const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
@@ -35,20 +36,49 @@ function inProcessUsers() {
   return { sink, states, reports };
 }
 
-async function startServer(options: { clock?: () => number; pingIntervalMs?: number; pongTimeoutMs?: number; maxPongsPerPing?: number; maxClients?: number } = {}) {
+/**
+ * The server and what each test opens against it (connections, clients, raw calls), all released by
+ * the test's teardown whatever happens: a failed test must not leave a server or a retrying client.
+ */
+async function startServer(
+  t: ExecutionContext,
+  options: { clock?: () => number; pingIntervalMs?: number; pongTimeoutMs?: number; maxPongsPerPing?: number; maxClients?: number } = {},
+) {
   const users = inProcessUsers();
   const server = new PresenceServer({ sink: users.sink, log: silent, pingIntervalMs: 100, ...options });
   const port = await server.listen('127.0.0.1', 0);
   const address = `127.0.0.1:${port}`;
-  return { server, address, ...users };
+  const clients: PresenceClient[] = [];
+  const connections: Array<{ close(): void }> = [];
+  t.teardown(async () => {
+    for (const c of clients) c.stop();
+    for (const c of connections) c.close();
+    await server.stop(100);
+  });
+  return {
+    server,
+    address,
+    ...users,
+    connection(): ReturnType<typeof gatewayConnection> {
+      const conn = gatewayConnection(address);
+      connections.push(conn);
+      return conn;
+    },
+    client(options: ConstructorParameters<typeof PresenceClient>[0]): PresenceClient {
+      const c = new PresenceClient(options);
+      clients.push(c);
+      return c;
+    },
+    raw(metadata: grpc.Metadata): ReturnType<typeof rawConnect> {
+      const r = rawConnect(address, metadata);
+      connections.push(r.client);
+      return r;
+    },
+  };
 }
 
 async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(cond, timeoutMs, what, 10);
 }
 
 /** A raw Connect call with byte-level control over what the client sends. */
@@ -71,9 +101,9 @@ function withId(id: string): grpc.Metadata {
 const PONG_EVEN = Buffer.from([0x08, 0x01]);
 
 test('clients get Pings, answer, and are counted once each', async (t) => {
-  const s = await startServer();
-  const conn = gatewayConnection(s.address);
-  const clients = ['a', 'b', 'c'].map((id) => new PresenceClient({ id, connection: conn }));
+  const s = await startServer(t);
+  const conn = s.connection();
+  const clients = ['a', 'b', 'c'].map((id) => s.client({ id, connection: conn }));
   clients.forEach((c) => c.start());
   await until('three Pings each', () => clients.every((c) => c.pings >= 3));
   t.is(await fetchOnlineUsers(s.address), 3);
@@ -87,10 +117,10 @@ test('clients get Pings, answer, and are counted once each', async (t) => {
 
 test('the 3-minute window, with an injected clock: online until 180 s after the last Pong', async (t) => {
   let now = 1_700_000_000_000;
-  const s = await startServer({ clock: () => now });
-  const conn = gatewayConnection(s.address);
-  const a = new PresenceClient({ id: 'a', connection: conn });
-  const b = new PresenceClient({ id: 'b', connection: conn });
+  const s = await startServer(t, { clock: () => now });
+  const conn = s.connection();
+  const a = s.client({ id: 'a', connection: conn });
+  const b = s.client({ id: 'b', connection: conn });
   a.start();
   b.start();
   await until('Pings', () => a.pings >= 2 && b.pings >= 2);
@@ -111,10 +141,10 @@ test('the 3-minute window, with an injected clock: online until 180 s after the 
 });
 
 test('reconnecting with the same id many times counts one user', async (t) => {
-  const s = await startServer();
+  const s = await startServer(t);
   for (let i = 0; i < 5; i++) {
-    const conn = gatewayConnection(s.address);
-    const c = new PresenceClient({ id: 'same', connection: conn });
+    const conn = s.connection();
+    const c = s.client({ id: 'same', connection: conn });
     c.start();
     await until('a Ping', () => c.pings >= 1 && s.reports.length > i);
     c.stop();
@@ -125,20 +155,20 @@ test('reconnecting with the same id many times counts one user', async (t) => {
 });
 
 test('a stream without an id, or with a bad one, ends with INVALID_ARGUMENT and a reason', async (t) => {
-  const s = await startServer();
-  const none = rawConnect(s.address, new grpc.Metadata());
+  const s = await startServer(t);
+  const none = s.raw(new grpc.Metadata());
   const st = await none.status;
   t.is(st.code, grpc.status.INVALID_ARGUMENT);
   t.regex(st.details, /user-id/);
   for (const bad of ['x'.repeat(129), 'has space']) {
-    const r = rawConnect(s.address, withId(bad));
+    const r = s.raw(withId(bad));
     t.is((await r.status).code, grpc.status.INVALID_ARGUMENT, bad.slice(0, 10));
     r.client.close();
   }
   const twice = new grpc.Metadata();
   twice.add(USER_ID_METADATA, 'a');
   twice.add(USER_ID_METADATA, 'b');
-  const r2 = rawConnect(s.address, twice);
+  const r2 = s.raw(twice);
   t.is((await r2.status).code, grpc.status.INVALID_ARGUMENT);
   t.is(s.server.connectedClients, 0);
   none.client.close();
@@ -147,13 +177,13 @@ test('a stream without an id, or with a bad one, ends with INVALID_ARGUMENT and 
 });
 
 test('a duplicate id: the newest stream wins, the older ends with ABORTED and does not reconnect', async (t) => {
-  const s = await startServer();
-  const conn = gatewayConnection(s.address);
+  const s = await startServer(t);
+  const conn = s.connection();
   let gaveUp: { code: number; details: string } | undefined;
-  const older = new PresenceClient({ id: 'dup', connection: conn, onGiveUp: (code, details) => (gaveUp = { code, details }) });
+  const older = s.client({ id: 'dup', connection: conn, onGiveUp: (code, details) => (gaveUp = { code, details }) });
   older.start();
   await until('older pinged', () => older.pings >= 1);
-  const newer = new PresenceClient({ id: 'dup', connection: conn });
+  const newer = s.client({ id: 'dup', connection: conn });
   newer.start();
   await until('older aborted', () => gaveUp !== undefined);
   t.is(gaveUp!.code, grpc.status.ABORTED);
@@ -168,8 +198,8 @@ test('a duplicate id: the newest stream wins, the older ends with ABORTED and do
 });
 
 test('a client that never answers is dropped with DEADLINE_EXCEEDED after the pong timeout', async (t) => {
-  const s = await startServer({ pongTimeoutMs: 300 });
-  const silentClient = rawConnect(s.address, withId('mute'));
+  const s = await startServer(t, { pongTimeoutMs: 300 });
+  const silentClient = s.raw(withId('mute'));
   const st = await silentClient.status;
   t.is(st.code, grpc.status.DEADLINE_EXCEEDED);
   t.true(silentClient.pings.length >= 2);
@@ -180,8 +210,8 @@ test('a client that never answers is dropped with DEADLINE_EXCEEDED after the po
 });
 
 test('a flood of Pongs: one per Ping is reported, a flood closes the stream with RESOURCE_EXHAUSTED', async (t) => {
-  const s = await startServer({ maxPongsPerPing: 10 });
-  const flooder = rawConnect(s.address, withId('flood'));
+  const s = await startServer(t, { maxPongsPerPing: 10 });
+  const flooder = s.raw(withId('flood'));
   await until('first Ping', () => flooder.pings.length >= 1);
   for (let i = 0; i < 1000; i++) flooder.call.write(PONG_EVEN);
   const st = await flooder.status;
@@ -189,8 +219,8 @@ test('a flood of Pongs: one per Ping is reported, a flood closes the stream with
   const reported = s.reports.filter((r) => r.id === 'flood').length;
   t.true(reported <= flooder.pings.length, `${reported} Pongs reported for ${flooder.pings.length} Pings`);
   // The gateway still serves others.
-  const conn = gatewayConnection(s.address);
-  const ok = new PresenceClient({ id: 'ok', connection: conn });
+  const conn = s.connection();
+  const ok = s.client({ id: 'ok', connection: conn });
   ok.start();
   await until('ok pinged', () => ok.pings >= 2);
   ok.stop();
@@ -200,10 +230,10 @@ test('a flood of Pongs: one per Ping is reported, a flood closes the stream with
 });
 
 test('unknown status values keep the stream alive but do not make the user online', async (t) => {
-  const s = await startServer({ pongTimeoutMs: 400 });
-  const conn = gatewayConnection(s.address);
-  const odd = new PresenceClient({ id: 'weird', connection: conn, answer: () => 7 });
-  const unknown = new PresenceClient({ id: 'unknown', connection: conn, answer: () => 0 });
+  const s = await startServer(t, { pongTimeoutMs: 400 });
+  const conn = s.connection();
+  const odd = s.client({ id: 'weird', connection: conn, answer: () => 7 });
+  const unknown = s.client({ id: 'unknown', connection: conn, answer: () => 0 });
   odd.start();
   unknown.start();
   await until('many Pings', () => odd.pings >= 8 && unknown.pings >= 8);
@@ -217,24 +247,24 @@ test('unknown status values keep the stream alive but do not make the user onlin
 });
 
 test('malformed and oversized Pong bytes end only that stream', async (t) => {
-  const s = await startServer();
-  const garbage = rawConnect(s.address, withId('garbage'));
+  const s = await startServer(t);
+  const garbage = s.raw(withId('garbage'));
   await until('first Ping', () => garbage.pings.length >= 1);
   garbage.call.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
   const st = await garbage.status;
   t.not(st.code, grpc.status.OK);
-  const big = rawConnect(s.address, withId('big'));
+  const big = s.raw(withId('big'));
   await until('first Ping', () => big.pings.length >= 1);
   big.call.write(Buffer.alloc(200_000, 0x08));
   t.is((await big.status).code, grpc.status.RESOURCE_EXHAUSTED);
   // A Pong with an unknown field and a wrong wire type for status decodes or fails, but never crashes.
-  const odd = rawConnect(s.address, withId('odd-fields'));
+  const odd = s.raw(withId('odd-fields'));
   await until('first Ping', () => odd.pings.length >= 1);
   odd.call.write(Buffer.from([0x12, 0x03, 0x61, 0x62, 0x63, 0x08, 0x02]));
   await until('reported', () => s.reports.some((r) => r.id === 'odd-fields'));
   t.is(s.reports.find((r) => r.id === 'odd-fields')!.status, 2);
-  const conn = gatewayConnection(s.address);
-  const ok = new PresenceClient({ id: 'ok', connection: conn });
+  const conn = s.connection();
+  const ok = s.client({ id: 'ok', connection: conn });
   ok.start();
   await until('ok pinged', () => ok.pings >= 2);
   t.is(await fetchOnlineUsers(s.address), 2);
@@ -245,10 +275,10 @@ test('malformed and oversized Pong bytes end only that stream', async (t) => {
 });
 
 test('more clients than the limit are refused with RESOURCE_EXHAUSTED', async (t) => {
-  const s = await startServer({ maxClients: 1 });
-  const first = rawConnect(s.address, withId('one'));
+  const s = await startServer(t, { maxClients: 1 });
+  const first = s.raw(withId('one'));
   await until('first Ping', () => first.pings.length >= 1);
-  const second = rawConnect(s.address, withId('two'));
+  const second = s.raw(withId('two'));
   t.is((await second.status).code, grpc.status.RESOURCE_EXHAUSTED);
   first.call.cancel();
   for (const r of [first, second]) r.client.close();
@@ -256,10 +286,10 @@ test('more clients than the limit are refused with RESOURCE_EXHAUSTED', async (t
 });
 
 test('stopping the gateway ends streams with UNAVAILABLE and clients keep retrying', async (t) => {
-  const s = await startServer();
-  const conn = gatewayConnection(s.address);
+  const s = await startServer(t);
+  const conn = s.connection();
   const codes: number[] = [];
-  const c = new PresenceClient({ id: 'x', connection: conn, initialBackoffMs: 20, onStreamEnd: (code) => codes.push(code) });
+  const c = s.client({ id: 'x', connection: conn, initialBackoffMs: 20, onStreamEnd: (code) => codes.push(code) });
   c.start();
   await until('pinged', () => c.pings >= 1);
   await s.server.stop();
@@ -272,7 +302,7 @@ test('stopping the gateway ends streams with UNAVAILABLE and clients keep retryi
 });
 
 test('gRPC health checking answers SERVING, and reflection lists the presence services', async (t) => {
-  const s = await startServer();
+  const s = await startServer(t);
   const healthDef = protoLoader.loadSync(healthProtoPath, { keepCase: true, enums: String });
   const Health = (grpc.loadPackageDefinition(healthDef) as any).grpc.health.v1.Health as grpc.ServiceClientConstructor;
   const health = new Health(s.address, grpc.credentials.createInsecure()) as any;
@@ -302,7 +332,7 @@ test('gRPC health checking answers SERVING, and reflection lists the presence se
 });
 
 test('the load-test simulation (gRPC framed by hand over node:http2) is served and counted like real clients', async (t) => {
-  const s = await startServer();
+  const s = await startServer(t);
   t.teardown(() => s.server.stop(100));
   const sim = new PresenceSimulation({ address: s.address, clients: 20, idPrefix: 'sim-', connections: 2 });
   t.teardown(() => sim.stop());
@@ -334,7 +364,7 @@ test('the load-test simulation (gRPC framed by hand over node:http2) is served a
 });
 
 test('a simulated client refused for its id gives up at once', async (t) => {
-  const s = await startServer();
+  const s = await startServer(t);
   t.teardown(() => s.server.stop(100));
   const sim = new PresenceSimulation({ address: s.address, clients: 3, idPrefix: 'has space ' });
   t.teardown(() => sim.stop());
@@ -345,7 +375,7 @@ test('a simulated client refused for its id gives up at once', async (t) => {
 });
 
 test('a simulated client comes back after the gateway restarts on the same port', async (t) => {
-  const first = await startServer();
+  const first = await startServer(t);
   const port = Number(first.address.split(':')[1]);
   const sim = new PresenceSimulation({ address: first.address, clients: 4, idPrefix: 'back-' });
   t.teardown(() => sim.stop());

@@ -38,7 +38,7 @@ class SharedBoard {
 
 test('clients spread over three servers: every server answers the same WHO, and its own WHERE', async (t) => {
   const board = new SharedBoard();
-  const nodes = await Promise.all(['a', 'b', 'c'].map((n) => startWho({}, { nodeId: `who-test-${process.pid}-${n}`, membership: board.join(`who-test-${process.pid}-${n}`) })));
+  const nodes = await Promise.all(['a', 'b', 'c'].map((n) => startWho(t, {}, { nodeId: `who-test-${process.pid}-${n}`, membership: board.join(`who-test-${process.pid}-${n}`) })));
   const clients: Array<{ node: number; client: RawClient }> = [];
   for (const [i, node] of nodes.entries()) {
     for (let k = 0; k <= i; k++) clients.push({ node: i, client: await RawClient.connect(node.port) });

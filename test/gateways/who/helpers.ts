@@ -1,10 +1,12 @@
 // Test helpers for the WHO gateway: a GatewayHost without a running node, and a raw TCP client that
 // sends exact bytes and records exact bytes.
 
+import type { ExecutionContext } from 'ava';
 import net from 'node:net';
 import { Registry } from 'prom-client';
 import { LocalMembership, type GatewayHost, type Logger, type Membership, type RunningGateway } from '../../../runtime/index.js';
 import { whoGateway, whoSettings } from '../../../gateways/who/index.js';
+import { slack, waitFor } from '../../common.js';
 
 export const silentLog: Logger = {
   trace() {},
@@ -27,8 +29,12 @@ export interface StartedWho {
   membership: Membership;
 }
 
-/** Starts the WHO gateway on port 0 the way a node would, with the given settings over the defaults. */
+/**
+ * Starts the WHO gateway on port 0 the way a node would, with the given settings over the defaults;
+ * the test's teardown stops it, whatever the test did (a failed test must not leave a server open).
+ */
 export async function startWho(
+  t: ExecutionContext,
   settings: Record<string, number> = {},
   options: { membership?: Membership; nodeId?: string } = {},
 ): Promise<StartedWho> {
@@ -46,6 +52,7 @@ export async function startWho(
     host: '127.0.0.1',
   };
   const gateway = await whoGateway.start(host);
+  t.teardown(() => gateway.stop());
   return { gateway, port: gateway.ports.who!, nodeId, metrics, membership };
 }
 
@@ -124,7 +131,7 @@ export class RawClient {
   }
 
   async #until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + timeoutMs * slack();
     while (!done()) {
       if (this.isClosed) throw new Error(`connection closed before ${what}; got ${JSON.stringify(this.text())}`);
       const left = deadline - Date.now();
@@ -155,7 +162,7 @@ export class RawClient {
   async untilClosed(timeoutMs = 10_000): Promise<string> {
     await Promise.race([
       this.closed,
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`server did not close; got ${JSON.stringify(this.text().slice(0, 500))}`)), timeoutMs).unref()),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`server did not close; got ${JSON.stringify(this.text().slice(0, 500))}`)), timeoutMs * slack()).unref()),
     ]);
     return this.text();
   }
@@ -178,13 +185,8 @@ export class RawClient {
 }
 
 /** Polls until `probe` returns true (for state that settles asynchronously, like a server seeing a close). */
-export async function eventually(probe: () => Promise<boolean> | boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+export function eventually(probe: () => Promise<boolean> | boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+  return waitFor(probe, timeoutMs, what, 10);
 }
 
 export const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));

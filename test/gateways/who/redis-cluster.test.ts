@@ -74,3 +74,28 @@ test('three servers on RedisMembership: same WHO from each, connects within 2 s,
   }, 3000, 'WHO = 5 on a and c');
   t.log(`dead node dropped from WHO after ${Date.now() - killedAt} ms`);
 });
+
+test('WHO asked right after connecting counts the asking connection, before the gauge reaches Redis', async (t) => {
+  const cluster = `who-test-${randomBytes(5).toString('hex')}`;
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
+  redis.on('error', () => {});
+  const self = `${cluster}-a`;
+  const membership = await RedisMembership.join({ redis, cluster, self, address: '127.0.0.1:7000', log: silentLog });
+  const server = new WhoServer({ host: '127.0.0.1', port: 0, nodeId: self, membership, idleTimeoutMs: 0, maxConnections: 100, maxLineBytes: 64, log: silentLog });
+  const clients: RawClient[] = [];
+  t.teardown(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.stop();
+    await membership.leave().catch(() => {});
+    await dropCluster(redis, cluster).catch((err: Error) => t.log(`cleanup of ${cluster} failed: ${err.message}`));
+    await redis.quit().catch(() => redis.disconnect());
+  });
+  const port = await server.listen();
+  // The contract counts the asking connection: an embedded node answers 1 here, and so must a cluster.
+  const first = await RawClient.connect(port);
+  clients.push(first);
+  t.is(await first.ask('WHO'), '1');
+  const second = await RawClient.connect(port);
+  clients.push(second);
+  t.is(await second.ask('WHO'), '2');
+});

@@ -10,7 +10,7 @@ import { RawClient, eventually, pause, silentLog, startWho } from './helpers.js'
 const UNKNOWN = (quoted: string) => `ERR unknown command ${quoted}; expected WHO, WHERE, WHY or QUIT`;
 
 test('WHY, WHERE and WHO answer one line each', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('WHY\n');
   t.is(await c.lines(1), '42\n');
@@ -23,7 +23,7 @@ test('WHY, WHERE and WHO answer one line each', async (t) => {
 });
 
 test('a reply ends with the terminator of its command', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('WHY\r\n');
   t.is(await c.lines(1), '42\r\n');
@@ -34,7 +34,7 @@ test('a reply ends with the terminator of its command', async (t) => {
 });
 
 test('pipelined commands in one packet are answered in order, WHO included', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('WHO\nWHERE\r\nWHY\nwho\nNOPE\nWHY\r\n');
   t.is(await c.lines(6), `1\n${who.nodeId}\r\n42\n1\n${UNKNOWN('"NOPE"')}\n42\r\n`);
@@ -43,7 +43,7 @@ test('pipelined commands in one packet are answered in order, WHO included', asy
 });
 
 test('a command split across packets, byte by byte, is read once whole', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   for (const b of ['W', 'H', 'E', 'R', 'E', '\r', '\n', 'W', 'H', 'Y']) {
     await c.write(b);
@@ -56,7 +56,7 @@ test('a command split across packets, byte by byte, is read once whole', async (
 });
 
 test('case and surrounding spaces: any case, spaces and tabs around ignored, blank lines ignored', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('  wHy \t\n\n   \r\n\twhere\nWhY\n');
   t.is(await c.lines(3), `42\n${who.nodeId}\n42\n`);
@@ -67,7 +67,7 @@ test('case and surrounding spaces: any case, spaces and tabs around ignored, bla
 });
 
 test('unknown commands and arguments get one ERR line and the connection goes on', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('HELLO\nWHO are you\nW H Y\nWHY\n');
   t.is(await c.lines(4), `${UNKNOWN('"HELLO"')}\nERR WHO takes no arguments\n${UNKNOWN('"W H Y"')}\n42\n`);
@@ -76,7 +76,7 @@ test('unknown commands and arguments get one ERR line and the connection goes on
 });
 
 test('binary garbage is one escaped ERR line per line and the connection goes on', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write(Buffer.concat([Buffer.from([0, 1, 0xff, 0x1b, 0x5b, 0x32, 0x4a, 0x22]), Buffer.from('\nWHY\n')]));
   t.is(await c.lines(2), `${UNKNOWN('"\\x00\\x01\\xff\\x1b[2J\\""')}\n42\n`);
@@ -85,7 +85,7 @@ test('binary garbage is one escaped ERR line per line and the connection goes on
 });
 
 test('a line over who-max-line gets an error, is discarded, and the connection goes on', async (t) => {
-  const who = await startWho({ 'who-max-line': 16 });
+  const who = await startWho(t, { 'who-max-line': 16 });
   const c = await RawClient.connect(who.port);
   const tooLong = 'ERR line too long (more than 16 bytes); line discarded';
   await c.write('X'.repeat(16) + '\n' + 'X'.repeat(17) + '\r\nWHY\n');
@@ -95,7 +95,7 @@ test('a line over who-max-line gets an error, is discarded, and the connection g
 });
 
 test('an endless line (8 MiB, no newline) is refused at once and not buffered', async (t) => {
-  const who = await startWho({ 'who-max-line': 1024 });
+  const who = await startWho(t, { 'who-max-line': 1024 });
   const c = await RawClient.connect(who.port);
   const chunk = Buffer.alloc(64 * 1024, 0x41);
   await c.write(chunk);
@@ -112,7 +112,7 @@ test('an endless line (8 MiB, no newline) is refused at once and not buffered', 
 });
 
 test('QUIT answers BYE, closes, and nothing after it is read', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('WHY\nquit\r\nWHY\n');
   t.is(await c.untilClosed(), '42\nBYE\r\n');
@@ -120,7 +120,7 @@ test('QUIT answers BYE, closes, and nothing after it is read', async (t) => {
 });
 
 test('QUIT waits for an earlier WHO before it closes', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   await c.write('WHO\nQUIT\n');
   t.is(await c.untilClosed(), '1\nBYE\n');
@@ -128,7 +128,7 @@ test('QUIT waits for an earlier WHO before it closes', async (t) => {
 });
 
 test('a half-closed client still gets every reply, the unterminated last line included', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port, { allowHalfOpen: true });
   await c.write('WHO\nWHERE\nWHY');
   c.socket.end();
@@ -138,7 +138,7 @@ test('a half-closed client still gets every reply, the unterminated last line in
 
 // Serial: it measures time, so it must not share the event loop with the flood tests.
 test.serial('an idle connection is told and closed after who-idle-timeout; a busy one stays', async (t) => {
-  const who = await startWho({ 'who-idle-timeout': 400 });
+  const who = await startWho(t, { 'who-idle-timeout': 400 });
   const idle = await RawClient.connect(who.port);
   const busy = await RawClient.connect(who.port);
   for (let i = 0; i < 16; i++) {
@@ -152,7 +152,7 @@ test.serial('an idle connection is told and closed after who-idle-timeout; a bus
 });
 
 test('beyond who-max-connections a client is told and closed, and not counted', async (t) => {
-  const who = await startWho({ 'who-max-connections': 2 });
+  const who = await startWho(t, { 'who-max-connections': 2 });
   const a = await RawClient.connect(who.port);
   const b = await RawClient.connect(who.port);
   // The client's connect can complete before the server has accepted: wait for the count.
@@ -170,7 +170,7 @@ test('beyond who-max-connections a client is told and closed, and not counted', 
 });
 
 test('WHO follows connects and disconnects', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const clients = await Promise.all([1, 2, 3, 4].map(() => RawClient.connect(who.port)));
   await eventually(async () => (await clients[0]!.ask('WHO')) === '4', 3000, 'WHO to reach 4');
   await clients[3]!.close();
@@ -184,7 +184,7 @@ test('WHO follows connects and disconnects', async (t) => {
 });
 
 test('a flood of pipelined commands from a client that does not read is answered in full, in order', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   c.socket.pause(); // do not read: the server must push back rather than buffer without bound
   const n = 200_000;
@@ -202,7 +202,7 @@ test('a flood of pipelined commands from a client that does not read is answered
 });
 
 test('a storm of short-lived connections leaves the count exact', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const watcher = await RawClient.connect(who.port);
   for (let round = 0; round < 5; round++) {
     const burst = await Promise.all(Array.from({ length: 40 }, () => RawClient.connect(who.port)));
@@ -215,7 +215,7 @@ test('a storm of short-lived connections leaves the count exact', async (t) => {
 });
 
 test('stop answers what was sent, tells each client, closes, and frees the port', async (t) => {
-  const who = await startWho();
+  const who = await startWho(t);
   const c = await RawClient.connect(who.port);
   t.is(await c.ask('WHY'), '42');
   await who.gateway.stop();
@@ -235,6 +235,7 @@ test('WHO answers an ERR line when the cluster count fails or hangs, and the con
   const hanging: Membership = { ...failing, sumGauge: () => new Promise<number>(() => {}) };
   for (const membership of [failing, hanging]) {
     const server = new WhoServer({ host: '127.0.0.1', port: 0, nodeId: 'n', membership, idleTimeoutMs: 0, maxConnections: 10, maxLineBytes: 64, whoTimeoutMs: 50, log: silentLog });
+    t.teardown(() => server.stop());
     const port = await server.listen();
     const c = await RawClient.connect(port);
     await c.write('WHO\nWHY\n');
@@ -256,7 +257,7 @@ test('settings: defaults, flags and environment, and bad values refused at the d
 });
 
 test('metrics count commands, errors and connections', async (t) => {
-  const who = await startWho({ 'who-max-line': 16 });
+  const who = await startWho(t, { 'who-max-line': 16 });
   const c = await RawClient.connect(who.port);
   await c.write('WHY\nWHY\nWHO\nHUH\n' + 'X'.repeat(20) + '\n');
   await c.lines(5);

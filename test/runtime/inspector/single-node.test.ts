@@ -185,6 +185,7 @@ test('a node that cannot be reached fails each command with a clear error; once 
     await fails(t, nowhere, line, /node 127\.0\.0\.1:1 is unreachable \(connect ECONNREFUSED 127\.0\.0\.1:1\); is a troupe node running there, and is this its cluster port\?/);
   }
   const node = await startNode({ dataDir: tempDir('troupe-inspect-'), shards: 1, actorModules: [COUNTER], inspector: { mode: 'full', host: '127.0.0.1', port: 0 } });
+  t.teardown(() => node.stop());
   const s = sessionOn(t, `127.0.0.1:${node.clusterPort}`, { timeoutMs: 2000 });
   await ok(t, s, 'stats');
   await node.stop();
@@ -194,9 +195,11 @@ test('a node that cannot be reached fails each command with a clear error; once 
 
 test('a node without an inspector has no cluster port; inspector calls during stop are refused, not hung', async (t) => {
   const plain = await startNode({ dataDir: tempDir('troupe-inspect-'), shards: 1, actorModules: [COUNTER] });
+  t.teardown(() => plain.stop());
   t.is(plain.clusterPort, undefined);
   await plain.stop();
   const node = await startNode({ dataDir: tempDir('troupe-inspect-'), shards: 1, actorModules: [COUNTER], inspector: { mode: 'full', host: '127.0.0.1', port: 0 } });
+  t.teardown(() => node.stop());
   const s = sessionOn(t, `127.0.0.1:${node.clusterPort}`, { timeoutMs: 2000 });
   const [stats] = await Promise.all([s.run('stats'), node.stop()]);
   t.truthy(stats);
