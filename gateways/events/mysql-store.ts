@@ -137,6 +137,7 @@ function advice(err: { code?: string; errno?: number }, database: string): strin
     case 'ENOTFOUND':
       return 'nothing answers there: start MySQL (docker compose up mysql) or MariaDB, or point --mysql at one';
     case 'ER_ACCESS_DENIED_ERROR':
+    case 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR':
     case 'ER_DBACCESS_DENIED_ERROR':
       return 'the user or password is refused: check the credentials in --mysql and that the user may use the database';
     case 'ER_BAD_DB_ERROR':
@@ -166,6 +167,7 @@ export class MysqlEventStore implements ProcessedEventStore {
   readonly kind = 'mysql' as const;
   readonly #pool: mysql.Pool;
   readonly #url: string;
+  #sessionError: Error | undefined;
 
   private constructor(options: MysqlStoreOptions) {
     this.#url = options.url;
@@ -182,8 +184,13 @@ export class MysqlEventStore implements ProcessedEventStore {
       charset: 'utf8mb4',
     });
     ((this.#pool as unknown as { pool: Pool }).pool).on('connection', (conn: CorePoolConnection) => {
-      // Queued on the connection before any query of ours, so every statement runs in this session.
-      conn.query(SESSION_SQL);
+      // Queued on the connection before any query of ours, so every statement runs in this session;
+      // a connection whose session cannot be set is closed rather than used in another time zone.
+      conn.query(SESSION_SQL, (err) => {
+        if (!err) return;
+        this.#sessionError = err;
+        conn.destroy();
+      });
     });
   }
 
@@ -198,7 +205,7 @@ export class MysqlEventStore implements ProcessedEventStore {
       await store.#pool.query(`SELECT id FROM JSON_TABLE('[{"id":"x"}]', '$[*]' COLUMNS (id VARCHAR(36) PATH '$.id')) AS t`);
     } catch (err) {
       await store.#pool.end().catch(() => {});
-      const e = err as Error & { code?: string };
+      const e = (store.#sessionError ?? err) as Error & { code?: string };
       throw new Error(`cannot prepare processed_events in MySQL at ${redactedUrl(options.url)}: ${e.code ? `${e.code}: ` : ''}${e.message}; ${advice(e, database)}`);
     }
     return store;

@@ -129,28 +129,31 @@ test('troupe node refuses to start, saying why, when MySQL does not answer or th
     new Promise<{ status: number | null; stderr: string }>((resolve) => {
       const dataDir = mkdtempSync(join(tmpdir(), 'troupe-mysql-refused-'));
       t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-      const child = execFile(process.execPath, [TROUPE, 'node', '--gateways', 'events', '--events-port', '0', '--ops-port', '0', '--cluster-port', '0', '--shards', '1', '--log-level', 'silent', '--data-dir', dataDir, ...args], { encoding: 'utf8', timeout: 60_000 }, (_err, _stdout, stderr) => resolve({ status: child.exitCode, stderr }));
+      const child = execFile(process.execPath, [TROUPE, 'node', '--gateways', 'events', '--events-port', '0', '--ops-port', '0', '--cluster-port', '0', '--shards', '1', '--log-level', 'silent', '--data-dir', dataDir, ...args], { encoding: 'utf8', timeout: 120_000 }, (_err, _stdout, stderr) => resolve({ status: child.exitCode, stderr }));
     });
-  const down = await run(['--events-store', 'mysql', '--mysql', 'mysql://someone:secret@127.0.0.1:1/eventdb']);
+  // At once: each is a node start, slow on a loaded machine.
+  const [down, refused, noPg, scheme, noDb, bad] = await Promise.all([
+    run(['--events-store', 'mysql', '--mysql', 'mysql://someone:secret@127.0.0.1:1/eventdb']),
+    run(['--events-store', 'mysql', '--mysql', `${MYSQL_TEST_URL.replace(/:[^:@/]*@/, ':wrong-password@')}/troupe_nope`]),
+    run(['--events-store', 'postgres']),
+    run(['--events-store', 'mysql', '--mysql', 'postgres://postgres@127.0.0.1:5432/test']),
+    run(['--events-store', 'mysql', '--mysql', 'mysql://root@127.0.0.1:3306']),
+    run(['--events-store', 'oracle']),
+  ]);
   t.is(down.status, 2, down.stderr);
   t.regex(down.stderr, /events-store: mysql was chosen, but cannot prepare processed_events in MySQL at mysql:\/\/someone:\*\*\*@127\.0\.0\.1:1\/eventdb: ECONNREFUSED/);
   t.regex(down.stderr, /nothing answers there: start MySQL/);
   t.notRegex(down.stderr, /secret/, 'the password is never printed');
 
-  const refused = await run(['--events-store', 'mysql', '--mysql', `${MYSQL_TEST_URL.replace(/:[^:@/]*@/, ':wrong-password@')}/troupe_nope`]);
   t.is(refused.status, 2, refused.stderr);
   t.regex(refused.stderr, /the user or password is refused/);
 
-  const noPg = await run(['--events-store', 'postgres']);
   t.is(noPg.status, 2);
   t.regex(noPg.stderr, /events-store: postgres needs --postgres URL/);
-  const scheme = await run(['--events-store', 'mysql', '--mysql', 'postgres://postgres@127.0.0.1:5432/test']);
   t.is(scheme.status, 2);
   t.regex(scheme.stderr, /must start with mysql:\/\//);
-  const noDb = await run(['--events-store', 'mysql', '--mysql', 'mysql://root@127.0.0.1:3306']);
   t.is(noDb.status, 2);
   t.regex(noDb.stderr, /names no database/);
-  const bad = await run(['--events-store', 'oracle']);
   t.is(bad.status, 2);
   t.regex(bad.stderr, /expected one of sqlite, postgres, mysql/);
 });

@@ -32,7 +32,9 @@ function ensureAccount(): Promise<void> {
       await (await connect()).end();
       return;
     } catch (err) {
-      if ((err as { code?: string }).code !== 'ER_ACCESS_DENIED_ERROR' || process.env.TROUPE_TEST_MYSQL) throw err;
+      // MariaDB answers 1698 (not 1045) for an account that does not exist.
+      const code = (err as { code?: string }).code;
+      if ((code !== 'ER_ACCESS_DENIED_ERROR' && code !== 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR') || process.env.TROUPE_TEST_MYSQL) throw err;
     }
     const sql = readFileSync(ACCOUNT_SQL, 'utf8');
     let made = false;
