@@ -13,7 +13,7 @@ const COUNTS = 6;
 
 /**
  * Turn times in log buckets: 4 per doubling from 1 µs, so a percentile read back is within about
- * 19% of the true value; bucket 0 takes everything under 1 µs, the last everything over ~70 s.
+ * 19% of the true value; bucket 0 takes everything under 1 µs, the last everything over ~47 s.
  */
 export const TIME_BUCKETS = 104;
 const PER_DOUBLING = 4;

@@ -99,19 +99,21 @@ export function createDashboard(source: DashboardSource, options: DashboardOptio
     if (!Number.isInteger(n) || n < 1) throw new HttpRefusal(400, `limit must be a whole number from 1 to ${MAX_ACTORS}, got "${raw}"`);
     return Math.min(n, MAX_ACTORS);
   };
-  const typeOf = (url: URL): string | undefined => {
-    const type = url.searchParams.get('type') ?? '';
-    if (type === '') return undefined;
+  const knownType = (type: string): string => {
     if (!node.inspected.actorTypes.some((t) => t.name === type)) {
-      throw new HttpRefusal(404, `no actor type "${type}" on node ${node.nodeId} (types: ${node.inspected.actorTypes.map((t) => t.name).join(', ') || 'none'})`);
+      throw new HttpRefusal(404, `no actor type "${type.slice(0, 80)}" on node ${node.nodeId} (types: ${node.inspected.actorTypes.map((t) => t.name).join(', ') || 'none'})`);
     }
     return type;
+  };
+  const typeOf = (url: URL): string | undefined => {
+    const type = url.searchParams.get('type') ?? '';
+    return type === '' ? undefined : knownType(type);
   };
   const idOf = (url: URL): string => {
     const id = url.searchParams.get('id') ?? '';
     const slash = id.indexOf('/');
     if (slash <= 0 || slash === id.length - 1 || id.length > MAX_ID_LENGTH) throw new HttpRefusal(400, `id must be an actor id "type/key" of at most ${MAX_ID_LENGTH} characters, got "${id.slice(0, 80)}"`);
-    typeOf(new URL(`http://x/?type=${encodeURIComponent(id.slice(0, slash))}`));
+    knownType(id.slice(0, slash));
     return id;
   };
 

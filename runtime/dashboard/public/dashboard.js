@@ -258,6 +258,11 @@ function drawCharts() {
     } else c.plot.setData(data);
     c.now.textContent = latest === undefined ? '' : spec.fmt(latest);
   }
+  // Charts made again (a node left, say) keep their place in the order of the specs.
+  specs.forEach((spec, i) => {
+    const el = charts.get(spec.id).el;
+    if (box.children[i] !== el) box.insertBefore(el, box.children[i] ?? null);
+  });
   $('charts-hint').textContent = `since ${clock(view.watchingSinceMs)} · kept in memory while someone watches, 15 minutes at most`;
 }
 

@@ -68,7 +68,7 @@ export async function openPage(url: string, viewport = { width: 1440, height: 10
     async screenshot(name) {
       mkdirSync(ARTIFACTS, { recursive: true });
       const path = join(ARTIFACTS, `${name}.png`);
-      await page.screenshot({ path, fullPage: true });
+      await page.screenshot({ path, fullPage: true, timeout: 120_000 });
       return path;
     },
     async close() {
