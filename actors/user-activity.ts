@@ -7,9 +7,11 @@ import type { UserState } from './user.js';
 
 /**
  * Which applied event ids the state remembers, to drop repeats. The event pipeline tells an actor
- * only the events whose row it has just inserted, so a client's repeated id never reaches it twice;
- * only a batch delivered again (after a crash or a failed attempt) re-sends events that may already
- * be applied, and such a redelivery comes within minutes. So the state keeps the ids of events
+ * of an event when its row was just inserted, so a client's repeated id never reaches it twice;
+ * only a batch delivered again (after a crash or a failed attempt) or a hand-off (events of an ask
+ * that got no answer in time, which may have committed) re-sends events that may already be
+ * applied, and those come within seconds to minutes (gateways/events/README.md, "Exactly once, also
+ * under retries", says where this ends). So the state keeps the ids of events
  * received in the last RECENT_IDS_WINDOW_MS, at most RECENT_IDS_KEPT of them (newest kept): a repeat
  * is dropped when it comes back within that time and the user had fewer than RECENT_IDS_KEPT events
  * in between. Both bounds keep the durable state small.

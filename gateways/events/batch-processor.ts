@@ -200,10 +200,16 @@ export function createBatchProcessor(deps: BatchProcessorDeps): BatchProcessor {
       for (const r of enriched.batches[i]!.rejected) dead.push({ ...r, attempts: w.delivery.attempt });
     });
     if (refused?.size) {
+      // The queued events, for the dead letters as queued (ids are stored lowercase).
+      const left = new Map(refused);
       for (const d of deadLettersOf(alone!.batch, '', alone!.delivery.attempt)) {
-        const why = d.id !== null ? refused.get(d.id) : undefined;
-        if (why !== undefined) dead.push({ ...d, error: `the store refused the event: ${why}` });
+        const id = d.id?.toLowerCase();
+        const why = id !== undefined ? left.get(id) : undefined;
+        if (why === undefined) continue;
+        left.delete(id!);
+        dead.push({ ...d, error: `the store refused the event: ${why}` });
       }
+      for (const [id, why] of left) dead.push({ id, event: { id }, error: `the store refused the event: ${why}`, attempts: alone!.delivery.attempt });
     }
     if (dead.length) await deps.store.deadLetter(dead.map(storableDeadLetter));
     group.forEach((w, i) => {

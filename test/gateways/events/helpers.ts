@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { startNode, type TroupeNode } from '../../../runtime/index.js';
 import { userActivityOf } from '../../../gateways/events/index.js';
+import type { UserActivity } from '../../../gateways/events/batch-processor.js';
 import { BullmqEventQueue } from '../../../gateways/events/bullmq-queue.js';
 import { PgEventStore } from '../../../gateways/events/pg-store.js';
 import { waitFor } from '../../common.js';
@@ -83,11 +84,17 @@ export interface Harness {
 }
 
 /** A node plus pipeline in this process; stopped and cleaned when the test ends. */
-export async function startEvents(t: ExecutionContext, backend: Backend, overrides: Partial<EventsPipelineOptions> = {}): Promise<Harness> {
-  const options = { ...isolatedOptions(backend), ...overrides };
+export async function startEvents(
+  t: ExecutionContext,
+  backend: Backend,
+  overrides: Partial<EventsPipelineOptions> & { wrapActivity?: (activity: UserActivity) => UserActivity } = {},
+): Promise<Harness> {
+  const { wrapActivity, ...rest } = overrides;
+  const options = { ...isolatedOptions(backend), ...rest };
   await prepare(options);
   const node = await startNode({ dataDir: join(options.dataDir, 'node'), actorModules: [USER_ACTOR], shards: 1 });
-  const pipeline = await startEventsPipeline({ ...options, activity: userActivityOf(node, 10_000), log: testLog });
+  const activity = userActivityOf(node, options.askTimeoutMs ?? 10_000);
+  const pipeline = await startEventsPipeline({ ...options, activity: wrapActivity ? wrapActivity(activity) : activity, log: testLog });
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {

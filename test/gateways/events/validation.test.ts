@@ -144,6 +144,34 @@ test('HTTP: 202 with the ids once queued; 400 names the fields', async (t) => {
   t.is(accepted.length, 1, 'a batch with one bad event is refused whole');
 });
 
+// #20 item 2: what passes the door must be storable in every store (PostgreSQL text and jsonb refuse
+// U+0000; jsonb and MySQL's JSON refuse an unpaired surrogate).
+test('text no store can hold (U+0000, unpaired surrogates) is refused, each place named', (t) => {
+  const { event, problems } = acceptEvent(
+    { ...valid, user_id: 'ann\u0000', data: { action: 'click', note: 'a\ud800b', metadata: { ['k\u0000ey']: 1, list: ['ok', 'x\udc00'], fine: '\ud83d\ude00' } } },
+    NOW,
+  );
+  t.is(event, undefined);
+  t.deepEqual(problems.map((p) => p.field).sort(), ['data.metadata.list[1]', 'data.metadata["k\\u0000ey"]', 'data.note', 'user_id']);
+  t.regex(problems.find((p) => p.field === 'user_id')!.problem, /holds U\+0000 \(NUL\), which PostgreSQL and MySQL cannot store/);
+  t.regex(problems.find((p) => p.field === 'data.note')!.problem, /an unpaired UTF-16 surrogate \(\\ud800\)/);
+  t.regex(problems.find((p) => p.field.startsWith('data.metadata['))!.problem, /is a key that holds U\+0000/);
+  // A surrogate pair (an emoji) is fine, so is a backslash followed by u0000 as plain text.
+  t.deepEqual(acceptEvent({ ...valid, user_id: '\ud83d\ude00', data: { action: 'click', text: '\\u0000' } }, NOW).problems, []);
+  t.deepEqual(acceptEvent({ type: 'system_log', source: 'system', data: { ['\ud800']: 'x' } }, NOW).problems.map((p) => p.field), ['data["\\ud800"]']);
+});
+
+test('HTTP: a batch with U+0000 is refused with 400 naming the field, nothing queued', async (t) => {
+  const { url, accepted } = await door(t);
+  // As a client sends it: the JSON escape \u0000 inside the body text.
+  const body = `{"events":[${JSON.stringify(valid)},{"type":"user_action","source":"web","user_id":"nul\\u0000","data":{"action":"click","k\\u0000":"v"}}]}`;
+  const r = await call(`${url}/events/batch`, json(body, '/events/batch'));
+  t.is(r.status, 400);
+  t.is(r.body.error, 'invalid_events');
+  t.deepEqual(r.body.problems.map((p: { field: string }) => p.field).sort(), ['events[1].data["k\\u0000"]', 'events[1].user_id']);
+  t.is(accepted.length, 0);
+});
+
 test('HTTP: a batch of 100 is accepted, 101 gets 413 batch_too_large', async (t) => {
   const { url } = await door(t);
   t.is((await call(`${url}/events/batch`, json({ events: Array(100).fill(valid) }))).status, 202);
