@@ -59,3 +59,9 @@ export async function runRecover(values: SettingValues, rest: string[]): Promise
     redis.disconnect();
   }
 }
+
+export const recoverCommand = {
+  summary: "after the cluster's Redis lost its data: what the nodes rebuilt, and --accept to serve again",
+  settings: recoverSettings,
+  run: (values: SettingValues, rest: string[]) => runRecover(values, rest),
+};

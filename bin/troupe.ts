@@ -5,7 +5,6 @@ import { ConfigError, describeSettings, readSettings, type SettingSpec, type Set
 import { GATEWAY_COMMANDS, GATEWAYS } from './gateways.js';
 import { inspectSettings, runInspect } from './inspect-command.js';
 import { runNode } from './node-command.js';
-import { recoverSettings, runRecover } from './recover-command.js';
 import { nodeSettings } from './node-settings.js';
 
 interface Command {
@@ -26,11 +25,7 @@ const BUILTIN: Record<string, () => Promise<Command>> = {
     run: (values, rest) => runInspect(values, rest),
   }),
   chaos: async () => (await import('../ops/chaos/command.js')).chaosCommand,
-  recover: async () => ({
-    summary: "after the cluster's Redis lost its data: what the nodes rebuilt, and --accept to serve again",
-    settings: recoverSettings,
-    run: (values, rest) => runRecover(values, rest),
-  }),
+  recover: async () => (await import('./recover-command.js')).recoverCommand,
   // The nodes troupe chaos starts: every gateway plus the chaos counters (a durable actor type of its own).
   'chaos-node': async () => {
     const { chaosCounterGateway } = await import('../ops/chaos/counter-gateway.js');

@@ -31,7 +31,9 @@ end
 local id = redis.call('HGET', KEYS[1], 'id')
 if not id then
   id = ARGV[2]
-  redis.call('HSET', KEYS[1], 'id', id, 'created', ARGV[4])
+  -- Redis time: the lease grab script grants nothing during the incarnation's first TTL.
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'id', id, 'created', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   if ARGV[1] ~= '' then mark_lost('node ' .. ARGV[3] .. ' remembers cluster incarnation ' .. ARGV[1] .. ' and Redis held none (restarted without its data?)') end
 elseif ARGV[1] ~= '' and ARGV[1] ~= id and not listed('replaces', ARGV[1]) then
   mark_lost('node ' .. ARGV[3] .. ' remembers cluster incarnation ' .. ARGV[1] .. ' and Redis holds ' .. id)

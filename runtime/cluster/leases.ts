@@ -35,15 +35,20 @@ local out = { 0, current }
 /**
  * KEYS: ring meta, cluster incarnation, lease keys. ARGV: node, epoch, ttlMs, the incarnation the
  * node belongs to ('' to skip that check). Reply: {0, epoch, per lease '' granted or the other
- * holder's "epoch|node"}, {-1, current epoch} at a stale epoch, or {-2, incarnation in Redis or ''}
- * when Redis does not hold the node's cluster (it lost its data) or the cluster is marked lost.
+ * holder's "epoch|node"}, {-1, current epoch} at a stale epoch, {-2, incarnation in Redis or ''}
+ * when Redis does not hold the node's cluster (it lost its data) or the cluster is marked lost, or
+ * {-3, ms to wait} during the first TTL of an incarnation: a Redis that restarted empty forgot the
+ * leases, but their holders may still serve until their local deadlines, all within one TTL.
  */
 const grabPartitionLeases = new LuaScript(
   'grab_partition_leases_n_keys',
   HOLDER_OF +
     `if ARGV[4] ~= '' then
-  local id = redis.call('HGET', KEYS[2], 'id')
-  if id ~= ARGV[4] or redis.call('HEXISTS', KEYS[2], 'lost') == 1 then return { -2, id or '' } end
+  local inc = redis.call('HMGET', KEYS[2], 'id', 'lost', 'created')
+  if inc[1] ~= ARGV[4] or inc[2] then return { -2, inc[1] or '' } end
+  local t = redis.call('TIME')
+  local wait = tonumber(inc[3] or '0') + tonumber(ARGV[3]) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if wait > 0 then return { -3, wait } end
 end
 ` +
     EPOCH_GUARD +
@@ -136,6 +141,13 @@ export class ClusterDataLost extends TroupeError {
   }
 }
 
+/** The cluster's incarnation is younger than one lease TTL: a holder from before may still be serving; grab again later. */
+export class IncarnationTooYoung extends TroupeError {
+  constructor(readonly waitMs: number) {
+    super('INCARNATION_TOO_YOUNG', `no lease is granted during the first TTL of a cluster incarnation (a node may still serve a lease Redis forgot); grab again in ${waitMs} ms`);
+  }
+}
+
 export interface LeaseHolder {
   partition: number;
   node: string;
@@ -176,7 +188,8 @@ export interface PartitionLeasesOptions {
   incarnation?: () => string;
   /**
    * A grab or renewal not answered within this long is given up (its leases then lapse at their
-   * deadlines). Default ttl - margin: past that, a renewal's answer could not extend anything.
+   * deadlines). Default max(1 s, ttl - margin): past ttl - margin a renewal's answer cannot extend
+   * anything; with short test TTLs the floor keeps a loaded machine from failing every call.
    */
   callTimeoutMs?: number;
   log?: Logger;
@@ -217,7 +230,7 @@ export class PartitionLeases {
     this.#partitions = o.partitions;
     this.#deadlines = o.deadlines;
     if (this.#deadlines && this.#deadlines.length < o.partitions) throw new RangeError(`deadlines table has ${this.#deadlines.length} slots for ${o.partitions} partitions`);
-    this.#callTimeoutMs = o.callTimeoutMs ?? this.ttlMs - this.marginMs;
+    this.#callTimeoutMs = o.callTimeoutMs ?? Math.max(1000, this.ttlMs - this.marginMs);
     this.#incarnation = o.incarnation ?? (() => '');
     this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'leases' });
   }
@@ -304,6 +317,7 @@ export class PartitionLeases {
     )) as [number, number | string, ...string[]];
     this.#lastOkAt = absoluteNow();
     if (reply[0] === -2) throw new ClusterDataLost(incarnation, String(reply[1]));
+    if (reply[0] === -3) throw new IncarnationTooYoung(Number(reply[1]));
     if (reply[0] === -1) {
       this.#staleEpochRefusals++;
       throw new StaleEpoch(epoch, Number(reply[1]), `lease grab of ${partitions.length} partitions`);

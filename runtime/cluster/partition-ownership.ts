@@ -5,7 +5,7 @@
 import { OWNED_ELSEWHERE, OWNED_HERE } from '../envelope.js';
 import { rootLogger, type Logger } from '../log.js';
 import type { ClusterHealth } from '../system.js';
-import { ClusterDataLost, StaleEpoch, type PartitionLeases } from './leases.js';
+import { ClusterDataLost, IncarnationTooYoung, StaleEpoch, type PartitionLeases } from './leases.js';
 import type { RedisMembership } from './redis-membership.js';
 import type { RedisRing, RingView } from './redis-ring.js';
 import type { PartitionMove } from './ring.js';
@@ -225,6 +225,11 @@ export class PartitionOwnership {
         granted = result.granted;
         for (const h of result.heldElsewhere) this.#states[h.partition] = 'acquiring';
       } catch (err) {
+        if (err instanceof IncarnationTooYoung) {
+          // A new cluster (or one an operator let serve again): the retry timer grabs once it may.
+          for (const p of wanted) if (this.#states[p] !== 'unavailable') this.#states[p] = 'acquiring';
+          return;
+        }
         if (!(err instanceof StaleEpoch)) {
           this.#unavailable(wanted, err as Error);
           return;

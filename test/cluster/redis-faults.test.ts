@@ -7,8 +7,11 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { acceptDataLoss, recoveryStatus } from '../../runtime/cluster/cluster-incarnation.js';
-import { PartitionLeases, StaleEpoch } from '../../runtime/cluster/leases.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acceptDataLoss, ClusterIncarnation, recoveryStatus } from '../../runtime/cluster/cluster-incarnation.js';
+import { ClusterDataLost, IncarnationTooYoung, PartitionLeases, StaleEpoch } from '../../runtime/cluster/leases.js';
 import { RedisRing } from '../../runtime/cluster/redis-ring.js';
 import { InspectSession } from '../../runtime/inspector/session.js';
 import { eventually, quietLog, sleep, uniqueCluster } from './helpers.js';
@@ -59,6 +62,30 @@ test('a ring whose epoch Redis lost is raised above every view: the epoch never 
   t.true(err instanceof StaleEpoch);
   t.deepEqual((await leases.grab([1, 2], raised.epoch)).granted, [1, 2]);
   t.is(leases.staleEpochRefusals, 1);
+});
+
+test('no lease in a Redis without this node\'s incarnation, and none during the first TTL of a new one (a holder Redis forgot may still serve)', async (t) => {
+  const own = await OwnRedis.start(t);
+  const cluster = uniqueCluster();
+  const redis = client(t, own.url);
+  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-incarnation-'));
+  const ring = await RedisRing.open({ redis, cluster, partitions: P, log: quietLog });
+  t.teardown(() => ring.close());
+  const { epoch } = await ring.join('a');
+  const incarnation = await ClusterIncarnation.open({ redis, cluster, self: 'a', dataDir, shards: 0, log: quietLog });
+  const leases = new PartitionLeases({ redis, cluster, self: 'a', partitions: P, ttlMs: 800, incarnation: () => incarnation.expected(), log: quietLog });
+  const young = await t.throwsAsync(leases.grab([1], epoch));
+  t.true(young instanceof IncarnationTooYoung, young?.message);
+  await sleep(900);
+  t.deepEqual((await leases.grab([1], epoch)).granted, [1]);
+
+  await own.restart();
+  const raised = (await ring.join('a')).epoch;
+  const lost = await t.throwsAsync(leases.grab([2], raised));
+  t.true(lost instanceof ClusterDataLost, lost?.message);
+  // The same data directory opened again (a restarted node) marks the cluster lost.
+  const again = await ClusterIncarnation.open({ redis, cluster, self: 'a2', dataDir, shards: 0, log: quietLog });
+  t.regex(again.lost(), /node a2 remembers cluster incarnation/);
 });
 
 test('a renewal stuck on a paused Redis does not keep leases alive: they lapse at their local deadline', async (t) => {
