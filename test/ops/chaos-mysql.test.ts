@@ -6,6 +6,10 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
+import { mysqlRunUrl, removeMysql } from '../../ops/chaos/isolation.js';
+import { TcpRelay } from '../../ops/chaos/relay.js';
 import { runChaos } from '../../ops/chaos/run.js';
 import { CHAOS_SETTINGS, chaosOptionsFrom } from '../../ops/chaos/settings.js';
 import { readSettings } from '../../runtime/settings.js';
@@ -94,4 +98,30 @@ const runTitle = 'events on MySQL: 3 nodes, SIGKILLs under load; nothing lost, a
   t.teardown(() => conn.end().catch(() => {}));
   const [left] = await conn.query('SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?', [database]);
   t.deepEqual(left, []);
+});
+
+test('the cleanup drops only a database named troupe_chaos_<tag>', async (t) => {
+  const names = { cluster: 'chaos-x', queue: 'chaos-x', schema: 'chaos_x', mysqlDatabase: 'eventdb' };
+  const problems = await removeMysql(MYSQL_TEST_URL, names);
+  t.is(problems.length, 1);
+  t.regex(problems[0]!, /MySQL database eventdb not dropped: refusing the MySQL database name eventdb: chaos only makes and drops troupe_chaos_<tag>/);
+  t.regex(mysqlRunUrl('mysql://u:p@127.0.0.1:3306/', { ...names, mysqlDatabase: 'troupe_chaos_abc' }), /^mysql:\/\/u:p@127\.0\.0\.1:3306\/troupe_chaos_abc$/);
+});
+
+test('the relay carries bytes both ways to the server behind it, and closes every connection when stopped', async (t) => {
+  const server = createServer((s) => s.pipe(s));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const relay = await TcpRelay.start('127.0.0.1', { host: '127.0.0.1', port: (server.address() as { port: number }).port });
+  t.teardown(() => relay.stop());
+  const client = connect({ host: '127.0.0.1', port: relay.port });
+  t.teardown(() => client.destroy());
+  await once(client, 'connect');
+  client.write('ping through the relay');
+  const [echo] = (await once(client, 'data')) as [Buffer];
+  t.is(echo.toString(), 'ping through the relay');
+  const closed = once(client, 'close');
+  await relay.stop();
+  await closed;
+  t.pass();
 });
