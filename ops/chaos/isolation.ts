@@ -1,9 +1,11 @@
 // What keeps a chaos run apart from everything else on a shared Redis and PostgreSQL: its own
 // cluster name (Redis keys troupe:{NAME}:*), its own BullMQ queue (bull:NAME:*) and its own
-// PostgreSQL schema; checked reachable before the run, and removed after it. Never a flush.
+// PostgreSQL schema, and with --events-store mysql its own MySQL database; checked reachable before
+// the run, and removed after it. Never a flush, never a database or schema of another name.
 
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { pino } from 'pino';
 import { openRedis as openRedisClient, redactedUrl, type Logger } from '../../runtime/index.js';
@@ -15,11 +17,72 @@ export interface RunNames {
   queue: string;
   /** --events-pg-schema and --carts-schema: every table of the run. */
   schema: string;
+  /** With --events-store mysql: the run's database in the --mysql server (troupe_chaos_<tag>). */
+  mysqlDatabase: string;
 }
+
+/** The only database names chaos creates or drops in a MySQL server it does not own. */
+const RUN_DATABASE = /^troupe_chaos_[a-z0-9]{1,40}$/;
 
 export function newRunNames(): RunNames {
   const tag = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-  return { cluster: `chaos-${tag}`, queue: `chaos-${tag}`, schema: `chaos_${tag}` };
+  return { cluster: `chaos-${tag}`, queue: `chaos-${tag}`, schema: `chaos_${tag}`, mysqlDatabase: `troupe_chaos_${tag}` };
+}
+
+/** The URL of the run's database in the --mysql server (which is given without one). */
+export function mysqlRunUrl(serverUrl: string, names: RunNames): string {
+  return `${serverUrl.replace(/\/+$/, '')}/${names.mysqlDatabase}`;
+}
+
+/** One connection to the server, no database chosen. */
+async function openMysqlServer(serverUrl: string): Promise<mysql.Connection> {
+  const u = new URL(serverUrl);
+  return mysql.createConnection({
+    host: decodeURIComponent(u.hostname.replace(/^\[|\]$/g, '')) || '127.0.0.1',
+    port: u.port ? Number(u.port) : 3306,
+    user: decodeURIComponent(u.username) || 'root',
+    password: decodeURIComponent(u.password),
+    connectTimeout: 5000,
+  });
+}
+
+function runDatabase(names: RunNames): string {
+  // A name made here always matches; the check keeps a bug from dropping anything else.
+  if (!RUN_DATABASE.test(names.mysqlDatabase)) throw new Error(`refusing the MySQL database name ${names.mysqlDatabase}: chaos only makes and drops troupe_chaos_<tag>`);
+  return names.mysqlDatabase;
+}
+
+/** Creates the run's database in a MySQL server chaos does not own; throws what to do. */
+export async function prepareMysql(serverUrl: string, names: RunNames): Promise<void> {
+  const database = runDatabase(names);
+  let conn: mysql.Connection | undefined;
+  try {
+    conn = await openMysqlServer(serverUrl);
+    await conn.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const what = e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH'
+      ? 'start MySQL or MariaDB there, or give another --mysql'
+      : 'check the user and password in --mysql and that the user may create databases named troupe_chaos_* (.ci/mysql-test-user.sql makes troupe_test, which may)';
+    throw new Error(`MySQL at ${redactedUrl(serverUrl)} refused the run's database ${database} (${e.code ? `${e.code}: ` : ''}${e.message}); ${what}`);
+  } finally {
+    await conn?.end().catch(() => {});
+  }
+}
+
+/** Drops the run's database (only it); returns what could not be done, for the report. */
+export async function removeMysql(serverUrl: string, names: RunNames): Promise<string[]> {
+  let conn: mysql.Connection | undefined;
+  try {
+    const database = runDatabase(names);
+    conn = await openMysqlServer(serverUrl);
+    await conn.query(`DROP DATABASE IF EXISTS \`${database}\``);
+    return [];
+  } catch (err) {
+    return [`MySQL database ${names.mysqlDatabase} not dropped: ${(err as Error).message}; drop it with: DROP DATABASE ${names.mysqlDatabase}`];
+  } finally {
+    await conn?.end().catch(() => {});
+  }
 }
 
 

@@ -16,7 +16,10 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { CartLoad } from './cart-load.js';
 import { EventLoad, type LoadTarget } from './event-load.js';
-import { newRunNames, openPostgres, prepareRun, quoteIdent, removeRun, type RunNames } from './isolation.js';
+import { mysqlRunUrl, newRunNames, openPostgres, prepareMysql, prepareRun, quoteIdent, removeMysql, removeRun, type RunNames } from './isolation.js';
+import { TcpRelay } from './relay.js';
+import { openEventStore } from '../../gateways/events/open-store.js';
+import type { ProcessedEventStore } from '../../gateways/events/store.js';
 import { NodeProcess, sleep } from './node-process.js';
 import { redactedUrl } from '../../runtime/index.js';
 import { describeFault, NODE_FAULTS, planFaults, type PlannedFault } from './schedule.js';
@@ -26,8 +29,12 @@ import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeCounter
 export interface ChaosIO {
   /** Progress and the verdict, for a person. */
   out(line: string): void;
-  /** Tests: runs after the drain, before the stores are read (to take rows away and see the verdict fail). */
-  beforeJudgement?(db: pg.Client, schema: string): Promise<void>;
+  /**
+   * Tests: runs after the drain, before the stores are read (to take rows away and see the verdict
+   * fail). db is the run's PostgreSQL (carts, and events with --events-store postgres, in schema);
+   * mysqlUrl the run's MySQL database with --events-store mysql.
+   */
+  beforeJudgement?(db: pg.Client, schema: string, mysqlUrl?: string): Promise<void>;
 }
 
 /** The run could not begin (Redis or PostgreSQL unreachable, a node that does not start). */
@@ -109,6 +116,56 @@ class Postgres {
   }
 }
 
+/**
+ * The events store the nodes write (PostgreSQL schema or MySQL database), read through the same
+ * interface the nodes use, so the verdict is the same on either; a call that meets a lost
+ * connection (pg-restart) is tried again, bounded.
+ */
+class EventRows {
+  constructor(readonly store: ProcessedEventStore) {}
+  async #retrying<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        const code = String((err as { code?: unknown }).code ?? '');
+        const lostConnection = code === '' || /^(08|57)/.test(code) || /^E[A-Z]+$/.test(code) || code === 'PROTOCOL_CONNECTION_LOST';
+        if (!lostConnection || attempt >= 20) throw err;
+        await sleep(500);
+      }
+    }
+  }
+  count(): Promise<number> {
+    return this.#retrying(() => this.store.count());
+  }
+  /** Which of these ids are stored (asked in chunks: a MySQL packet holds 16 MiB by default). */
+  async storedOf(ids: readonly string[]): Promise<string[]> {
+    const found: string[] = [];
+    for (let i = 0; i < ids.length; i += 5000) {
+      const chunk = ids.slice(i, i + 5000);
+      for (const r of await this.#retrying(() => this.store.rows(chunk))) found.push(r.id);
+    }
+    return found;
+  }
+  /** Rows per event id and per user, from every row of the table. */
+  async tally(): Promise<{ perId: Map<string, number>; perUser: Map<string, number> }> {
+    const perId = new Map<string, number>();
+    const perUser = new Map<string, number>();
+    for (const r of await this.#retrying(() => this.store.rows())) {
+      perId.set(r.id, (perId.get(r.id) ?? 0) + 1);
+      if (r.user_id !== null) perUser.set(r.user_id, (perUser.get(r.user_id) ?? 0) + 1);
+    }
+    return { perId, perUser };
+  }
+  async deadLetterIds(): Promise<Set<string>> {
+    const dead = await this.#retrying(() => this.store.deadLetters());
+    return new Set(dead.flatMap((d) => (d.id === null ? [] : [d.id])));
+  }
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
 const fmt = (v: number): string => v.toLocaleString('en-US');
 
 export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal): Promise<ChaosReport> {
@@ -139,6 +196,9 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
   process.on('exit', killAll);
 
   let db: Postgres | undefined;
+  let eventRows: EventRows | undefined;
+  let mysqlRelay: TcpRelay | undefined;
+  let mysqlPrepared = false;
   let eventLoad: EventLoad | undefined;
   let cartLoad: CartLoad | undefined;
   let counterLoad: CounterLoad | undefined;
@@ -173,12 +233,32 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
         postgresUrl = pgServer.url;
       }
       await prepareRun(redisUrl, postgresUrl, names);
+      if (o.eventsStore === 'mysql') {
+        await prepareMysql(o.mysqlUrl!, names);
+        mysqlPrepared = true;
+        // In namespaces the nodes reach servers at the bridge address; MySQL, not chaos's, is
+        // reached through a relay of chaos's own listening there.
+        if (network) {
+          const server = new URL(o.mysqlUrl!);
+          mysqlRelay = await TcpRelay.start(network.hostAddress, { host: server.hostname.replace(/^\[|\]$/g, ''), port: server.port ? Number(server.port) : 3306 });
+        }
+      }
     } catch (err) {
       throw new ChaosStartError((err as Error).message);
     }
     const currentRedisUrl = () => redisSetup?.currentUrl ?? redisUrl!;
     io.out(`troupe chaos: ${o.nodes} nodes, ${o.durationMs / 1000}s of load (${o.workloads.join(' + ')}), faults ${o.faults.join(',')} (at most ${o.overlap} at once), seed ${o.seed}`);
     io.out(`  isolated as: cluster ${names.cluster} (Redis ${redactedUrl(redisUrl)}), queue ${names.queue}, schema ${names.schema} (PostgreSQL ${redactedUrl(postgresUrl)})`);
+    const mysqlUrl = o.eventsStore === 'mysql' ? mysqlRunUrl(o.mysqlUrl!, names) : undefined;
+    // What the nodes are given: the same database, through the relay when they are in namespaces.
+    let nodeMysqlUrl = mysqlUrl;
+    if (mysqlUrl && mysqlRelay) {
+      const u = new URL(mysqlUrl);
+      u.hostname = network!.hostAddress;
+      u.port = String(mysqlRelay.port);
+      nodeMysqlUrl = u.toString();
+    }
+    io.out(`  events stored in: ${mysqlUrl ? `MySQL database ${names.mysqlDatabase} (${redactedUrl(mysqlUrl)}${mysqlRelay ? `; the nodes reach it through chaos's relay on ${network!.hostAddress}:${mysqlRelay.port}` : ''})` : `PostgreSQL schema ${names.schema}`}`);
     if (redisSetup) io.out(`  Redis of the run: primary :${redisSetup.ports.primary} (AOF, appendfsync everysec)${redisSetup.replica ? `, replica :${redisSetup.ports.replica}, Sentinels ${redisSetup.sentinelAddresses} (master ${SENTINEL_MASTER}, quorum 2, down after 2s)` : ''}`);
     if (pgServer) io.out(`  PostgreSQL of the run: initdb in ${pgDir}, on ${pgServer.host}:${pgServer.port}`);
     if (network) io.out(`  network of the run: bridge ${network.bridge} ${network.hostAddress}/24; ${network.links.map((l, i) => `n${i + 1} ${l.address} (netns ${l.netns})`).join(', ')}${network.netem ? '' : '; no netem in this kernel: slow links are loss (nft) and a bandwidth cap (tbf)'}`);
@@ -193,9 +273,18 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     }
     const redisArgs = sentinelAware ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
     const secret = randomBytes(24).toString('base64url');
-    nodes = makeNodes(o, names, runDir, secret, redisArgs, postgresUrl, network);
+    const storeArgs = nodeMysqlUrl ? ['--events-store', 'mysql', '--mysql', nodeMysqlUrl] : ['--events-store', 'postgres'];
+    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs], postgresUrl, network);
 
     db = new Postgres(postgresUrl);
+    if (withEvents) {
+      // Opening it creates the tables, once, before any node starts.
+      try {
+        eventRows = new EventRows(await openEventStore({ eventsStore: o.eventsStore, dataDir: runDir, postgresUrl, pgSchema: names.schema, mysqlUrl, poolSize: 2 }));
+      } catch (err) {
+        throw new ChaosStartError(`the run's events store could not be opened: ${(err as Error).message}`);
+      }
+    }
     const checkAbort = () => {
       if (abort.aborted) throw new ChaosInterrupted('interrupted');
     };
@@ -256,7 +345,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     }
     if (withCounters) counterLoad = new CounterLoad({ targets: targets('chaos-counter.http'), addsPerSecond: o.counterAddsPerSecond, concurrency: COUNTER_CONCURRENCY, counters: COUNTERS });
 
-    const storedEvents = async () => (withEvents ? Number((await db!.query(`SELECT count(*) AS n FROM ${quoteIdent(names.schema)}.processed_events`)).rows[0].n) : 0);
+    const storedEvents = async () => (eventRows ? eventRows.store.count() : 0);
     const status = async () => {
       const parts: string[] = [];
       if (eventLoad) {
@@ -368,15 +457,16 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     // Drain: every acknowledged event must reach processed_events; bounded by --drain-timeout.
     const drainStart = performance.now();
     let drained = true;
-    if (eventLoad) drained = await drainEvents(eventLoad, nodes, db, names, o.drainTimeoutMs, say, abort);
+    if (eventLoad) drained = await drainEvents(eventLoad, nodes, eventRows!, o.drainTimeoutMs, say, abort);
     const drainMs = performance.now() - drainStart;
     checkAbort();
 
     // The judgement, from the stores, the counters and the ownership samples.
-    if (io.beforeJudgement) await io.beforeJudgement(await db.client(), names.schema);
-    const events = eventLoad ? judgeEvents(eventLoad, await rowsPerEventId(db, names), await deadLetterIds(db, names)) : undefined;
+    if (io.beforeJudgement) await io.beforeJudgement(await db.client(), names.schema, mysqlUrl);
+    const tally = eventLoad ? await eventRows!.tally() : undefined;
+    const events = eventLoad ? judgeEvents(eventLoad, tally!.perId, await eventRows!.deadLetterIds()) : undefined;
     const carts = cartLoad ? judgeCarts(cartLoad.lines, await cartLines(db, names)) : undefined;
-    const perUser = eventLoad ? await rowsPerUser(db, names) : undefined;
+    const perUser = tally?.perUser;
     // Reading back is bounded: a cluster that does not answer fails the run as unanswered, not by hanging it.
     const readBackEnds = performance.now() + READ_BACK_TIMEOUT_MS;
     const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds)) : undefined;
@@ -420,6 +510,14 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     if (nodes.some((n) => n.alive)) await killNodes(nodes, say);
     await Promise.all(nodes.map((n) => n.closeLog()));
     await db?.end();
+    await eventRows?.close().catch(() => {});
+    await mysqlRelay?.stop();
+    if (mysqlPrepared) {
+      for (const p of await removeMysql(o.mysqlUrl!, names)) {
+        notes.push(p);
+        io.out(`  cleanup: ${p}`);
+      }
+    }
     // Servers the run owns go whole; in servers it does not, only its own keys and schema.
     if (redisUrl && postgresUrl && (!redisSetup || !pgServer)) {
       const problems = await removeRun(redisSetup ? redisSetup.currentUrl : redisUrl, postgresUrl, names, { redis: !redisSetup, postgres: !pgServer });
@@ -670,8 +768,7 @@ async function restart(node: NodeProcess, say: (text: string) => Promise<void>, 
  * Waits until every acknowledged event is in processed_events and the queue is empty (or the store
  * has been still for a while), printing progress; false if --drain-timeout came first.
  */
-async function drainEvents(load: EventLoad, nodes: NodeProcess[], db: Postgres, names: RunNames, timeoutMs: number, say: (text: string) => void, abort: AbortSignal): Promise<boolean> {
-  const table = `${quoteIdent(names.schema)}.processed_events`;
+async function drainEvents(load: EventLoad, nodes: NodeProcess[], rows: EventRows, timeoutMs: number, say: (text: string) => void, abort: AbortSignal): Promise<boolean> {
   const pending = new Set(load.acked);
   const deadline = performance.now() + timeoutMs;
   let lastPrint = 0;
@@ -680,10 +777,9 @@ async function drainEvents(load: EventLoad, nodes: NodeProcess[], db: Postgres, 
   for (;;) {
     if (abort.aborted) return false;
     if (pending.size > 0) {
-      const found = await db.query<{ id: string }>(`SELECT id FROM ${table} WHERE id = ANY($1::varchar[])`, [[...pending]]);
-      for (const r of found.rows) pending.delete(r.id);
+      for (const id of await rows.storedOf([...pending])) pending.delete(id);
     }
-    const count = Number((await db.query(`SELECT count(*) AS n FROM ${table}`)).rows[0].n);
+    const count = await rows.count();
     if (count !== lastCount) {
       lastCount = count;
       stillSince = performance.now();
@@ -722,16 +818,6 @@ async function queueDepth(nodes: NodeProcess[]): Promise<number | undefined> {
   return undefined;
 }
 
-async function rowsPerEventId(db: Postgres, names: RunNames): Promise<Map<string, number>> {
-  const res = await db.query<{ id: string; n: number }>(`SELECT id, count(*)::int AS n FROM ${quoteIdent(names.schema)}.processed_events GROUP BY id`);
-  return new Map(res.rows.map((r) => [r.id, r.n]));
-}
-
-async function rowsPerUser(db: Postgres, names: RunNames): Promise<Map<string, number>> {
-  const res = await db.query<{ user_id: string; n: number }>(`SELECT user_id, count(*)::int AS n FROM ${quoteIdent(names.schema)}.processed_events WHERE user_id IS NOT NULL GROUP BY user_id`);
-  return new Map(res.rows.map((r) => [r.user_id, r.n]));
-}
-
 /** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
 async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number): Promise<Map<string, number | undefined>> {
   const counted = new Map<string, number | undefined>();
@@ -752,11 +838,6 @@ async function countedPerUser(users: string[], targets: () => LoadTarget[], ends
     counted.set(user, n);
   }
   return counted;
-}
-
-async function deadLetterIds(db: Postgres, names: RunNames): Promise<Set<string>> {
-  const res = await db.query<{ id: string }>(`SELECT DISTINCT id FROM ${quoteIdent(names.schema)}.dead_letter_events WHERE id IS NOT NULL`);
-  return new Set(res.rows.map((r) => r.id));
 }
 
 async function cartLines(db: Postgres, names: RunNames): Promise<Map<string, number>> {

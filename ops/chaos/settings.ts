@@ -16,6 +16,9 @@ export const POSTGRES_FAULTS: readonly FaultKind[] = ['pg-restart'];
 /** Faults that cut or slow links: the nodes run in network namespaces of the run. */
 export const NETWORK_FAULTS: readonly FaultKind[] = ['partition', 'slow-link'];
 
+/** The tests' MySQL account (.ci/mysql-test-user.sql: troupe_test may use databases named troupe_*). */
+export const DEFAULT_CHAOS_MYSQL_URL = 'mysql://troupe_test:troupe_test@127.0.0.1:3306';
+
 export const CHAOS_SETTINGS: SettingSpec[] = [
   { name: 'nodes', kind: 'int', min: 2, max: 9, default: 3, description: 'troupe node processes in the cluster (at least 2: the load needs a node while another is down)' },
   { name: 'duration', kind: 'duration', min: 5000, default: 60_000, description: 'how long the load and the faults run (then the pipeline drains and the stores are checked)' },
@@ -30,6 +33,8 @@ export const CHAOS_SETTINGS: SettingSpec[] = [
   { name: 'pause-for', kind: 'duration', min: 100, default: 5000, description: 'how long a paused node stays stopped; past 2 s it is declared dead and its leases and job locks lapse' },
   { name: 'redis', kind: 'url', default: undefined, description: 'Redis URL of a server chaos does not own (default: chaos starts its own on a free port); chaos uses keys of its own and deletes them; refuses the Redis faults' },
   { name: 'postgres', kind: 'url', default: undefined, description: 'PostgreSQL URL of a server chaos does not own (default: chaos starts its own from initdb); chaos works in a schema of its own and drops it; refuses pg-restart' },
+  { name: 'events-store', kind: 'enum', choices: ['postgres', 'mysql'], default: 'postgres', description: 'where the nodes store processed events: postgres (the run\'s PostgreSQL schema) or mysql (a database of the run in --mysql); carts stay in PostgreSQL either way' },
+  { name: 'mysql', kind: 'url', default: DEFAULT_CHAOS_MYSQL_URL, description: 'with --events-store mysql: the MySQL 8 / MariaDB 10.6+ server, mysql://USER:PASS@HOST:PORT without a database, of a server chaos does not own; chaos creates the database troupe_chaos_<run> in it and drops it at the end (the user needs CREATE and DROP on troupe_chaos_*)' },
   { name: 'seed', kind: 'int', min: 0, max: 2 ** 31 - 1, default: undefined, description: 'seed of the fault plan (default: random, printed so a run can be repeated)' },
   { name: 'workloads', kind: 'list', choices: ['events', 'carts', 'counters'], default: ['events', 'carts', 'counters'], description: 'load to run: events (POST /events/batch), carts (gRPC Cart/AddItem), counters (durable chaos counters, each increment an ask)' },
   { name: 'rate', kind: 'int', min: 0, max: 1_000_000, default: 2000, description: 'events per second offered to the cluster (0: as fast as the nodes answer)' },
@@ -61,6 +66,9 @@ export interface ChaosOptions {
   /** Undefined: chaos starts and owns its own server. */
   redisUrl?: string;
   postgresUrl?: string;
+  eventsStore: 'postgres' | 'mysql';
+  /** The MySQL server (no database) when eventsStore is mysql. */
+  mysqlUrl?: string;
   seed: number;
   workloads: Workload[];
   eventsPerSecond: number;
@@ -90,6 +98,10 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
   const postgres = values['postgres'] as string | undefined;
   if (redis && !/^rediss?:$/.test(new URL(redis).protocol)) problems.push(`setting redis: got "${redis}"; expected a redis:// or rediss:// URL`);
   if (postgres && !/^postgres(ql)?:$/.test(new URL(postgres).protocol)) problems.push(`setting postgres: got "${postgres}"; expected a postgres:// or postgresql:// URL`);
+
+  const eventsStore = values['events-store'] as 'postgres' | 'mysql';
+  const mysqlUrl = values['mysql'] as string | undefined;
+  if (eventsStore === 'mysql') problems.push(...mysqlProblems(mysqlUrl));
 
   const duration = values['duration'] as number;
   const faults = [...new Set((values['faults'] as string[]) ?? [])] as FaultKind[];
@@ -136,6 +148,8 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
       pauseForMs: values['pause-for'] as number,
       redisUrl: redis,
       postgresUrl: postgres,
+      eventsStore,
+      mysqlUrl: eventsStore === 'mysql' ? mysqlUrl!.replace(/\/+$/, '') : undefined,
       seed: (values['seed'] as number | undefined) ?? randomSeed(),
       workloads: [...new Set(workloads)] as Workload[],
       eventsPerSecond: values['rate'] as number,
@@ -151,4 +165,15 @@ export function chaosOptionsFrom(values: SettingValues, randomSeed: () => number
       nodeLogLevel: String(values['node-log-level']),
     },
   };
+}
+
+/** --mysql names a server, not a database: the run makes its own database there. */
+function mysqlProblems(url: string | undefined): string[] {
+  if (!url) return [`setting mysql: none given; --events-store mysql needs a server, e.g. --mysql ${DEFAULT_CHAOS_MYSQL_URL}`];
+  const u = new URL(url);
+  const shown = u.password ? url.replace(`:${u.password}@`, ':***@') : url;
+  if (u.protocol !== 'mysql:') return [`setting mysql: got "${shown}"; expected a mysql:// URL like ${DEFAULT_CHAOS_MYSQL_URL}`];
+  if (u.pathname.replace(/\/+/g, '') !== '') return [`setting mysql: got "${shown}", which names the database ${u.pathname.replace(/^\/+/, '')}; give the server only (mysql://USER:PASS@HOST:PORT): chaos creates a database troupe_chaos_<run> of its own there and drops it at the end`];
+  if (u.search || u.hash) return [`setting mysql: got "${shown}"; options after ? or # are not used; give mysql://USER:PASS@HOST:PORT`];
+  return [];
 }
