@@ -5,6 +5,7 @@
 // its own timer drops it, and a grab or renewal that takes too long is given up.
 
 import type { Redis } from 'ioredis';
+import type { ReplicaWait } from '../replica-wait.js';
 import { performance } from 'node:perf_hooks';
 import { TroupeError } from '../errors.js';
 import { rootLogger, type Logger } from '../log.js';
@@ -187,6 +188,12 @@ export interface PartitionLeasesOptions {
   /** The cluster incarnation this node belongs to (runtime/cluster/cluster-incarnation.ts); grabs in a Redis without it are refused. */
   incarnation?: () => string;
   /**
+   * With replicas, a grab or renewal counts only once a replica holds it (WAIT): a lease granted by
+   * a primary that fails over before replicating it would be free on the promoted replica, and two
+   * nodes would serve the partition. Without it (or without replicas) nothing is waited for.
+   */
+  replicas?: ReplicaWait;
+  /**
    * A grab or renewal not answered within this long is given up (its leases then lapse at their
    * deadlines). Default max(1 s, ttl - margin): past ttl - margin a renewal's answer cannot extend
    * anything; with short test TTLs the floor keeps a loaded machine from failing every call.
@@ -217,6 +224,7 @@ export class PartitionLeases {
   #renewing = false;
   readonly #callTimeoutMs: number;
   readonly #incarnation: () => string;
+  readonly #replicas: ReplicaWait | undefined;
   #staleEpochRefusals = 0;
   #lastOkAt = absoluteNow();
 
@@ -232,6 +240,7 @@ export class PartitionLeases {
     if (this.#deadlines && this.#deadlines.length < o.partitions) throw new RangeError(`deadlines table has ${this.#deadlines.length} slots for ${o.partitions} partitions`);
     this.#callTimeoutMs = o.callTimeoutMs ?? Math.max(1000, this.ttlMs - this.marginMs);
     this.#incarnation = o.incarnation ?? (() => '');
+    this.#replicas = o.replicas;
     this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'leases' });
   }
 
@@ -310,6 +319,7 @@ export class PartitionLeases {
     if (partitions.length === 0) return { granted: [], heldElsewhere: [] };
     const sentAt = absoluteNow();
     const incarnation = this.#incarnation();
+    const since = this.#replicas?.begin();
     const reply = (await withinMs(
       grabPartitionLeases.run(this.#redis, [this.keys.ringMeta, this.keys.incarnation, ...partitions.map((p) => this.keys.lease(p))], [this.self, epoch, this.ttlMs, incarnation]),
       this.#callTimeoutMs,
@@ -322,6 +332,8 @@ export class PartitionLeases {
       this.#staleEpochRefusals++;
       throw new StaleEpoch(epoch, Number(reply[1]), `lease grab of ${partitions.length} partitions`);
     }
+    // Not confirmed by a replica: nothing is served on it (Redis lets the leases lapse at their TTL).
+    if (since !== undefined) await this.#replicas!.confirm(since);
     const result: GrabResult = { granted: [], heldElsewhere: [] };
     const until = sentAt + this.ttlMs - this.marginMs;
     partitions.forEach((p, i) => {
@@ -342,6 +354,7 @@ export class PartitionLeases {
     const mine = [...this.#validUntil.keys()];
     if (mine.length === 0) return { renewed: [], lost: [] };
     const sentAt = absoluteNow();
+    const since = this.#replicas?.begin();
     const reply = (await withinMs(
       renewPartitionLeases.run(this.#redis, [this.keys.ringMeta, ...mine.map((p) => this.keys.lease(p))], [this.self, epoch, this.ttlMs]),
       this.#callTimeoutMs,
@@ -352,6 +365,8 @@ export class PartitionLeases {
       this.#staleEpochRefusals++;
       throw new StaleEpoch(epoch, reply[1]!, `renewal of ${mine.length} leases`);
     }
+    // Not confirmed by a replica: the deadlines are not extended, and lapse unless a renewal is.
+    if (since !== undefined) await this.#replicas!.confirm(since);
     const result: RenewResult = { renewed: [], lost: [] };
     const until = sentAt + this.ttlMs - this.marginMs;
     mine.forEach((p, i) => {

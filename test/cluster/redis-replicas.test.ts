@@ -10,6 +10,9 @@ import { BullmqEventQueue } from '../../gateways/events/bullmq-queue.js';
 import type { QueuedBatch } from '../../gateways/events/queue.js';
 import { clusterKeys } from '../../runtime/cluster/keys.js';
 import { PartitionChangelog } from '../../runtime/cluster/partition-changelog.js';
+import { PartitionLeases } from '../../runtime/cluster/leases.js';
+import { RedisRing } from '../../runtime/cluster/redis-ring.js';
+import { ReplicaWait } from '../../runtime/replica-wait.js';
 import { partitionOf, startNode, type RedisEndpoint, type TroupeNode } from '../../runtime/index.js';
 import { decodeSnapshot } from '../../runtime/snapshot-store.js';
 import { redisSet, type OwnRedis } from '../runtime/redis-servers.js';
@@ -60,6 +63,34 @@ test.serial('a write the replica does not confirm in time is not acknowledged (c
   replica.resume();
   t.is((await changelog.append([row(4)])).size, 0);
   t.deepEqual(decodeSnapshot((await replica.client().hgetBuffer(keys.changelog(3), 'counter/a'))!), { n: 4 });
+});
+
+test.serial('a lease grab or renewal the replica does not confirm is not taken: no partition served on a lease a failover could lose', async (t) => {
+  const servers = redisSet((fn) => t.teardown(fn));
+  const primary = await servers.server();
+  const replica = await servers.server({ replicaOf: primary });
+  await synced(replica);
+  const cluster = `test-${randomBytes(4).toString('hex')}`;
+  const redis = primary.client();
+  const ring = await RedisRing.open({ redis, cluster, partitions: 8 });
+  t.teardown(() => ring.close());
+  const epoch = (await ring.join('me')).epoch;
+  const replicas = new ReplicaWait(redis, { timeoutMs: 300, what: 'a lease grab', log: quietLog });
+  const leases = new PartitionLeases({ redis, cluster, self: 'me', partitions: 8, ttlMs: 2000, replicas, log: quietLog });
+
+  t.deepEqual((await leases.grab([1], epoch)).granted, [1]);
+  t.true(leases.holds(1));
+  replica.pause();
+  t.teardown(() => replica.resume());
+  // The primary grants it, the replica does not hold it: not served here.
+  await t.throwsAsync(leases.grab([2], epoch), { message: /a lease grab: 0 of 1 Redis replica confirmed it/ });
+  t.false(leases.holds(2));
+  // A renewal not confirmed extends nothing: partition 1 keeps its old deadline and lapses by it.
+  await t.throwsAsync(leases.renew(epoch), { message: /0 of 1 Redis replica/ });
+  await eventually(() => !leases.holds(1), 3000, 'partition 1 lapsing at the deadline of its first grab');
+  replica.resume();
+  t.deepEqual((await leases.grab([1, 2], epoch)).granted, [1, 2]);
+  t.true(leases.holds(1) && leases.holds(2));
 });
 
 test.serial('through Sentinel, a node and an event queue keep working across a failover, and all they acknowledged is on the promoted replica', async (t) => {
