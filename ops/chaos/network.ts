@@ -10,8 +10,16 @@ import { spawnSync } from 'node:child_process';
 /** Every name the run makes begins with this (namespaces tchaos-<pid36>-nN, links tcb<pid36>, tcv<pid36>N). */
 const NETNS_PREFIX = 'tchaos-';
 
+/**
+ * Where ip, tc and nft are looked up, for the tools themselves and for what `ip netns exec` runs:
+ * the system's directories only. Under npm scripts PATH starts with node_modules/.bin, where a
+ * dependency's `nft` (a JavaScript file tracer) answered `nft -f -` with exit 0 and cut nothing.
+ */
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const SYSTEM_ENV = { ...process.env, PATH: SYSTEM_PATH };
+
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', input, timeout: 10_000 });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input, timeout: 10_000, env: SYSTEM_ENV });
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? r.error.message : ''}`.trim() };
 }
 
@@ -22,7 +30,7 @@ function must(cmd: string, args: string[], input?: string): string {
 }
 
 function has(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+  return spawnSync('sh', ['-c', `command -v ${tool}`], { env: SYSTEM_ENV }).status === 0;
 }
 
 /** Why the run cannot make namespaces here, or undefined when it can. */
@@ -195,6 +203,10 @@ export class RunNetwork {
       ...rules, '',
     ].join('\n');
     must('ip', ['netns', 'exec', link.netns, 'nft', '-f', '-'], script);
+    // Read back what the kernel holds: a fault that was not applied must not pass for one survived.
+    const held = must('ip', ['netns', 'exec', link.netns, 'nft', 'list', 'table', 'inet', 'troupe_chaos']);
+    const drops = held.split('\n').filter((l) => /\bdrop\b/.test(l)).length;
+    if (drops !== rules.length) throw new Error(`nft in ${link.netns} holds ${drops} drop rules, ${rules.length} were asked for:\n${held}`);
   }
 
   /** Removes every namespace and link of the run; safe to call twice. */
