@@ -1,7 +1,8 @@
 // `npm run test:image`: builds ops/Dockerfile as it is with buildah (on the local base of
 // ops/image/base.sh), starts a node from the image the way a container engine would (its
 // entrypoint, its user, /data a volume), asks each service one thing, stops it with SIGTERM and
-// checks it exits 0. Prints the image size on its last line. Needs root, buildah and debootstrap.
+// checks it exits 0. The node joins a cluster of its own on the test Redis (TROUPE_TEST_REDIS), so
+// SIGTERM is a real leave. Prints the image size on its last line. Needs root, buildah, debootstrap.
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -13,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { signToken } from '../../gateways/carts/auth.js';
 import { serviceOf } from '../../gateways/carts/protos.js';
+import { BullmqEventQueue } from '../../gateways/events/bullmq-queue.js';
+import { Redis } from 'ioredis';
 import { projectRoot, protoPath } from '../../runtime/index.js';
 
 const ROOT = projectRoot();
@@ -20,6 +23,8 @@ const IMAGE = process.env.TROUPE_TEST_IMAGE ?? 'localhost/troupe:test';
 const READY_WITHIN_MS = 120_000;
 /** Above --events-drain-timeout (30 s): what a container engine's grace period should be too. */
 const STOP_WITHIN_MS = 60_000;
+/** The node from the image joins a cluster of its own name on this Redis (.ci/run starts one). */
+const REDIS_URL = process.env.TROUPE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
 
 const started = Date.now();
 const log = (msg: string): void => void process.stderr.write(`[image ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
@@ -251,8 +256,55 @@ function nodePid(buildahPid: number): number | undefined {
   return undefined;
 }
 
+/** Removes the test cluster's keys and its BullMQ queue from the shared Redis (nothing else). */
+async function dropClusterKeys(cluster: string, queue: string): Promise<void> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2, lazyConnect: true });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `troupe:{${cluster}}:*`, 'COUNT', 500);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+  await BullmqEventQueue.destroy(REDIS_URL, queue);
+}
+
+async function clusterKeyCount(cluster: string): Promise<number> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2, lazyConnect: true });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    let n = 0;
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `troupe:{${cluster}}:*`, 'COUNT', 500);
+      n += keys.length;
+      cursor = next;
+    } while (cursor !== '0');
+    return n;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function redisAnswers(): Promise<void> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true, connectTimeout: 5_000 });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (err) {
+    throw new ImageCheckFailed(`Redis at ${REDIS_URL} does not answer (${(err as Error).message}): the node from the image joins a cluster there; start one or set TROUPE_TEST_REDIS`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
 async function main(): Promise<void> {
   needTools();
+  await redisAnswers();
   log('base image (ops/image/base.sh)');
   execFileSync('bash', [join(ROOT, 'ops', 'image', 'base.sh')], { cwd: ROOT, stdio: 'inherit' });
   const from = readFileSync(join(ROOT, 'ops', 'Dockerfile'), 'utf8').match(/^FROM\s+(\S+)/m)?.[1] ?? 'node:20-bookworm-slim';
@@ -273,6 +325,8 @@ async function main(): Promise<void> {
   );
   let child: ChildProcess | undefined;
   let exited: Promise<number | null> | undefined;
+  // Its own cluster name and queue on the shared Redis, removed afterwards.
+  const cluster = `image-test-${process.pid}-${Date.now().toString(36)}`;
   try {
     checkContents(ctr);
     const names = ['ops', 'presence', 'dating-source', 'dating-listener', 'carts', 'who', 'events', 'cluster'] as const;
@@ -280,6 +334,10 @@ async function main(): Promise<void> {
     const secret = randomUUID() + randomUUID();
     const env: Record<string, string> = {
       TROUPE_NODE_NAME: 'image-test',
+      TROUPE_REDIS: REDIS_URL,
+      TROUPE_CLUSTER: cluster,
+      TROUPE_EVENTS_QUEUE_NAME: cluster,
+      TROUPE_ADVERTISE: `127.0.0.1:${port.cluster}`,
       TROUPE_OPS_PORT: String(port.ops),
       TROUPE_PRESENCE_PORT: String(port.presence),
       TROUPE_DATING_SOURCE_PORT: String(port['dating-source']),
@@ -308,9 +366,12 @@ async function main(): Promise<void> {
     const early = exited.then((code) => {
       throw new ImageCheckFailed(`the node exited (${code}) before it was ready:\n${output.slice(-4000)}`);
     });
-    await Promise.race([until('/readyz answers 200', READY_WITHIN_MS, async () => (await fetch(`http://127.0.0.1:${port.ops}/readyz`)).status === 200), early]);
+    await Promise.race([until(`/readyz answers 200 (the node owns its partitions in cluster ${cluster})`, READY_WITHIN_MS, async () => (await fetch(`http://127.0.0.1:${port.ops}/readyz`)).status === 200), early]);
     early.catch(() => undefined);
-    log(`ok: /readyz answers 200 (${((Date.now() - since) / 1000).toFixed(1)} s after start)`);
+    log(`ok: /readyz answers 200, a cluster node on ${REDIS_URL} (${((Date.now() - since) / 1000).toFixed(1)} s after start)`);
+
+    const keys = await clusterKeyCount(cluster);
+    check(keys > 0, `the node joined cluster ${cluster} in Redis (${keys} keys)`);
 
     const health = config.Healthcheck!.Test!.slice(1);
     execFileSync('buildah', runArgs(health), { stdio: 'ignore', timeout: 30_000 });
@@ -367,6 +428,7 @@ async function main(): Promise<void> {
       await exited;
     }
     run('buildah', ['rm', ctr], { quiet: true });
+    await dropClusterKeys(cluster, cluster);
   }
   const size = run('buildah', ['images', '--format', '{{.Size}}', IMAGE], { quiet: true }).trim();
   log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
