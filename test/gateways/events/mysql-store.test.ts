@@ -16,7 +16,7 @@ async function database(t: ExecutionContext): Promise<string> {
 }
 
 /** compose.yml's init script for MySQL 8, the brief's table. */
-const INIT_SQL = readFileSync(new URL('../../../../ops/mysql-init.sql', import.meta.url), 'utf8')
+const INIT_SQL = readFileSync(new URL('../../../../ops/mysql/init.sql', import.meta.url), 'utf8')
   .split('\n')
   .filter((l) => !l.startsWith('--'))
   .join('\n')

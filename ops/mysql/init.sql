@@ -1,5 +1,5 @@
--- The events brief's init script for its MySQL 8 (`eventdb`), as compose.yml's mysql service runs
--- it; a troupe node with --events-store mysql takes this table as it is (or makes it the same way).
+-- The events brief's init for its MySQL 8 (`eventdb`): compose.yml's mysql service runs it once, on
+-- an empty data volume. A node with --events-store mysql takes this table as it is.
 CREATE TABLE IF NOT EXISTS processed_events (
   id VARCHAR(36) PRIMARY KEY,
   type ENUM('user_action', 'sensor_data', 'system_log') NOT NULL,
