@@ -51,7 +51,8 @@ export interface EventsPipeline {
   readonly queue: EventBatchQueue;
   readonly store: ProcessedEventStore;
   metrics(): Promise<MetricsSnapshot>;
-  health(): Promise<HealthReport>;
+  /** Every check; `{ actors: false }` leaves out the ask to a user actor (readiness does not wait for them). */
+  health(options?: { actors?: boolean }): Promise<HealthReport>;
   /**
    * Graceful: new requests get 503, requests in progress are answered, the queue is drained (up to
    * drainTimeoutMs; what is left stays queued for the next start), workers finish, stores close.
@@ -104,7 +105,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
       throw Object.assign(new Error(`${depthSeen} events are queued, over the bound of ${o.maxQueueDepth}; retry shortly`), { code: 'OVERLOADED' });
     }
   }
-  async function health(): Promise<HealthReport> {
+  async function health(options: { actors?: boolean } = {}): Promise<HealthReport> {
     const checks: Record<string, string> = {};
     const probe = async (name: string, check: () => Promise<unknown>) => {
       try {
@@ -119,11 +120,13 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
       probe(`store (${storeKindOf(o)})`, () => store.ping()),
       // A short ask to a user actor, and how this node's recent asks went: either can say that the
       // actors do not answer (a Redis that lost the ring, a partition nobody serves, a cut node).
-      probe('actors', async () => {
-        await o.activity.ping();
-        const trouble = answers.trouble();
-        if (trouble) throw new Error(trouble);
-      }),
+      options.actors === false
+        ? undefined
+        : probe('actors', async () => {
+            await o.activity.ping();
+            const trouble = answers.trouble();
+            if (trouble) throw new Error(trouble);
+          }),
       probe('worker pool', async () => {
         if (pool.threads.length === 0) throw new Error('the enrichment pool has no threads');
       }),

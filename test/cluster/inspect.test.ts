@@ -158,10 +158,12 @@ test('a member that does not answer is named in every answer; once it dies, the 
   const stats = await ok(t, s, 'stats');
   t.is((stats.data as unknown[]).length, 1);
   t.true(stats.warnings.some((w) => w.startsWith(`${mute!.nodeId} did not answer`)));
-  const ring = await ok(t, s, 'ring');
+  // While the join's hand-off runs, the partitions moving to the new member are served by nobody
+  // (by design, for a moment): wait for it to settle.
+  let ring!: CommandResult;
+  await eventually(async () => ((ring = await ok(t, s, 'ring')).data as RingData).servedByNone.length === 0, 10_000, 'the hand-off to the new member to settle');
   const data = ring.data as RingData;
   t.true(data.unknown.length > 0, 'the silent member\'s partitions are unknown, not unserved');
-  t.deepEqual(data.servedByNone, []);
   t.true(ring.warnings.some((w) => w.includes(`on the ring but not answering: ${mute!.nodeId}`)));
 
   mute!.kill('SIGKILL');
