@@ -113,8 +113,9 @@ export class PresenceServer {
       fire: (client, now) => this.#ping(client, now),
     });
     const proto = presenceProto();
-    // A Pong is a few bytes; nothing this server takes is large.
-    this.#server = new grpc.Server(grpcServerOptions({ maxReceiveMessageBytes: 64 * 1024, ...options.limits }));
+    // A Pong is a few bytes; nothing this server takes is large. Streams are users, and the load
+    // simulation (or a proxy) carries a thousand or more on one connection: maxClients bounds them.
+    this.#server = new grpc.Server(grpcServerOptions({ maxReceiveMessageBytes: 64 * 1024, maxConcurrentStreams: 10_000, ...options.limits }));
     this.#server.addService(proto.gatewayService, { Connect: (call: Call) => this.#connect(call) });
     this.#server.addService(proto.statusReaderService, {
       FetchOnlineUsersInLast3Mins: (_call: unknown, callback: grpc.sendUnaryData<{ online_users: number }>) => this.#fetchOnline(callback),
