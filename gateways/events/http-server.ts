@@ -255,15 +255,14 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
 
   const headersTimeout = deps.headersTimeoutMs ?? 10_000;
   const requestTimeout = Math.max(deps.requestTimeoutMs ?? 30_000, headersTimeout);
-  const server: Server = createServer(
-    {
-      keepAliveTimeout: 65_000,
-      headersTimeout,
-      requestTimeout,
-      // Node checks both timeouts on this tick (default 30 s), which would stretch a short limit.
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
-    },
-    (req, res) => {
+  const timeouts = {
+    keepAliveTimeout: 65_000,
+    headersTimeout,
+    requestTimeout,
+    // Node checks both timeouts on this tick (default 30 s), which would stretch a short limit.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
+  const server: Server = createServer(timeouts, (req, res) => {
     inProgress++;
     res.on('close', () => {
       inProgress--;
@@ -286,8 +285,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       deps.log.error({ err: e.message, path: req.url }, 'events request failed');
       send(res, 500, { error: 'internal', message: e.message ?? String(err) });
     });
-    },
-  );
+  });
   // Past the cap node closes a new connection at once, before reading from it.
   server.maxConnections = deps.maxConnections ?? 4096;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
