@@ -2,8 +2,8 @@
 // shared by the main thread and every shard in WAL mode; writes of one tick share a transaction.
 
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makePrivateDir, makePrivateFile } from '../runtime/index.js';
 import type { CartLine, CartRecord, CatalogueStore, ItemListQuery, ItemRecord } from './catalogue.js';
 import { CartConflict, checkNextVersion, SORT_COLUMN } from './catalogue.js';
 import { GroupCommit, type FlushOutcomes } from './catalogue-group-commit.js';
@@ -34,8 +34,8 @@ export class SqliteCatalogue implements CatalogueStore {
   readonly #writes: GroupCommit<CartWrite>;
 
   constructor(file: string) {
-    mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
+    makePrivateDir(dirname(file));
+    this.db = new Database(makePrivateFile(file));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     // Shards and the main thread share the file; a writer waits for the lock rather than failing.

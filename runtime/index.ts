@@ -36,6 +36,8 @@ export { redisEndpointFrom, redisSettings } from './redis-settings.js';
 export { ReplicaWait, ReplicasDidNotConfirm } from './replica-wait.js';
 export type { WaitReplicas } from './replica-wait.js';
 export { shutdownGrpcServer } from './grpc-shutdown.js';
+export { makePrivateDir, makePrivateFile } from './private-files.js';
+export { DEFAULT_GRPC_LIMITS, grpcServerOptions, type GrpcServerLimits } from './grpc-limits.js';
 export { rootLogger } from './log.js';
 export { activeTraceparent, currentTrace, inChildSpan, inConsumerSpan, inServerSpan, inTrace, isTracing } from './tracing.js';
 export { flushTracing, startTracing, stopTracing } from './tracing-sdk.js';

@@ -3,7 +3,8 @@
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { makePrivateDir } from './private-files.js';
 import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -109,7 +110,7 @@ interface DataDirMeta {
 
 /** Checks the data directory against the options: P never changes; W may, and rows then move. */
 function prepareDataDir(dataDir: string, partitions: number, shards: number, log: Logger): void {
-  mkdirSync(dataDir, { recursive: true });
+  makePrivateDir(dataDir);
   const metaPath = join(dataDir, 'troupe.json');
   if (existsSync(metaPath)) {
     const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as DataDirMeta;
@@ -124,7 +125,7 @@ function prepareDataDir(dataDir: string, partitions: number, shards: number, log
       log.info({ from: meta.shards, to: shards, moved }, 'shard count changed; moved snapshots to their new shards');
     }
   }
-  writeFileSync(metaPath, JSON.stringify({ partitions, shards } satisfies DataDirMeta));
+  writeFileSync(metaPath, JSON.stringify({ partitions, shards } satisfies DataDirMeta), { mode: 0o600 });
 }
 
 async function loadDefinitions(urls: readonly string[]): Promise<Map<string, AnyActorDefinition>> {

@@ -4,6 +4,7 @@
 import Database from 'better-sqlite3';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { makePrivateFile } from './private-files.js';
 import { deserialize, serialize } from 'node:v8';
 
 /** What a commit writes: an actor's id, its partition and its encoded state (see `encode`). */
@@ -32,7 +33,7 @@ export class SnapshotStore {
   readonly #ofType: Database.Statement<[string, string], { actor: string; state: Buffer }>;
 
   constructor(path: string, durability: 'normal' | 'full' = 'normal') {
-    this.#db = new Database(path);
+    this.#db = new Database(makePrivateFile(path));
     this.#db.pragma('journal_mode = WAL');
     // NORMAL in WAL mode loses nothing on a process crash; FULL also survives a power cut.
     this.#db.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -142,7 +143,7 @@ export function reshard(dataDir: string, oldShards: number, newShards: number): 
     for (const suffix of ['-wal', '-shm']) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
     old.push(aside);
   }
-  const targets = Array.from({ length: newShards }, (_, s) => new Database(shardDatabasePath(dataDir, s)));
+  const targets = Array.from({ length: newShards }, (_, s) => new Database(makePrivateFile(shardDatabasePath(dataDir, s))));
   for (const t of targets) {
     t.pragma('journal_mode = WAL');
     t.exec(`CREATE TABLE IF NOT EXISTS snapshot (actor TEXT PRIMARY KEY, partition INTEGER NOT NULL, version INTEGER NOT NULL, state BLOB NOT NULL) WITHOUT ROWID;

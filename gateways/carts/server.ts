@@ -7,7 +7,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CatalogueStore } from '../../actors/catalogue.js';
 import type { CartClient } from '../../actors/cart-client.js';
-import { inServerSpan, shutdownGrpcServer, type Logger } from '../../runtime/index.js';
+import { grpcServerOptions, inServerSpan, shutdownGrpcServer, type GrpcServerLimits, type Logger } from '../../runtime/index.js';
 import { bearerOf, verifyToken, type Principal } from './auth.js';
 import { cartHandlers } from './cart-service.js';
 import { itemHandlers } from './item-service.js';
@@ -23,6 +23,8 @@ export interface CartsServerOptions {
   log: Logger;
   metrics?: Registry;
   now?: () => number;
+  /** The gRPC server's connection limits (runtime/grpc-limits.ts has the defaults). */
+  limits?: Partial<GrpcServerLimits>;
 }
 
 /** The call counter and timer of one method, bound once: a label lookup per call is not free. */
@@ -142,7 +144,7 @@ export async function startCartsServer(bind: string, options: CartsServerOptions
   const now = options.now ?? Date.now;
   const metrics = metricsOf(options.metrics);
   // channelz keeps per-call bookkeeping for a debugging service this server does not offer.
-  const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+  const server = new grpc.Server(grpcServerOptions(options.limits, { 'grpc.enable_channelz': 0 }));
   const verify = tokenCache(options.secret, now);
   server.addService(passingEncodedReplies(serviceOf('cart', 'Cart').service), implementation('cart.Cart', cartHandlers(options.carts), verify, metrics));
   server.addService(serviceOf('item', 'Item').service, implementation('item.Item', itemHandlers({ store: options.store, now, itemsChanged: (uuids) => options.carts.itemsChanged(uuids) }), verify, metrics));

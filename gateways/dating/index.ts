@@ -36,14 +36,61 @@ export async function listenForRounds(options: {
   maxSeq: number;
   sourceIdleMs: number;
   listenerWaitMs?: number;
+  /** An Event Listener that came before any round is closed after this long without one (default 30 s). */
+  earlyListenerMs?: number;
 }): Promise<DatingServers> {
   const { log } = options;
   let nextRound = firstRoundId();
   let current: Round | undefined;
   const tally = { rounds: 0, events: 0, matches: 0 };
   /** A listener that came before any round: it gets the next one. */
-  let early: Socket | undefined;
+  let early: EarlyListener | undefined;
   const sockets = new Set<Socket>();
+  const earlyListenerMs = options.earlyListenerMs ?? 30_000;
+
+  /**
+   * Reads what it sends (so the close is a FIN, not a reset of unread bytes), ends it, and destroys
+   * it if it does not close in a second.
+   */
+  function turnAway(socket: Socket, why: string): void {
+    log.warn({ remote: socket.remoteAddress }, why);
+    socket.removeAllListeners('data');
+    socket.on('data', () => {});
+    socket.resume();
+    socket.end();
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /** Holds an early listener: reads its first bytes (its MATCH BEGIN) and times it out. */
+  class EarlyListener {
+    #text = '';
+    readonly #timer: NodeJS.Timeout;
+    readonly #onData = (chunk: Buffer) => {
+      this.#text += chunk.toString('latin1');
+      if (this.#text.length > 4096) this.drop('an early event listener sent over 4 KiB before any round; closed it');
+    };
+    constructor(readonly socket: Socket) {
+      socket.on('data', this.#onData);
+      this.#timer = setTimeout(() => this.drop(`an early event listener saw no round within ${earlyListenerMs} ms; closed it`), earlyListenerMs);
+      this.#timer.unref();
+      socket.on('close', () => {
+        clearTimeout(this.#timer);
+        if (early === this) early = undefined;
+      });
+    }
+    drop(why: string): void {
+      clearTimeout(this.#timer);
+      if (early === this) early = undefined;
+      turnAway(this.socket, why);
+    }
+    /** Stops holding it; what it sent so far is put back for the round's listener to read. */
+    take(): Socket {
+      clearTimeout(this.#timer);
+      this.socket.off('data', this.#onData);
+      if (this.#text) this.socket.unshift(Buffer.from(this.#text, 'latin1'));
+      return this.socket;
+    }
+  }
 
   function track(socket: Socket): void {
     sockets.add(socket);
@@ -77,7 +124,7 @@ export async function listenForRounds(options: {
     else if (early) {
       const waiting = early;
       early = undefined;
-      if (!waiting.destroyed) round.attachListener(waiting);
+      if (!waiting.socket.destroyed) round.attachListener(waiting.take());
     }
     socket.setTimeout(options.sourceIdleMs, () => {
       round.sourceClosed(`silent for ${options.sourceIdleMs} ms`);
@@ -91,21 +138,12 @@ export async function listenForRounds(options: {
     track(socket);
     socket.on('error', (err) => log.debug({ err: err.message }, 'event listener socket error'));
     if (current && !current.finished) {
-      if (!current.attachListener(socket)) {
-        log.warn({ round: current.id }, 'a second event listener connected during a round; closed it');
-        socket.destroy();
-      }
+      if (!current.attachListener(socket)) turnAway(socket, `a second event listener connected during round ${current.id}; closed it`);
       return;
     }
-    if (early && !early.destroyed) {
-      log.warn('a second event listener connected before any round; closed it');
-      socket.destroy();
-      return;
-    }
-    early = socket;
-    socket.on('close', () => {
-      if (early === socket) early = undefined;
-    });
+    // The newest early listener is the one kept: a stray connection must not lock the real one out.
+    early?.drop('a newer event listener connected before any round; closed the older one');
+    early = new EarlyListener(socket);
   });
 
   const listen = (server: Server, port: number) =>
@@ -153,6 +191,7 @@ export const datingGateway: Gateway = {
       maxSeq: host.settings['dating-max-events'] as number,
       sourceIdleMs: host.settings['dating-source-idle'] as number,
       listenerWaitMs: host.settings['dating-listener-wait'] as number,
+      earlyListenerMs: host.settings['dating-early-listener-wait'] as number,
     });
     return {
       ports: { source: servers.sourcePort, listener: servers.listenerPort },

@@ -25,9 +25,17 @@ function grow<T extends Int32Array>(old: T, size: number): T {
   return next;
 }
 
+/** Sequence numbers the dense cells always may cover (8 MiB), whatever has arrived. */
+const DENSE_FLOOR = 1 << 20;
+/** Beyond the floor, the dense cells cover at most this many sequence numbers per event arrived. */
+const DENSE_PER_EVENT = 16;
+
 /**
  * Memory is a few typed arrays: 8 bytes per sequence number and about 20 per liked pair, so ten
- * million events fit in a few hundred megabytes, and nothing is allocated per event.
+ * million events fit in a few hundred megabytes, and nothing is allocated per event. The dense
+ * cells cover sequence numbers only up to DENSE_PER_EVENT times the events arrived (and the
+ * floor): an event past that goes to a Map until the cells grow over it, so memory follows the
+ * events received, not the highest sequence number a hostile source can name.
  *
  * Only LIKE_LIKED events go to the actors: under the match rule the other two types change
  * nothing (they cancel no like) and are never a match, so they are ordered and counted here and
@@ -46,6 +54,8 @@ export class SequenceBook {
    */
   #cells = new Int32Array(0);
   #capacity = 0;
+  /** Events at or past #capacity, by sequence number: [from + 1, to cell], as in #cells. */
+  #far = new Map<number, [number, number]>();
   #frontier = 0;
   #highest = 0;
   #arrived = 0;
@@ -63,8 +73,12 @@ export class SequenceBook {
   #batchOf: Int32Array = EMPTY;
   #step = 0;
 
-  constructor(options: { maxSeq: number }) {
+  readonly #denseFloor: number;
+
+  /** `denseFloor`: tests, to reach the far path with small rounds. */
+  constructor(options: { maxSeq: number; denseFloor?: number }) {
     this.maxSeq = options.maxSeq;
+    this.#denseFloor = options.denseFloor ?? DENSE_FLOOR;
   }
 
   /** Every sequence number from 1 to this has arrived. */
@@ -84,7 +98,10 @@ export class SequenceBook {
   /** Sequence numbers up to the highest seen that have not arrived (counted, so not for every event). */
   missing(): number {
     let missing = 0;
-    for (let s = this.#frontier + 1; s <= this.#highest; s++) if (this.#cells[s * 2] === 0) missing++;
+    const dense = Math.min(this.#highest, this.#capacity - 1);
+    for (let s = this.#frontier + 1; s <= dense; s++) if (this.#cells[s * 2] === 0) missing++;
+    // Every key of #far is at or past #capacity, and distinct.
+    if (this.#highest >= this.#capacity) missing += this.#highest - Math.max(this.#capacity, this.#frontier + 1) + 1 - this.#far.size;
     return missing;
   }
 
@@ -101,7 +118,7 @@ export class SequenceBook {
    */
   add(seq: number, type: LikeType, from: number, to: number): boolean {
     if (seq <= this.#frontier) return false;
-    if (seq >= this.#capacity) this.#growSeq(seq);
+    if (seq >= this.#capacity && !this.#growSeq(seq)) return this.#addFar(seq, type, from, to);
     const cells = this.#cells;
     const at = seq * 2;
     cells[at] = from + 1;
@@ -119,8 +136,11 @@ export class SequenceBook {
    * pairs whose actors are to get likes, each in sequence order, pairs in order of first like.
    */
   advance(): PairBatch[] {
-    const cells = this.#cells;
-    const capacity = this.#capacity;
+    // The frontier at the end of the cells with the next events in #far: the cells grow over them
+    // (allowed: every sequence number before them has arrived).
+    if (this.#frontier + 1 >= this.#capacity && this.#far.has(this.#frontier + 1)) this.#growSeq(this.#frontier + 1);
+    let cells = this.#cells;
+    let capacity = this.#capacity;
     let s = this.#frontier + 1;
     if (s >= capacity || cells[s * 2] === 0) return [];
     // Sized once for every like that has arrived, so the loop below never grows or rehashes:
@@ -136,7 +156,12 @@ export class SequenceBook {
     const stepOf = this.#stepOf;
     const batchOf = this.#batchOf;
     let pairs = this.#pairs;
-    for (; s < capacity; s++) {
+    for (; ; s++) {
+      if (s >= capacity) {
+        if (!this.#far.has(s) || !this.#growSeq(s)) break;
+        cells = this.#cells;
+        capacity = this.#capacity;
+      }
       const f1 = cells[s * 2]!;
       if (f1 === 0) break;
       const t0 = cells[s * 2 + 1]!;
@@ -185,16 +210,42 @@ export class SequenceBook {
     return batches;
   }
 
+  #addFar(seq: number, type: LikeType, from: number, to: number): boolean {
+    this.#far.set(seq, [from + 1, type === LIKE_LIKED ? to | LIKED_BIT : to]);
+    if (type === LIKE_LIKED) this.#likes++;
+    this.#arrived++;
+    if (seq > this.#highest) this.#highest = seq;
+    return true;
+  }
+
   #pairBits(seq: number, lo: number, hi: number): number {
     return LIKED | (((this.#cells[seq * 2]! - 1) | 0) === lo ? FROM_LO : 0) | (lo === hi ? SELF : 0);
   }
 
-  #growSeq(seq: number): void {
+  /** Grows the cells over `seq` when the events arrived allow it (false: they do not). */
+  #growSeq(seq: number): boolean {
+    const allowed = Math.min(this.maxSeq + 1, Math.max(this.#denseFloor, (this.#arrived + 1) * DENSE_PER_EVENT));
+    if (seq >= allowed) return false;
     let size = Math.max(1024, this.#capacity * 2);
     while (size <= seq) size *= 2;
-    size = Math.min(size, this.maxSeq + 1);
+    size = Math.min(size, allowed);
     this.#cells = grow(this.#cells, size * 2);
     this.#capacity = size;
+    if (this.#far.size) this.#takeNear();
+    return true;
+  }
+
+  /** Moves into the cells the far events they now cover. */
+  #takeNear(): void {
+    const cells = this.#cells;
+    for (const [seq, cell] of this.#far) {
+      if (seq >= this.#capacity) continue;
+      if (seq > this.#frontier) {
+        cells[seq * 2] = cell[0];
+        cells[seq * 2 + 1] = cell[1];
+      }
+      this.#far.delete(seq);
+    }
   }
 
   /** Room for `pairs` pairs in all, at most half the table's slots in use. */

@@ -21,7 +21,7 @@ export const MAX_EVENTS: SettingSpec = {
   default: 50_000_000,
   min: 1,
   max: 1_000_000_000,
-  description: 'Highest sequence number a round accepts; bounds the memory one round may take (8 bytes per sequence number)',
+  description: 'Highest sequence number a round accepts (memory follows the events received, not this number)',
 };
 export const SOURCE_IDLE: SettingSpec = {
   name: 'dating-source-idle',
@@ -39,4 +39,12 @@ export const LISTENER_WAIT: SettingSpec = {
   description: 'A finished round with no Event Listener is dropped after this long (a listener arriving later waits for the next round)',
 };
 
-export const DATING_SETTINGS: readonly SettingSpec[] = [SOURCE_PORT, LISTENER_PORT, MAX_EVENTS, SOURCE_IDLE, LISTENER_WAIT];
+export const EARLY_LISTENER_WAIT: SettingSpec = {
+  name: 'dating-early-listener-wait',
+  kind: 'duration',
+  default: 30_000,
+  min: 10,
+  description: 'An Event Listener that connected before any round is closed after this long without one',
+};
+
+export const DATING_SETTINGS: readonly SettingSpec[] = [SOURCE_PORT, LISTENER_PORT, MAX_EVENTS, SOURCE_IDLE, LISTENER_WAIT, EARLY_LISTENER_WAIT];

@@ -14,6 +14,8 @@ export const MAX_BATCH_EVENTS = 100;
 export const EVENT_FORMAT = 2;
 /** The `processed_events.user_id` and `source` columns hold at most 50 characters. */
 export const MAX_USER_ID_LENGTH = 50;
+/** A 400 lists at most this many problems and counts the rest: a body of 95,000 bad keys gets a short answer. */
+export const MAX_LISTED_PROBLEMS = 20;
 /** Deeper `data` is refused: recursive code further down (JSON, structured clone) must not overflow. */
 export const MAX_DATA_DEPTH = 32;
 
@@ -140,74 +142,105 @@ export function parseRfc3339(text: string): number | undefined {
 }
 
 /**
+ * The problems of one body: the first `limit` in full, the rest only counted, so that hostile input
+ * costs no strings (and no reply bytes) past the cap.
+ */
+export class ProblemList {
+  readonly listed: FieldProblem[] = [];
+  /** Problems found past the cap, not listed. */
+  more = 0;
+  constructor(readonly limit = MAX_LISTED_PROBLEMS) {}
+  get count(): number {
+    return this.listed.length + this.more;
+  }
+  /** `make` runs only while there is room: past the cap a problem costs a counter increment. */
+  add(make: () => FieldProblem): void {
+    if (this.listed.length < this.limit) this.listed.push(make());
+    else this.more++;
+  }
+  addAll(problems: FieldProblem[]): void {
+    for (const p of problems) this.add(() => p);
+  }
+}
+
+/**
  * Checks one event and fills in its defaults: a fresh UUID when `id` is absent, the receipt time
  * when `timestamp` is absent. Returns the accepted event, or every problem found (not just the first).
  */
-export function acceptEvent(raw: unknown, receivedAt: number, path = ''): { event?: AcceptedEvent; problems: FieldProblem[] } {
+export function acceptEvent(
+  raw: unknown,
+  receivedAt: number,
+  path = '',
+  problems = new ProblemList(),
+): { event?: AcceptedEvent; problems: FieldProblem[]; more: number } {
   const at = (f: string) => (path ? `${path}.${f}` : f);
-  const problems: FieldProblem[] = [];
+  const before = problems.count;
+  const refused = () => ({ problems: problems.listed, more: problems.more });
   if (!isPlainObject(raw)) {
-    return { problems: [{ field: path || 'body', problem: `must be a JSON object, got ${Array.isArray(raw) ? 'an array' : shown(raw)}` }] };
+    problems.add(() => ({ field: path || 'body', problem: `must be a JSON object, got ${Array.isArray(raw) ? 'an array' : shown(raw)}` }));
+    return refused();
   }
   for (const key of Object.keys(raw)) {
-    if (!KNOWN_FIELDS.has(key)) problems.push({ field: at(key), problem: `is not a field of an event (fields: ${[...KNOWN_FIELDS].join(', ')})` });
+    if (!KNOWN_FIELDS.has(key)) problems.add(() => ({ field: at(key), problem: `is not a field of an event (fields: ${[...KNOWN_FIELDS].join(', ')})` }));
   }
 
   let id: string | undefined;
   if (raw.id === undefined || raw.id === null) id = randomUUID();
-  else if (typeof raw.id !== 'string' || !UUID.test(raw.id)) problems.push({ field: at('id'), problem: `must be a UUID such as 3f2a9c1e-0b6d-4c8e-9a51-2f0e7d3b6a10, or absent; got ${shown(raw.id)}` });
+  else if (typeof raw.id !== 'string' || !UUID.test(raw.id)) problems.add(() => ({ field: at('id'), problem: `must be a UUID such as 3f2a9c1e-0b6d-4c8e-9a51-2f0e7d3b6a10, or absent; got ${shown(raw.id)}` }));
   else id = raw.id.toLowerCase();
 
   if (!(EVENT_TYPES as readonly unknown[]).includes(raw.type)) {
-    problems.push({ field: at('type'), problem: `must be one of ${EVENT_TYPES.join(', ')}; got ${shown(raw.type)}` });
+    problems.add(() => ({ field: at('type'), problem: `must be one of ${EVENT_TYPES.join(', ')}; got ${shown(raw.type)}` }));
   }
   if (!(EVENT_SOURCES as readonly unknown[]).includes(raw.source)) {
-    problems.push({ field: at('source'), problem: `must be one of ${EVENT_SOURCES.join(', ')}; got ${shown(raw.source)}` });
+    problems.add(() => ({ field: at('source'), problem: `must be one of ${EVENT_SOURCES.join(', ')}; got ${shown(raw.source)}` }));
   }
 
   let timestamp = new Date(receivedAt).toISOString();
   if (raw.timestamp !== undefined && raw.timestamp !== null) {
     const ms = typeof raw.timestamp === 'string' ? parseRfc3339(raw.timestamp) : undefined;
-    if (ms === undefined) problems.push({ field: at('timestamp'), problem: `must be an RFC 3339 date-time such as 2026-11-22T13:00:00Z, or absent; got ${shown(raw.timestamp)}` });
+    if (ms === undefined) problems.add(() => ({ field: at('timestamp'), problem: `must be an RFC 3339 date-time such as 2026-11-22T13:00:00Z, or absent; got ${shown(raw.timestamp)}` }));
     else timestamp = new Date(ms).toISOString();
   }
 
   let userId: string | null = null;
   if (raw.user_id !== undefined && raw.user_id !== null) {
     if (typeof raw.user_id !== 'string' || raw.user_id.length === 0 || raw.user_id.length > MAX_USER_ID_LENGTH) {
-      problems.push({ field: at('user_id'), problem: `must be a string of 1 to ${MAX_USER_ID_LENGTH} characters, or absent; got ${shown(raw.user_id)}` });
+      problems.add(() => ({ field: at('user_id'), problem: `must be a string of 1 to ${MAX_USER_ID_LENGTH} characters, or absent; got ${shown(raw.user_id)}` }));
     } else if (unstorableIn(raw.user_id)) {
-      problems.push({ field: at('user_id'), problem: `holds ${unstorableIn(raw.user_id)}, which PostgreSQL and MySQL cannot store; got ${shown(raw.user_id)}` });
+      const why = unstorableIn(raw.user_id);
+      problems.add(() => ({ field: at('user_id'), problem: `holds ${why}, which PostgreSQL and MySQL cannot store; got ${shown(raw.user_id)}` }));
     } else userId = raw.user_id;
   }
 
   const dataUsable = isPlainObject(raw.data) && !nestedDeeperThan(raw.data, MAX_DATA_DEPTH);
   if (isPlainObject(raw.data) && !dataUsable) {
-    problems.push({ field: at('data'), problem: `is nested deeper than ${MAX_DATA_DEPTH} levels` });
+    problems.add(() => ({ field: at('data'), problem: `is nested deeper than ${MAX_DATA_DEPTH} levels` }));
   } else if (!isPlainObject(raw.data)) {
-    problems.push({ field: at('data'), problem: `must be a JSON object; got ${Array.isArray(raw.data) ? 'an array' : shown(raw.data)}` });
+    problems.add(() => ({ field: at('data'), problem: `must be a JSON object; got ${Array.isArray(raw.data) ? 'an array' : shown(raw.data)}` }));
   } else {
-    problems.push(...unstorableFields(raw.data, at('data')));
+    problems.addAll(unstorableFields(raw.data, at('data')));
   }
   if (dataUsable && raw.type === 'user_action') {
     const data = raw.data as Record<string, unknown>;
     if (!(USER_ACTIONS as readonly unknown[]).includes(data.action)) {
-      problems.push({ field: at('data.action'), problem: `a user_action needs an action, one of ${USER_ACTIONS.join(', ')}; got ${shown(data.action)}` });
+      problems.add(() => ({ field: at('data.action'), problem: `a user_action needs an action, one of ${USER_ACTIONS.join(', ')}; got ${shown(data.action)}` }));
     }
     if (data.value !== undefined && (typeof data.value !== 'number' || !Number.isFinite(data.value))) {
-      problems.push({ field: at('data.value'), problem: `must be a finite number, or absent; got ${shown(data.value)}` });
+      problems.add(() => ({ field: at('data.value'), problem: `must be a finite number, or absent; got ${shown(data.value)}` }));
     } else if (data.action === 'purchase' && data.value === undefined) {
-      problems.push({ field: at('data.value'), problem: 'a purchase needs its amount as a number' });
+      problems.add(() => ({ field: at('data.value'), problem: 'a purchase needs its amount as a number' }));
     }
     if (data.metadata !== undefined && !isPlainObject(data.metadata)) {
-      problems.push({ field: at('data.metadata'), problem: `must be a JSON object, or absent; got ${shown(data.metadata)}` });
+      problems.add(() => ({ field: at('data.metadata'), problem: `must be a JSON object, or absent; got ${shown(data.metadata)}` }));
     }
   }
 
-  if (problems.length) return { problems };
+  if (problems.count > before) return refused();
   return {
     event: { id: id!, type: raw.type as EventType, source: raw.source as EventSource, timestamp, user_id: userId, data: raw.data as Record<string, unknown> },
-    problems,
+    problems: [],
+    more: 0,
   };
 }
 
@@ -229,17 +262,26 @@ export function hasAcceptedShape(v: unknown): v is AcceptedEvent {
 }
 
 /** Checks a batch body `{"events": [...]}`; the caller has already checked the count limit. */
-export function acceptBatch(raw: unknown, receivedAt: number): { events?: AcceptedEvent[]; problems: FieldProblem[] } {
-  if (!isPlainObject(raw)) return { problems: [{ field: 'body', problem: `must be a JSON object {"events": [...]}, got ${Array.isArray(raw) ? 'an array' : shown(raw)}` }] };
-  const problems: FieldProblem[] = [];
-  for (const key of Object.keys(raw)) if (key !== 'events') problems.push({ field: key, problem: 'is not a field of a batch (fields: events)' });
-  if (!Array.isArray(raw.events)) return { problems: [...problems, { field: 'events', problem: `must be an array of 1 to ${MAX_BATCH_EVENTS} events; got ${shown(raw.events)}` }] };
-  if (raw.events.length === 0) return { problems: [...problems, { field: 'events', problem: `must hold 1 to ${MAX_BATCH_EVENTS} events; got none` }] };
+export function acceptBatch(raw: unknown, receivedAt: number): { events?: AcceptedEvent[]; problems: FieldProblem[]; more: number } {
+  const problems = new ProblemList();
+  const refused = () => ({ problems: problems.listed, more: problems.more });
+  if (!isPlainObject(raw)) {
+    problems.add(() => ({ field: 'body', problem: `must be a JSON object {"events": [...]}, got ${Array.isArray(raw) ? 'an array' : shown(raw)}` }));
+    return refused();
+  }
+  for (const key of Object.keys(raw)) if (key !== 'events') problems.add(() => ({ field: key, problem: 'is not a field of a batch (fields: events)' }));
+  if (!Array.isArray(raw.events)) {
+    problems.add(() => ({ field: 'events', problem: `must be an array of 1 to ${MAX_BATCH_EVENTS} events; got ${shown(raw.events)}` }));
+    return refused();
+  }
+  if (raw.events.length === 0) {
+    problems.add(() => ({ field: 'events', problem: `must hold 1 to ${MAX_BATCH_EVENTS} events; got none` }));
+    return refused();
+  }
   const events: AcceptedEvent[] = [];
   raw.events.forEach((e, i) => {
-    const r = acceptEvent(e, receivedAt, `events[${i}]`);
+    const r = acceptEvent(e, receivedAt, `events[${i}]`, problems);
     if (r.event) events.push(r.event);
-    problems.push(...r.problems);
   });
-  return problems.length ? { problems } : { events, problems };
+  return problems.count ? refused() : { events, problems: [], more: 0 };
 }

@@ -22,6 +22,12 @@ export interface EventsHttpDeps {
   maxBodyBytes: number;
   /** Most requests admitted and not yet queued (being checked or queued); beyond it, 503 at once. */
   maxPendingEnqueues: number;
+  /** How long a client may take to send the request headers; then the connection is cut (default 10 s). */
+  headersTimeoutMs?: number;
+  /** How long a client may take to send a whole request; then it gets 408 (default 30 s). */
+  requestTimeoutMs?: number;
+  /** Open connections at most; one more is closed at once, unread (default 4096). */
+  maxConnections?: number;
   /**
    * Throws (code OVERLOADED) when the queue holds too much to take more. Asked before a body is
    * parsed, so a refused request costs no validation work.
@@ -53,6 +59,7 @@ class HttpProblem extends Error {
     readonly error: string,
     message: string,
     readonly problems?: FieldProblem[],
+    readonly moreProblems = 0,
   ) {
     super(message);
   }
@@ -67,12 +74,16 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-/** Reads the body up to `limit` bytes; past it, throws 413 (the connection is closed after the answer). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** A declared Content-Length over `limit`: 413 before a byte of the body is read. */
+function refuseDeclaredSize(req: IncomingMessage, limit: number): void {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
-    return Promise.reject(new HttpProblem(413, 'body_too_large', `the body is ${declared} bytes; at most ${limit} bytes are accepted per request`));
+    throw new HttpProblem(413, 'body_too_large', `the body is ${declared} bytes; at most ${limit} bytes are accepted per request`);
   }
+}
+
+/** Reads the body up to `limit` bytes; past it, throws 413 (the connection is closed after the answer). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -141,14 +152,16 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     if (!contentType || !JSON_TYPE.test(contentType)) {
       throw new HttpProblem(415, 'unsupported_media_type', `Content-Type must be application/json (UTF-8); got ${contentType ? JSON.stringify(contentType) : 'none'}`);
     }
-    const text = (await readBody(req, deps.maxBodyBytes)).toString('utf8');
+    refuseDeclaredSize(req, deps.maxBodyBytes);
+    // Capacity before the body: a refused request is answered without buffering what it sends.
     await admit();
     // From admission until queued (or refused), the request counts against maxPendingEnqueues.
     pendingEnqueues++;
     let checked: CheckedBody;
     try {
+      const text = (await readBody(req, deps.maxBodyBytes)).toString('utf8');
       checked = await deps.check({ text, batch, receivedAt });
-      if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems);
+      if (!checked.ok) throw new HttpProblem(checked.status, checked.error, checked.message, checked.problems, checked.moreProblems);
       await enqueue({ receivedAt, count: checked.count, events: checked.events, checked: checked.format, ...(traceparent ? { traceparent } : {}) });
     } finally {
       pendingEnqueues--;
@@ -240,7 +253,16 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     throw new HttpProblem(404, 'not_found', `nothing at ${method} ${path}; try POST /events, POST /events/batch, GET /events, GET /events/<id>, GET /metrics, GET /health, GET /users/<id>/summary`);
   }
 
-  const server: Server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 30_000 }, (req, res) => {
+  const headersTimeout = deps.headersTimeoutMs ?? 10_000;
+  const requestTimeout = Math.max(deps.requestTimeoutMs ?? 30_000, headersTimeout);
+  const timeouts = {
+    keepAliveTimeout: 65_000,
+    headersTimeout,
+    requestTimeout,
+    // Node checks both timeouts on this tick (default 30 s), which would stretch a short limit.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
+  const server: Server = createServer(timeouts, (req, res) => {
     inProgress++;
     res.on('close', () => {
       inProgress--;
@@ -249,10 +271,13 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     route(req, res).catch((err: unknown) => {
       if (err instanceof HttpProblem) {
         const headers: Record<string, string> = err.status === 503 ? { 'retry-after': '1' } : {};
-        if (err.status === 413) headers.connection = 'close';
+        // 413 and 503 leave the body unread: close rather than read it to reuse the connection.
+        const unread = err.status === 413 || (err.status === 503 && !req.complete);
+        if (unread) headers.connection = 'close';
         if (err.status === 405) headers.allow = err.message.replace(/^.*use /, '');
-        send(res, err.status, err.problems ? { error: err.error, message: err.message, problems: err.problems } : { error: err.error, message: err.message }, headers);
-        if (err.status === 413) res.on('finish', () => req.destroy());
+        const more = err.moreProblems ? { more_problems: err.moreProblems } : {};
+        send(res, err.status, err.problems ? { error: err.error, message: err.message, problems: err.problems, ...more } : { error: err.error, message: err.message }, headers);
+        if (unread) res.on('finish', () => req.destroy());
         return;
       }
       const e = err as { code?: string; message?: string };
@@ -261,8 +286,12 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       send(res, 500, { error: 'internal', message: e.message ?? String(err) });
     });
   });
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  // Past the cap node closes a new connection at once, before reading from it.
+  server.maxConnections = deps.maxConnections ?? 4096;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // A client too slow with its headers or body (headersTimeout, requestTimeout) is told so.
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {

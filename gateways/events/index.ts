@@ -32,6 +32,9 @@ export const eventsSettings: SettingSpec[] = [
   { name: 'events-retry-backoff', kind: 'duration', default: 200, min: 1, description: 'wait before the first retry of a failed batch; doubles with every retry' },
   { name: 'events-max-body-bytes', kind: 'int', default: 1_048_576, min: 1024, max: 64 * 1_048_576, description: 'largest request body accepted (413 beyond)' },
   { name: 'events-max-pending', kind: 'int', default: 2000, min: 1, description: 'requests being checked or waiting for the queue at once before new ones get 503' },
+  { name: 'events-headers-timeout', kind: 'duration', default: 10_000, min: 100, description: 'how long a client may take to send its request headers; then the connection is cut' },
+  { name: 'events-request-timeout', kind: 'duration', default: 30_000, min: 100, description: 'how long a client may take to send a whole request (at least events-headers-timeout); then 408' },
+  { name: 'events-max-connections', kind: 'int', default: 4096, min: 1, max: 1_000_000, description: 'open connections at most on the events port; one more is closed at once' },
   { name: 'events-max-queue-depth', kind: 'int', default: 200_000, min: 100, description: 'events queued (cluster-wide with BullMQ) beyond which new requests get 503' },
   { name: 'events-drain-timeout', kind: 'duration', default: 30_000, description: 'at stop, how long to keep processing queued batches before leaving them for the next start' },
   { name: 'events-lock-duration', kind: 'duration', default: 30_000, min: 1000, description: 'BullMQ job lock; a batch held by a crashed node is redelivered after about twice this' },
@@ -77,6 +80,11 @@ function checkStoreSettings(settings: SettingValues): void {
 export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPipelineOptions, 'host' | 'dataDir' | 'activity' | 'log'>): EventsPipelineOptions {
   const num = (name: string) => settings[name] as number;
   checkStoreSettings(settings);
+  if (num('events-request-timeout') < num('events-headers-timeout')) {
+    throw new ConfigError(
+      `setting events-request-timeout: got ${num('events-request-timeout')} ms, shorter than events-headers-timeout ${num('events-headers-timeout')} ms; give a request timeout at least as long as the headers timeout`,
+    );
+  }
   return {
     ...rest,
     port: num('events-port'),
@@ -93,6 +101,9 @@ export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPi
     maxBodyBytes: num('events-max-body-bytes'),
     maxPendingEnqueues: num('events-max-pending'),
     maxQueueDepth: num('events-max-queue-depth'),
+    headersTimeoutMs: num('events-headers-timeout'),
+    requestTimeoutMs: num('events-request-timeout'),
+    maxConnections: num('events-max-connections'),
     drainTimeoutMs: num('events-drain-timeout'),
     askTimeoutMs: num('events-ask-timeout'),
   };

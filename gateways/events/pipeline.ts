@@ -37,6 +37,10 @@ export interface EventsPipelineOptions {
   maxPendingEnqueues: number;
   /** Events queued beyond which new requests get 503 (the queue is bounded, as every queue here). */
   maxQueueDepth: number;
+  /** The events port's limits (http-server.ts has the defaults). */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  maxConnections?: number;
   drainTimeoutMs: number;
   activity: UserActivity;
   /** How long a batch waits for one user actor before handing that user's events off (default 10 s). */
@@ -138,6 +142,9 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     {
       maxBodyBytes: o.maxBodyBytes,
       maxPendingEnqueues: o.maxPendingEnqueues,
+      ...(o.headersTimeoutMs !== undefined ? { headersTimeoutMs: o.headersTimeoutMs } : {}),
+      ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
+      ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
       admit: refuseWhenFull,
       check: (task) => pool.run(task, { name: 'checkBody' }) as Promise<CheckedBody>,
       async accept(batch) {

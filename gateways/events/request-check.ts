@@ -5,7 +5,7 @@ import { acceptBatch, acceptEvent, EVENT_FORMAT, MAX_BATCH_EVENTS, type Accepted
 
 export type CheckedBody =
   | { ok: true; ids: string[]; count: number; /** AcceptedEvent[] as JSON, ready to queue. */ events: string; /** The EVENT_FORMAT they were checked under. */ format: number }
-  | { ok: false; status: number; error: string; message: string; problems?: FieldProblem[] };
+  | { ok: false; status: number; error: string; message: string; problems?: FieldProblem[]; /** Problems found past the listed ones. */ moreProblems?: number };
 
 export interface CheckTask {
   text: string;
@@ -13,8 +13,9 @@ export interface CheckTask {
   receivedAt: number;
 }
 
-function describe(problems: FieldProblem[]): string {
-  return problems.map((p) => `${p.field} ${p.problem}`).join('; ');
+function describe(problems: FieldProblem[], more: number): string {
+  const listed = problems.map((p) => `${p.field} ${p.problem}`).join('; ');
+  return more ? `${listed}; and ${more} more problem${more === 1 ? '' : 's'} not listed` : listed;
 }
 
 export function checkBody({ text, batch, receivedAt }: CheckTask): CheckedBody {
@@ -32,11 +33,11 @@ export function checkBody({ text, batch, receivedAt }: CheckTask): CheckedBody {
       return { ok: false, status: 413, error: 'batch_too_large', message: `the batch holds ${list.length} events; at most ${MAX_BATCH_EVENTS} are accepted per request, split it` };
     }
     const r = acceptBatch(body, receivedAt);
-    if (!r.events) return { ok: false, status: 400, error: 'invalid_events', message: describe(r.problems), problems: r.problems };
+    if (!r.events) return { ok: false, status: 400, error: 'invalid_events', message: describe(r.problems, r.more), problems: r.problems, moreProblems: r.more };
     events = r.events;
   } else {
     const r = acceptEvent(body, receivedAt);
-    if (!r.event) return { ok: false, status: 400, error: 'invalid_event', message: describe(r.problems), problems: r.problems };
+    if (!r.event) return { ok: false, status: 400, error: 'invalid_event', message: describe(r.problems, r.more), problems: r.problems, moreProblems: r.more };
     events = [r.event];
   }
   return { ok: true, ids: events.map((e) => e.id), count: events.length, events: JSON.stringify(events), format: EVENT_FORMAT };

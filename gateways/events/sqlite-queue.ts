@@ -4,6 +4,7 @@
 
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import { makePrivateFile } from '../../runtime/index.js';
 import { backoffDelay, type BatchProcessor, type EventBatchQueue, type QueuedBatch, type RetryPolicy } from './queue.js';
 
 interface BatchRow {
@@ -50,7 +51,7 @@ export class SqliteEventQueue implements EventBatchQueue {
     this.#retry = options.retry;
     this.#pollMs = options.pollMs ?? 100;
     this.#now = options.now ?? Date.now;
-    this.#db = new Database(join(options.dataDir, options.fileName ?? 'events-queue.sqlite'));
+    this.#db = new Database(makePrivateFile(join(options.dataDir, options.fileName ?? 'events-queue.sqlite')));
     this.#db.pragma('journal_mode = WAL');
     // NORMAL in WAL mode: a commit survives a process crash (SIGKILL); only a power cut can lose
     // the last commits. The 202 is a promise against process crashes, as with Redis without fsync.

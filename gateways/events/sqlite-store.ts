@@ -3,6 +3,7 @@
 
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import { makePrivateFile } from '../../runtime/index.js';
 import { pageSql } from './page-sql.js';
 import type { DeadLetter, EventQuery, ProcessedEventRow, ProcessedEventStore, RowBatch } from './store.js';
 
@@ -22,7 +23,7 @@ export class SqliteEventStore implements ProcessedEventStore {
   readonly #byId: Database.Statement;
 
   constructor(dataDir: string, fileName = 'events-store.sqlite') {
-    this.#db = new Database(join(dataDir, fileName));
+    this.#db = new Database(makePrivateFile(join(dataDir, fileName)));
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = NORMAL');
     this.#db.exec(`CREATE TABLE IF NOT EXISTS processed_events (

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { shutdownGrpcServer, type Logger } from '../../runtime/index.js';
+import { grpcServerOptions, shutdownGrpcServer, type GrpcServerLimits, type Logger } from '../../runtime/index.js';
 import { GATEWAY_SERVICE, presenceProto, STATUS_READER_SERVICE, USER_ID_METADATA, type Pong } from './proto.js';
 import { TimingWheel } from './timing-wheel.js';
 
@@ -32,6 +32,8 @@ export interface PresenceServerOptions {
   maxPongsPerPing?: number;
   /** Streams beyond this are refused with RESOURCE_EXHAUSTED. */
   maxClients?: number;
+  /** The gRPC server's connection limits (runtime/grpc-limits.ts has the defaults). */
+  limits?: Partial<GrpcServerLimits>;
 }
 
 export const DEFAULT_PING_INTERVAL_MS = 1000;
@@ -82,7 +84,7 @@ class ClientStream {
 }
 
 export class PresenceServer {
-  readonly #options: Required<Omit<PresenceServerOptions, 'metrics'>>;
+  readonly #options: Required<Omit<PresenceServerOptions, 'metrics' | 'limits'>>;
   readonly #server: grpc.Server;
   readonly #health: HealthImplementation;
   readonly #clients = new Map<string, ClientStream>();
@@ -111,10 +113,9 @@ export class PresenceServer {
       fire: (client, now) => this.#ping(client, now),
     });
     const proto = presenceProto();
-    this.#server = new grpc.Server({
-      // A Pong is a few bytes; nothing this server takes is large.
-      'grpc.max_receive_message_length': 64 * 1024,
-    });
+    // A Pong is a few bytes; nothing this server takes is large. Streams are users, and the load
+    // simulation (or a proxy) carries a thousand or more on one connection: maxClients bounds them.
+    this.#server = new grpc.Server(grpcServerOptions({ maxReceiveMessageBytes: 64 * 1024, maxConcurrentStreams: 10_000, ...options.limits }));
     this.#server.addService(proto.gatewayService, { Connect: (call: Call) => this.#connect(call) });
     this.#server.addService(proto.statusReaderService, {
       FetchOnlineUsersInLast3Mins: (_call: unknown, callback: grpc.sendUnaryData<{ online_users: number }>) => this.#fetchOnline(callback),

@@ -28,6 +28,14 @@ export const whoSettings: readonly SettingSpec[] = [
     max: 1_048_576,
     description: 'longest WHO command line in bytes, terminator excluded; a longer line gets an error and is dropped',
   },
+  {
+    name: 'who-max-errors',
+    kind: 'int',
+    default: 16,
+    min: 1,
+    max: 1_000_000,
+    description: 'error lines in a row (unknown commands, over-long lines) after which a WHO client is told so and closed',
+  },
 ];
 
 /** WHERE must stay one line whatever the node id holds. */
@@ -72,6 +80,7 @@ export const whoGateway: Gateway = {
       idleTimeoutMs: host.settings['who-idle-timeout'] as number,
       maxConnections,
       maxLineBytes: host.settings['who-max-line'] as number,
+      maxErrorsInRow: host.settings['who-max-errors'] as number,
       log,
       metrics: host.metrics,
     });

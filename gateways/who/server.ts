@@ -25,6 +25,8 @@ export interface WhoServerOptions {
   maxLineBytes: number;
   /** A WHO whose cluster count takes longer gets an error line instead of stalling the connection. */
   whoTimeoutMs?: number;
+  /** Error lines in a row (bad commands, over-long lines) after which the client is told so and closed (default 16). */
+  maxErrorsInRow?: number;
   log: Logger;
   metrics?: Registry;
 }
@@ -60,7 +62,7 @@ export class WhoServer {
   #stopping = false;
 
   constructor(options: WhoServerOptions) {
-    this.#options = { whoTimeoutMs: 1000, ...options };
+    this.#options = { whoTimeoutMs: 1000, maxErrorsInRow: 16, ...options };
     this.#metrics = makeMetrics(options.metrics);
     // allowHalfOpen: a client that sends its commands and then shuts its side still gets every reply.
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
@@ -72,6 +74,10 @@ export class WhoServer {
 
   get maxLineBytes(): number {
     return this.#options.maxLineBytes;
+  }
+
+  get maxErrorsInRow(): number {
+    return this.#options.maxErrorsInRow;
   }
 
   /** Connections held now (refused ones are not counted). */
@@ -186,6 +192,8 @@ class Connection {
   #closing = false;
   #ended = false;
   #counts = { WHO: 0, WHERE: 0, WHY: 0, QUIT: 0 };
+  /** Error lines since the last good command: a client that only sends garbage is closed. */
+  #errorsInRow = 0;
 
   constructor(socket: net.Socket, server: WhoServer, idleTimeoutMs: number) {
     this.#socket = socket;
@@ -200,9 +208,9 @@ class Connection {
   }
 
   /** Stop reading; answer what was already read, then one `ERR <why>` line, then close. */
-  shutdown(why: string): void {
+  shutdown(why: string, reason = why.startsWith('idle') ? 'idle-timeout' : 'shutdown'): void {
     if (this.#closing) return;
-    this.#server.countError(why.startsWith('idle') ? 'idle-timeout' : 'shutdown');
+    this.#server.countError(reason);
     this.#closing = true;
     this.#socket.pause();
     this.#enqueue(`ERR ${why}${this.#reader.crlf ? '\r\n' : '\n'}`);
@@ -235,8 +243,12 @@ class Connection {
     if (event.kind === 'error') {
       this.#server.countError(event.message.startsWith('line too long') ? 'line-too-long' : 'bad-command');
       this.#enqueue(`ERR ${event.message}${term}`);
+      if (++this.#errorsInRow >= this.#server.maxErrorsInRow) {
+        this.shutdown(`${this.#errorsInRow} errors in a row; closing (send WHO, WHERE, WHY or QUIT)`, 'too-many-errors');
+      }
       return;
     }
+    this.#errorsInRow = 0;
     this.#counts[event.command]++;
     switch (event.command) {
       case 'WHY':

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { MSG_STRIDE, NO_REPLY, REPLY_STRIDE } from '../envelope.js';
 import { Overloaded, type WireError } from '../errors.js';
+import { grpcServerOptions, type GrpcServerLimits } from '../grpc-limits.js';
 import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, type Logger } from '../log.js';
 import { partitionOf } from '../partition.js';
@@ -49,6 +50,8 @@ export interface ClusterTransportOptions {
   partitions: number;
   /** Bind address; default 127.0.0.1. */
   host?: string;
+  /** The cluster server's connection limits (runtime/grpc-limits.ts has the defaults). */
+  limits?: Partial<GrpcServerLimits>;
   /** Default 0: any free port (read `port` back). */
   port?: number;
   /** host:port of a peer now (from the membership), or undefined if unknown; asked at every dial. */
@@ -145,11 +148,9 @@ export class ClusterTransport {
     this.#maxQueuedBytes = o.maxQueuedBytes ?? 64 * 1024 * 1024;
     this.#backoffInitial = o.backoff?.initialMs ?? 50;
     this.#backoffMax = o.backoff?.maxMs ?? 2000;
-    this.#server = new grpc.Server({
-      'grpc.max_receive_message_length': MAX_MESSAGE,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.http2.min_ping_interval_without_data_ms': 5000,
-    });
+    this.#server = new grpc.Server(
+      grpcServerOptions({ maxReceiveMessageBytes: MAX_MESSAGE, ...o.limits }, { 'grpc.keepalive_permit_without_calls': 1, 'grpc.http2.min_ping_interval_without_data_ms': 5000 }),
+    );
     this.#server.addService(loadClusterService().service, { link: (call: grpc.ServerDuplexStream<WireFrame, WireFrame>) => this.#accept(call) });
     for (const { definition, implementation } of o.services ?? []) this.#server.addService(definition, implementation);
   }

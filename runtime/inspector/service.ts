@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_VNODES } from '../cluster/ring.js';
 import type { ClusterMember } from '../cluster/cluster-member.js';
 import { TroupeError, UnknownActorType } from '../errors.js';
+import { grpcServerOptions, type GrpcServerLimits } from '../grpc-limits.js';
 import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, type Logger } from '../log.js';
 import { parseActorId, partitionOf } from '../partition.js';
@@ -303,8 +304,13 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
 }
 
 /** A gRPC server of its own for a node without a cluster (which has no cluster server to share). */
-export async function startInspectorServer(host: string, port: number, service: GrpcService): Promise<{ port: number; close(): Promise<void> }> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_JSON + 64 * 1024 });
+export async function startInspectorServer(
+  host: string,
+  port: number,
+  service: GrpcService,
+  limits: Partial<GrpcServerLimits> = {},
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = new grpc.Server(grpcServerOptions({ maxReceiveMessageBytes: MAX_MESSAGE_JSON + 64 * 1024, ...limits }));
   server.addService(service.definition, service.implementation);
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
