@@ -31,6 +31,15 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
       return { code: grpc.status.ABORTED, details: `${message}; the cart changed under this call several times over: retry it` };
     case 'PEER_GONE':
       return { code: grpc.status.UNAVAILABLE, details: `${message}; the cart has moved to another node: Get it to see whether the change was applied, then retry` };
+    // The cluster could not serve the cart's partition just now (a lease lapsed on a paused Redis,
+    // a hand-off, a node cut from its peers): nothing or maybe something was applied; the message
+    // says which, and the client should retry, not treat it as a bug.
+    case 'PARTITION_UNAVAILABLE':
+    case 'PARTITION_MOVED':
+      return { code: grpc.status.UNAVAILABLE, details: message };
+    case 'PEER_UNREACHABLE':
+    case 'CHANGELOG_UNAVAILABLE':
+      return { code: grpc.status.UNAVAILABLE, details: `${message}; Get the cart to see whether the change was applied` };
     case 'ECONNREFUSED':
     case '57P01': // admin_shutdown
     case '53300': // too_many_connections

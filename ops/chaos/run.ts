@@ -265,13 +265,9 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     io.out(`  nodes' data and logs: ${runDir}${o.keep ? ' (kept)' : ' (removed at the end; --keep keeps them)'}`);
     io.out(`  plan: ${plan.length ? plan.map(describeFault).join(', ') : 'no faults (every interval is 0): a baseline run'}`);
 
-    const sentinelAware = redisSetup?.replica ? nodesKnowSentinel() : false;
-    if (redisSetup?.replica && !sentinelAware) {
-      const note = 'the nodes have no --redis-sentinels setting (w/sentinel not merged): they keep the first primary\'s address through a failover';
-      notes.push(note);
-      io.out(`  note: ${note}`);
-    }
-    const redisArgs = sentinelAware ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
+    // With a replica and Sentinels (redis-failover), the nodes follow the Sentinels; the URL still
+    // gives the password and db.
+    const redisArgs = redisSetup?.replica ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
     const secret = randomBytes(24).toString('base64url');
     const storeArgs = nodeMysqlUrl ? ['--events-store', 'mysql', '--mysql', nodeMysqlUrl] : ['--events-store', 'postgres'];
     nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs], postgresUrl, network);
@@ -537,12 +533,6 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     if (!o.keep) rmSync(runDir, { recursive: true, force: true });
     else io.out(`  kept: ${runDir} (a data directory and a log per node, the servers' logs)`);
   }
-}
-
-/** True when `troupe node` has the Sentinel settings (w/sentinel). */
-function nodesKnowSentinel(): boolean {
-  const r = spawnSync(process.execPath, [TROUPE_BIN, 'node', '--help'], { encoding: 'utf8' });
-  return /--redis-sentinels /.test(r.stdout) && /--redis-master /.test(r.stdout);
 }
 
 function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: string, redisArgs: string[], postgresUrl: string, network: RunNetwork | undefined): NodeProcess[] {

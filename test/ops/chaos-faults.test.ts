@@ -75,7 +75,6 @@ function promiseKept(t: ExecutionContext, run: Run): void {
 }
 
 const netTest = isRoot && hasNft ? test.serial : test.serial.skip;
-const netTestFailing = isRoot && hasNft ? test.serial : test.serial.skip;
 
 netTest('partition: a node cut from its peers, from Redis, or both, then healed', async (t) => {
   // Seed 7 with --fault-every 8s plans a cut from both (6.4 s) and one from Redis alone (14.6 s).
@@ -88,12 +87,12 @@ netTest('partition: a node cut from its peers, from Redis, or both, then healed'
   promiseKept(t, run);
 });
 
-// Cut from its peers but not from Redis, a node keeps its leases: nobody serves its partitions for
-// the whole cut (stuck), until w/fencing's reachability lets the others take them; flip to
-// netTest once it is merged.
-netTestFailing('partition from peers only: the others take its partitions within detection (awaits w/fencing)', async (t) => {
+// Cut from its peers but not from Redis, a node would keep its leases, and nobody would serve its
+// partitions for the whole cut (stuck: 348 partitions before runtime/cluster/reachability.ts); the
+// survivors rule makes it leave the ring, and the others take its partitions.
+netTest('partition from peers only: the others take its partitions within detection', async (t) => {
   // Seed 8 with --fault-every 16s in 30 s: one cut, n2 from its peers at 13.8 s, for 14 s (past the
-  // 10 s of detection plus hand-off). On w/chaos: 348 partitions stuck for the whole cut, nothing lost.
+  // 10 s of detection plus hand-off).
   const run = await chaos(t, ['--faults', 'partition', '--fault-every', '16s', '--fault-for', '14s', '--seed', '8', '--duration', '30s', '--drain-timeout', '30s']);
   nothingLeft(t, run);
   t.regex(run.stdout, /\] partition n\d from its peers \(Redis still reachable\)/);
@@ -125,14 +124,11 @@ test.serial('redis-pause: the run\'s Redis SIGSTOPped past three lease TTLs', as
   promiseKept(t, run);
 });
 
-// The nodes know only the first primary's address until w/sentinel gives them --redis-sentinels:
-// after the promotion they talk to the old primary, restarted as a read-only replica, and their
-// leases lapse on the new primary. One failover at about 18 s of 35: the partitions stay unserved
-// past detection plus hand-off (stuck). Two failovers would pass by luck, the second one moving
-// the primary back to the address the nodes know. On w/chaos: all 1,024 partitions stuck, 20
-// acknowledged events not stored by the drain timeout, no user or counter read back. Flip to
-// test.serial once w/sentinel (Sentinel settings, WAIT) is merged.
-test.serial('redis-failover: the primary SIGKILLed, the replica promoted by the Sentinels (awaits w/sentinel)', async (t) => {
+// One failover at about 18 s of 35. Nodes that knew only the first primary's address (before
+// --redis-sentinels) kept talking to it, restarted as a read-only replica: all 1,024 partitions
+// stuck and 20 acknowledged events not stored by the drain timeout. Through the Sentinels, with
+// WAIT behind every acknowledgement and lease, the promoted replica holds everything acknowledged.
+test.serial('redis-failover: the primary SIGKILLed, the replica promoted by the Sentinels', async (t) => {
   const run = await chaos(t, ['--faults', 'redis-failover', '--fault-every', '18s', '--duration', '35s', '--drain-timeout', '30s']);
   nothingLeft(t, run);
   t.is(run.report.faults['redis-failover'], 1);

@@ -9,7 +9,7 @@ import { AuthError } from '../../../gateways/carts/auth.js';
 import { CartError } from '../../../actors/cart-operations.js';
 import { CartBusy } from '../../../actors/cart-client.js';
 import { CartConflict } from '../../../actors/catalogue.js';
-import { AskTimeout, NotRunning, Overloaded, PeerGone, fromWireError, toWireError } from '../../../runtime/errors.js';
+import { AskTimeout, ChangelogUnavailable, NotRunning, Overloaded, PartitionMoved, PartitionUnavailable, PeerGone, PeerUnreachable, fromWireError, toWireError } from '../../../runtime/errors.js';
 
 /** What the asking side holds once an error has crossed a thread or a node. */
 const crossed = (err: Error): Error => fromWireError(toWireError(err), 'cart/c1', 'run');
@@ -44,6 +44,13 @@ test('runtime errors, after crossing to the asking side, are retryable statuses 
   t.regex(gone.details, /node n2 left the cluster before answering/);
   t.regex(gone.details, /may or may not/);
   t.regex(gone.details, /Get it/);
+
+  // The cart's partition served by nobody for a moment (a lease lapsed, a cut node): retry, not INTERNAL.
+  for (const err of [new PartitionUnavailable('cart/c1', 7, 'n1', 'cannot take its lease: Redis does not answer'), new PartitionMoved('cart/c1', 7), new PeerUnreachable('n2'), new ChangelogUnavailable('cart/c1', 'timed out')]) {
+    const s = toStatus(crossed(err));
+    t.is(s.code, grpc.status.UNAVAILABLE, err.message);
+    t.regex(s.details, /retry/, err.message);
+  }
 
   // A cart saved by another activation every time this one tried: nothing was written, retry.
   const conflict = toStatus(crossed(new CartConflict('c1', 4)));

@@ -70,7 +70,9 @@ test('a sparse round, sequence numbers spread up to 2^31, takes memory for its e
   }
   const after = process.memoryUsage();
   const grown = after.heapUsed + after.arrayBuffers - (before.heapUsed + before.arrayBuffers);
-  t.true(grown < 50 * 1_048_576, `the book grew by ${Math.round(grown / 1_048_576)} MiB`);
+  // Heap growth counts garbage not yet collected too (about 50 MiB here, more under load): the bound
+  // only has to tell memory for the events (tens of MiB) from memory for 2^31 cells (20 GiB before).
+  t.true(grown < 256 * 1_048_576, `the book grew by ${Math.round(grown / 1_048_576)} MiB`);
   t.is(book.highest, highest);
   t.is(book.arrived, events);
   // Counted from what arrived, not by walking two billion cells.
