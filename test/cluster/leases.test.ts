@@ -71,13 +71,14 @@ test('grabs and renewals at a stale epoch are refused; after a refresh they pass
 
 test('one bulk renewal keeps all held leases alive past their TTL', async (t) => {
   const { epoch, lease } = await setup(t);
-  const a = lease('a', { ttlMs: 300 });
+  // A TTL of 1 s renewed every quarter of it: three TTLs pass, on a loaded machine too.
+  const a = lease('a', { ttlMs: 1000 });
   const all = Array.from({ length: P }, (_, p) => p);
   await a.grab(all, epoch);
   const lost: number[] = [];
   a.startRenewing({ epoch: () => epoch, refresh: async () => epoch, onLost: (ps) => lost.push(...ps) });
   t.teardown(() => a.stopRenewing());
-  await sleep(900);
+  await sleep(3000);
   t.deepEqual(lost, []);
   t.deepEqual(a.held(), all);
   t.is((await a.holderOf(P - 1))?.node, 'a');

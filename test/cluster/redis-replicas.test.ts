@@ -89,7 +89,8 @@ test.serial('a lease grab or renewal the replica does not confirm is not taken: 
   await t.throwsAsync(leases.renew(epoch), { message: /0 of 1 Redis replica/ });
   await eventually(() => !leases.holds(1), 3000, 'partition 1 lapsing at the deadline of its first grab');
   replica.resume();
-  t.deepEqual((await leases.grab([1, 2], epoch)).granted, [1, 2]);
+  // Once the replica has caught up (it may take a while on a loaded machine), grabs count again.
+  await eventually(async () => (await leases.grab([1, 2], epoch).catch(() => ({ granted: [] as number[] }))).granted.length === 2, 5000, 'a grab confirmed by the resumed replica');
   t.true(leases.holds(1) && leases.holds(2));
 });
 
