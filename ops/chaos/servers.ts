@@ -148,14 +148,19 @@ export class RedisSetup {
 
   private constructor(readonly o: RedisSetupOptions, ports: RedisSetup['ports']) {
     this.ports = ports;
+    // Each server reads a config file of its own, as a managed Redis does: the Sentinels rewrite it
+    // (CONFIG REWRITE) when they promote or demote the server, so a server restarted after a
+    // failover comes back in the role it had, not in the one its first command line gave it.
     const server = (name: string, port: number, extra: string[]) => {
       const dir = join(o.dir, name);
       mkdirSync(dir, { recursive: true });
-      return new ServerProcess(`redis ${name}`, 'redis-server', ['--bind', o.host, '--port', String(port), '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--protected-mode', 'no', ...extra], join(o.dir, `${name}.log`));
+      const conf = join(dir, 'redis.conf');
+      writeFileSync(conf, [`bind ${o.host}`, `port ${port}`, `dir ${dir}`, 'appendonly yes', 'appendfsync everysec', 'save ""', 'protected-mode no', ...extra, ''].join('\n'));
+      return new ServerProcess(`redis ${name}`, 'redis-server', [conf], join(o.dir, `${name}.log`));
     };
     this.primary = server('primary', ports.primary, []);
     if (o.sentinels) {
-      this.replica = server('replica', ports.replica!, ['--replicaof', o.host, String(ports.primary)]);
+      this.replica = server('replica', ports.replica!, [`replicaof ${o.host} ${ports.primary}`]);
       ports.sentinels.forEach((port, i) => {
         const conf = join(o.dir, `sentinel-${i + 1}.conf`);
         writeFileSync(conf, [
