@@ -18,6 +18,17 @@ export interface RedisEndpoint {
   sentinels?: readonly { host: string; port: number }[];
   /** The master group name the Sentinels watch (`sentinel monitor NAME ...`). */
   master?: string;
+  /** The password of Redis itself (AUTH), instead of one in the URL (which shows in `ps` as a flag). */
+  password?: string;
+  /** The Sentinels' own password (their `requirepass`), when they have one. */
+  sentinelPassword?: string;
+  /** Ask the Sentinels over TLS too (`rediss://` alone covers only the primary they name). */
+  sentinelTls?: boolean;
+  /**
+   * PEM certificates of the CA that signed the TLS certificate of Redis (and of the Sentinels, with
+   * `rediss://`): a private CA, instead of Node's own list. Setting it turns TLS on.
+   */
+  tlsCa?: string;
   /** Every command but blocking ones fails with "Command timed out" after this (default 2000 ms). */
   commandTimeoutMs?: number;
   /** A connection attempt is given up after this, and retried (default 3000 ms). */
@@ -98,11 +109,15 @@ function endpointOptions(e: RedisEndpoint): RedisOptions {
     if (db !== '') o.db = Number(db);
     if (url.protocol === 'rediss:') o.tls = {};
   }
+  if (e.password !== undefined) o.password = e.password;
+  if (e.tlsCa !== undefined) o.tls = { ...o.tls, ca: e.tlsCa };
   if (e.sentinels?.length) {
     if (!e.master) throw new Error('Redis Sentinels given without the master name: set --redis-master too');
     o.sentinels = e.sentinels.map((s) => ({ host: s.host, port: s.port }));
     o.name = e.master;
     if (o.tls) o.enableTLSForSentinelMode = true;
+    if (e.sentinelTls) o.sentinelTLS = { ...(e.tlsCa === undefined ? {} : { ca: e.tlsCa }) };
+    if (e.sentinelPassword !== undefined) o.sentinelPassword = e.sentinelPassword;
     // ioredis ends a client for good when its Sentinel round fails without a retry: keep asking.
     o.sentinelRetryStrategy = (times) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS);
     o.sentinelCommandTimeout = e.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;

@@ -23,9 +23,12 @@ export interface OwnRedis {
 export interface RedisSet {
   readonly dir: string;
   /** Starts a server; `replicaOf` makes it a replica of another of the set. */
-  server(o?: { replicaOf?: OwnRedis; args?: string[]; port?: number }): Promise<OwnRedis>;
-  /** Starts a Sentinel watching `primary` as `master` (quorum 2, down after `downAfterMs`). */
-  sentinel(primary: OwnRedis, master: string, downAfterMs?: number): Promise<OwnRedis>;
+  server(o?: { replicaOf?: OwnRedis; args?: string[]; port?: number; tls?: boolean }): Promise<OwnRedis>;
+  /**
+   * Starts a Sentinel watching `primary` as `master` (quorum 2, down after `downAfterMs`);
+   * `password` is the Sentinel's own (requirepass), `primaryPassword` the one it gives the primary.
+   */
+  sentinel(primary: OwnRedis, master: string, downAfterMs?: number, auth?: { password?: string; primaryPassword?: string }): Promise<OwnRedis>;
   /** Stops everything started (idempotent). */
   stop(): void;
 }
@@ -46,17 +49,29 @@ async function untilAnswers(port: number, child: ChildProcess, output: () => str
   for (;;) {
     if (child.exitCode !== null) throw new Error(`redis on port ${port} exited with ${child.exitCode}: ${output()}`);
     const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000 });
-    probe.on('error', () => {});
+    let refused = '';
+    probe.on('error', (err: Error) => (refused = err.message));
     try {
       await probe.connect();
       await probe.ping();
       return;
-    } catch {
+    } catch (err) {
+      // A server with a password answers, with NOAUTH: it is up.
+      if (/NOAUTH/.test(`${(err as Error).message} ${refused}`)) return;
       if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer within 20 s: ${output()}`);
       await new Promise((r) => setTimeout(r, 50));
     } finally {
       probe.disconnect();
     }
+  }
+}
+
+async function untilLogged(line: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!output().includes(line)) {
+    if (child.exitCode !== null) throw new Error(`redis exited with ${child.exitCode}: ${output()}`);
+    if (Date.now() > deadline) throw new Error(`redis did not log "${line}" within 20 s: ${output()}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -66,7 +81,8 @@ export function redisSet(teardown: (fn: () => void | Promise<void>) => void): Re
   const started: OwnRedis[] = [];
   let n = 0;
 
-  async function launch(args: string[], port: number): Promise<OwnRedis> {
+  /** `tls`: the port speaks only TLS, so readiness is read from the server's log, not by a plaintext PING. */
+  async function launch(args: string[], port: number, tls = false): Promise<OwnRedis> {
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const keep = (b: Buffer) => {
@@ -96,7 +112,8 @@ export function redisSet(teardown: (fn: () => void | Promise<void>) => void): Re
       },
     };
     started.push(own);
-    await untilAnswers(port, child, () => out);
+    if (tls) await untilLogged('Ready to accept connections', child, () => out);
+    else await untilAnswers(port, child, () => out);
     return own;
   }
 
@@ -106,9 +123,9 @@ export function redisSet(teardown: (fn: () => void | Promise<void>) => void): Re
       const port = o.port ?? (await freePort());
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
       if (o.replicaOf) args.push('--replicaof', '127.0.0.1', String(o.replicaOf.port), '--replica-announce-ip', '127.0.0.1');
-      return launch([...args, ...(o.args ?? [])], port);
+      return launch([...args, ...(o.args ?? [])], port, o.tls);
     },
-    async sentinel(primary, master, downAfterMs = 1000) {
+    async sentinel(primary, master, downAfterMs = 1000, auth = {}) {
       const port = await freePort();
       const conf = join(dir, `sentinel-${port}-${n++}.conf`);
       // Sentinel rewrites its file: each gets its own.
@@ -124,6 +141,8 @@ export function redisSet(teardown: (fn: () => void | Promise<void>) => void): Re
           `sentinel failover-timeout ${master} 10000`,
           `sentinel parallel-syncs ${master} 1`,
           'sentinel announce-ip 127.0.0.1',
+          ...(auth.primaryPassword === undefined ? [] : [`sentinel auth-pass ${master} ${auth.primaryPassword}`]),
+          ...(auth.password === undefined ? [] : [`requirepass ${auth.password}`]),
           '',
         ].join('\n'),
       );
