@@ -318,6 +318,11 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
   // Past the cap node closes a new connection at once, before reading from it.
   server.maxConnections = deps.maxConnections ?? 4096;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Over HTTPS, a failed or timed-out handshake (not an HTTP error): no answer can be written, so cut it.
+    if (deps.tls && !/^(HPE_|ERR_HTTP_)/.test(err.code ?? '')) {
+      socket.destroy();
+      return;
+    }
     // A client too slow with its headers or body (headersTimeout, requestTimeout) is told so.
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
