@@ -40,7 +40,7 @@ export function cartNotFound(key: string): RpcError {
  */
 async function runOn(carts: CartClient, key: string, op: CartOperation) {
   try {
-    return await runOn(carts, key, op);
+    return await carts.run(key, op);
   } catch (err) {
     if (err instanceof CartError) {
       const notYours = err.code === 'PERMISSION_DENIED' && !op.caller.admin;
