@@ -2,6 +2,7 @@
 // connection, keepalive, message size): one place, so no server is left unbounded.
 
 import type * as grpc from '@grpc/grpc-js';
+import type { SettingSpec, SettingValues } from './settings.js';
 
 export interface GrpcServerLimits {
   /** Streams open at once on one connection; past it the client must wait. */
@@ -47,4 +48,46 @@ export function grpcServerOptions(limits: Partial<GrpcServerLimits> = {}, extra:
     'grpc.keepalive_timeout_ms': l.keepaliveTimeoutMs,
     'grpc.max_receive_message_length': l.maxReceiveMessageBytes,
   };
+}
+
+/**
+ * The node-wide settings of these limits (`troupe node --grpc-max-streams ...`), shared by every
+ * gRPC server of the node. `grpc-max-streams` has no default of its own: each server keeps its
+ * own (1000; presence 10,000, where a stream is a user).
+ */
+export const GRPC_LIMIT_SETTINGS: readonly SettingSpec[] = [
+  {
+    name: 'grpc-max-streams',
+    kind: 'int',
+    default: undefined,
+    min: 1,
+    max: 2 ** 31 - 1,
+    description: `streams open at once on one connection of a gRPC server (presence, carts, cluster port); past it the client waits (default ${DEFAULT_GRPC_LIMITS.maxConcurrentStreams}, presence 10000)`,
+  },
+  {
+    name: 'grpc-idle-timeout',
+    kind: 'duration',
+    default: DEFAULT_GRPC_LIMITS.maxConnectionIdleMs,
+    min: 100,
+    description: 'a gRPC connection with no open stream this long is closed (also one that sent only the HTTP/2 preface)',
+  },
+  {
+    name: 'grpc-max-connection-age',
+    kind: 'duration',
+    default: DEFAULT_GRPC_LIMITS.maxConnectionAgeMs,
+    min: 1000,
+    description: `a gRPC connection this old is asked to go away (GOAWAY; its open streams get ${DEFAULT_GRPC_LIMITS.maxConnectionAgeGraceMs / 60_000} min to finish) and the client reconnects`,
+  },
+];
+
+/** The limits the settings give; what they leave unset is left out, so each server's own default holds. */
+export function grpcLimitsFrom(values: SettingValues): Partial<GrpcServerLimits> {
+  const limits: Partial<GrpcServerLimits> = {};
+  const streams = values['grpc-max-streams'];
+  const idle = values['grpc-idle-timeout'];
+  const age = values['grpc-max-connection-age'];
+  if (typeof streams === 'number') limits.maxConcurrentStreams = streams;
+  if (typeof idle === 'number') limits.maxConnectionIdleMs = idle;
+  if (typeof age === 'number') limits.maxConnectionAgeMs = age;
+  return limits;
 }

@@ -1,9 +1,19 @@
-// Bearer tokens for the carts gateway: compact JWS (JWT) signed with HMAC-SHA256 under the
-// `carts-secret` setting. The token names the user (`sub`, a uuid) and its roles (`roles`).
+// Bearer tokens for the carts gateway: compact JWS (JWT) signed with HMAC-SHA256 under the carts
+// secret. The token names the user (`sub`, a uuid), its roles (`roles`), who made it (`iss`) and
+// for whom (`aud`); and where the secret comes from (a file, the flag, or a development one).
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '../../runtime/errors.js';
+import { makePrivateDir, makePrivateFile } from '../../runtime/private-files.js';
+import type { SettingValues } from '../../runtime/settings.js';
+import { howToMakeSecret, readSecretFile, secretLengthProblem } from '../secret-file.js';
+
+/** `iss` of every carts token: tokens of another issuer signed with the same secret are refused. */
+export const TOKEN_ISSUER = 'troupe-carts';
+/** `aud` of every carts token: the service the token is for. */
+export const TOKEN_AUDIENCE = 'troupe-carts';
 
 export interface TokenClaims {
   /** The user's uuid: carts belong to it. */
@@ -13,6 +23,8 @@ export interface TokenClaims {
   /** Expiry, seconds since the epoch. */
   exp: number;
   iat: number;
+  iss: string;
+  aud: string;
 }
 
 export interface Principal {
@@ -41,7 +53,7 @@ function mac(secret: string, signingInput: string): Buffer {
 export function signToken(secret: string, user: string, options: { roles?: string[]; ttlSeconds?: number; nowMs?: number } = {}): string {
   if (!UUID.test(user)) throw new AuthError(`user "${user}" is not a uuid; tokens name users by uuid`);
   const iat = Math.floor((options.nowMs ?? Date.now()) / 1000);
-  const claims: TokenClaims = { sub: user.toLowerCase(), roles: options.roles ?? [], iat, exp: iat + (options.ttlSeconds ?? 3600) };
+  const claims: TokenClaims = { sub: user.toLowerCase(), roles: options.roles ?? [], iat, exp: iat + (options.ttlSeconds ?? 3600), iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE };
   const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
   return `${input}.${b64url(mac(secret, input))}`;
 }
@@ -71,9 +83,19 @@ export function verifyToken(secret: string, token: string, nowMs: number = Date.
   const expected = mac(secret, `${parts[0]}.${parts[1]}`);
   const given = Buffer.from(parts[2]!, 'base64url');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new AuthError('bearer token signature does not match; it was signed with another secret (check --carts-secret)');
+    throw new AuthError('bearer token signature does not match; it was signed with another secret (check --carts-secret-file)');
   }
   const claims = parsePart(parts[1]!, 'payload');
+  // After the signature, so a caller without the secret learns nothing of what it would take.
+  const iss = claims['iss'];
+  if (iss !== TOKEN_ISSUER) {
+    throw new AuthError(`bearer token issuer (iss) is ${iss === undefined ? 'missing' : JSON.stringify(String(iss).slice(0, 64))}; carts tokens have iss "${TOKEN_ISSUER}": ask for a new token (\`troupe carts-token\`)`);
+  }
+  const aud = claims['aud'];
+  const audiences = Array.isArray(aud) ? aud : [aud];
+  if (!audiences.includes(TOKEN_AUDIENCE)) {
+    throw new AuthError(`bearer token audience (aud) is ${aud === undefined ? 'missing' : JSON.stringify(aud).slice(0, 64)}; carts tokens have aud "${TOKEN_AUDIENCE}": ask for a new token (\`troupe carts-token\`)`);
+  }
   const sub = claims['sub'];
   if (typeof sub !== 'string' || !UUID.test(sub)) throw new AuthError('bearer token subject (sub) is not a user uuid');
   const exp = claims['exp'];
@@ -99,21 +121,65 @@ export function bearerOf(values: readonly (string | Buffer)[]): string {
 
 export const DEV_SECRET_FILE = 'carts-dev-secret';
 
+export interface CartsSecret {
+  secret: string;
+  /** A development secret of this node's data dir: tokens made with it work on this node only. */
+  development: boolean;
+  /** What to say at start (a readable secret file, a secret in a flag). */
+  warnings: string[];
+}
+
+/** Whether the node is part of a cluster: it has a Redis (a URL or Sentinels). */
+export function inCluster(settings: SettingValues): boolean {
+  return (settings['redis'] !== undefined && settings['redis'] !== '') || (settings['redis-sentinels'] !== undefined && settings['redis-sentinels'] !== '');
+}
+
 /**
- * The secret to sign with: the `carts-secret` setting, else a development secret kept in the
- * data dir (so tokens printed at start survive a restart of the same node, and only of it).
+ * The secret to sign and check tokens with: `carts-secret-file`, else `carts-secret`; in a cluster
+ * one of them is required (every node must check the tokens of every other). Alone, without
+ * either, a development secret kept 0600 in the data dir (so tokens survive a restart of the same
+ * node, and only of it). `argv`: the process's arguments, to tell a flag (seen in `ps`) from the
+ * environment. Throws a ConfigError naming the fix.
  */
-export function resolveSecret(configured: unknown, dataDir: string): { secret: string; development: boolean } {
-  if (typeof configured === 'string' && configured !== '') return { secret: configured, development: false };
+export function cartsSecretFrom(settings: SettingValues, dataDir: string, argv: readonly string[] = process.argv): CartsSecret {
+  const file = typeof settings['carts-secret-file'] === 'string' && settings['carts-secret-file'] !== '' ? settings['carts-secret-file'] : undefined;
+  const given = typeof settings['carts-secret'] === 'string' && settings['carts-secret'] !== '' ? settings['carts-secret'] : undefined;
+  if (file !== undefined && given !== undefined) {
+    throw new ConfigError('settings carts-secret-file and carts-secret: both are set; give only --carts-secret-file FILE');
+  }
+  if (file !== undefined) {
+    const { secret, warning } = readSecretFile('carts-secret-file', file);
+    return { secret, development: false, warnings: warning ? [warning] : [] };
+  }
+  if (given !== undefined) {
+    const problem = secretLengthProblem('carts-secret', 'the value', given);
+    if (problem) throw new ConfigError(`${problem}, then give it as --carts-secret-file FILE`);
+    const asFlag = argv.some((a) => a === '--carts-secret' || a.startsWith('--carts-secret='));
+    const warnings = asFlag ? ['the carts secret was given as the flag --carts-secret, which every user of this machine sees in `ps`; put it in a file (0600) and give --carts-secret-file FILE instead'] : [];
+    return { secret: given, development: false, warnings };
+  }
+  if (inCluster(settings)) {
+    throw new ConfigError(
+      `setting carts-secret-file: this node is in a cluster (--redis or --redis-sentinels) and has no carts secret; every node must sign and check tokens with the same one: give each node --carts-secret-file FILE (at least 32 bytes; ${howToMakeSecret('FILE')})`,
+    );
+  }
+  return { secret: developmentSecret(dataDir), development: true, warnings: [] };
+}
+
+/** The development secret of `dataDir`, made (0600) when missing or too short. */
+export function developmentSecret(dataDir: string): string {
   const file = join(dataDir, DEV_SECRET_FILE);
   try {
     const existing = readFileSync(file, 'utf8').trim();
-    if (existing.length >= 32) return { secret: existing, development: true };
+    if (existing.length >= 32) {
+      makePrivateFile(file);
+      return existing;
+    }
   } catch {
     // not made yet
   }
-  mkdirSync(dataDir, { recursive: true });
+  makePrivateDir(dataDir);
   const secret = randomBytes(32).toString('hex');
-  writeFileSync(file, secret + '\n', { mode: 0o600 });
-  return { secret, development: true };
+  writeFileSync(makePrivateFile(file), secret + '\n');
+  return secret;
 }

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { catalogueOptionsFromSettings, openCatalogue } from '../../actors/catalogue.js';
 import type { SettingSpec, SettingValues } from '../../runtime/index.js';
-import { resolveSecret, signToken } from './auth.js';
+import { cartsSecretFrom, signToken } from './auth.js';
 import { CARTS_SETTINGS } from './index.js';
 
 const DATA_DIR: SettingSpec = { name: 'data-dir', kind: 'string', default: './data/carts', description: 'data directory holding the SQLite store (when no --postgres)' };
@@ -32,18 +32,19 @@ export const commands = {
     },
   },
   'carts-token': {
-    summary: 'print a carts bearer token: [--user UUID] [--admin] [--ttl 1h] (signed with --carts-secret, else the node\'s development secret in --data-dir)',
+    summary: 'print a carts bearer token: [--user UUID] [--admin] [--ttl 1h] (signed with --carts-secret-file, else the node\'s development secret in --data-dir)',
     settings: [
-      ...CARTS_SETTINGS.filter((s) => s.name === 'carts-secret'),
+      ...CARTS_SETTINGS.filter((s) => s.name === 'carts-secret-file' || s.name === 'carts-secret'),
       DATA_DIR,
       { name: 'user', kind: 'string', default: undefined, description: 'the user uuid the token names (default: a new uuid)' },
       { name: 'admin', kind: 'bool', default: false, description: 'grant the admin role (item writes)' },
       { name: 'ttl', kind: 'duration', default: 3_600_000, min: 1000, description: 'how long the token is valid' },
     ] satisfies SettingSpec[],
     async run(values: SettingValues): Promise<number> {
-      const { secret } = resolveSecret(values['carts-secret'], String(values['data-dir']));
       const user = typeof values['user'] === 'string' ? values['user'] : randomUUID();
       try {
+        const { secret, warnings } = cartsSecretFrom(values, String(values['data-dir']));
+        for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
         const token = signToken(secret, user, { roles: values['admin'] ? ['admin'] : [], ttlSeconds: Math.ceil(Number(values['ttl']) / 1000) });
         process.stdout.write(token + '\n');
         return 0;

@@ -3,8 +3,10 @@
 
 import { catalogueOptionsFromSettings, openCatalogue } from '../../actors/catalogue.js';
 import { CartClient } from '../../actors/cart-client.js';
+import { GRPC_LIMIT_SETTINGS, grpcLimitsFrom } from '../../runtime/grpc-limits.js';
 import type { Gateway, GatewayHost, RunningGateway, SettingSpec } from '../../runtime/index.js';
-import { resolveSecret, signToken } from './auth.js';
+import { publicTlsFrom, publicTlsSettings } from '../public-tls.js';
+import { cartsSecretFrom, signToken } from './auth.js';
 import { startCartsServer } from './server.js';
 
 export const CARTS_SETTINGS: readonly SettingSpec[] = [
@@ -18,18 +20,35 @@ export const CARTS_SETTINGS: readonly SettingSpec[] = [
   },
   { name: 'carts-schema', kind: 'string', default: 'public', description: 'PostgreSQL schema of the item, cart and cart_entry tables (created when missing)' },
   {
+    name: 'carts-secret-file',
+    kind: 'string',
+    default: undefined,
+    description:
+      'file holding the HMAC secret (at least 32 bytes) that signs the carts bearer tokens; required in a cluster, the same on every node; alone without it a development secret is kept in the data dir',
+  },
+  {
     name: 'carts-secret',
     kind: 'string',
     default: undefined,
-    description: 'HMAC secret that signs the carts bearer tokens; without it a development secret is kept in the data dir and tokens are printed at start',
+    description: 'the carts secret itself (at least 32 bytes); a flag shows in `ps`: prefer --carts-secret-file',
   },
+  ...publicTlsSettings('carts', 'the carts gRPC port'),
+  ...GRPC_LIMIT_SETTINGS,
   { name: 'carts-pool-size', kind: 'int', default: 4, min: 1, max: 64, description: 'PostgreSQL connections per shard and on the main thread' },
 ];
 
 const CART_ACTOR = new URL('../../actors/cart.js', import.meta.url).href;
 
+/** The user the development token printed at start names. */
+export const DEVELOPMENT_USER = '00000000-0000-4000-8000-000000000001';
+
 export async function startCarts(host: GatewayHost): Promise<RunningGateway> {
   const log = host.log.child({ gateway: 'carts' });
+  // Settings first: a node refused for its secret or its TLS files opens no store.
+  const { secret, development, warnings } = cartsSecretFrom(host.settings, host.dataDir);
+  const tls = publicTlsFrom(host.settings, 'carts');
+  for (const w of warnings) log.warn(`carts: ${w}`);
+  if (tls?.warning) log.warn(`carts: ${tls.warning}`);
   const store = await openCatalogue(catalogueOptionsFromSettings(host.settings, host.dataDir));
   try {
     const applied = await store.migrate();
@@ -38,29 +57,23 @@ export async function startCarts(host: GatewayHost): Promise<RunningGateway> {
     await store.close();
     throw err;
   }
-  const { secret, development } = resolveSecret(host.settings['carts-secret'], host.dataDir);
   const carts = new CartClient(host.system);
   const port = host.settings['carts-port'] as number;
   let server;
   try {
-    server = await startCartsServer(`${host.host}:${port}`, { store, carts, secret, log, metrics: host.metrics });
+    server = await startCartsServer(`${host.host}:${port}`, { store, carts, secret, log, metrics: host.metrics, tls, limits: grpcLimitsFrom(host.settings) });
   } catch (err) {
     await store.close();
     throw new Error(`carts gateway cannot listen on ${host.host}:${port}: ${(err as Error).message}; choose another --carts-port`);
   }
   if (development) {
-    const user = '00000000-0000-4000-8000-000000000001';
-    const ttlSeconds = 30 * 24 * 3600;
+    // A user token only: an admin token in a log would be an admin credential for whoever reads it.
     log.warn(
-      {
-        user,
-        token: signToken(secret, user, { ttlSeconds }),
-        adminToken: signToken(secret, user, { roles: ['admin'], ttlSeconds }),
-      },
-      'carts: no --carts-secret set, using a development secret from the data dir; development tokens (30 days) follow, use `authorization: Bearer <token>`',
+      { user: DEVELOPMENT_USER, token: signToken(secret, DEVELOPMENT_USER, { ttlSeconds: 30 * 24 * 3600 }) },
+      `carts: no --carts-secret-file set, using a development secret from the data dir (this node only); a user token (30 days) follows, use \`authorization: Bearer <token>\`; an admin token: \`troupe carts-token --admin --data-dir ${host.dataDir}\``,
     );
   }
-  log.info({ port: server.port, store: store.kind }, 'carts gateway listening');
+  log.info({ port: server.port, store: store.kind, tls: tls !== undefined }, `carts gateway listening${tls ? ' (TLS)' : ''}`);
   return {
     ports: { grpc: server.port },
     async panel() {

@@ -8,6 +8,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CatalogueStore } from '../../actors/catalogue.js';
 import type { CartClient } from '../../actors/cart-client.js';
 import { grpcServerOptions, inServerSpan, shutdownGrpcServer, type GrpcServerLimits, type Logger } from '../../runtime/index.js';
+import type { PublicTls } from '../public-tls.js';
 import { bearerOf, verifyToken, type Principal } from './auth.js';
 import { cartHandlers } from './cart-service.js';
 import { itemHandlers } from './item-service.js';
@@ -25,6 +26,8 @@ export interface CartsServerOptions {
   now?: () => number;
   /** The gRPC server's connection limits (runtime/grpc-limits.ts has the defaults). */
   limits?: Partial<GrpcServerLimits>;
+  /** Serve TLS with this certificate (public-tls.ts); absent: plaintext. */
+  tls?: Pick<PublicTls, 'cert' | 'key'>;
 }
 
 /** The call counter and timer of one method, bound once: a label lookup per call is not free. */
@@ -140,6 +143,11 @@ export interface CartsServer {
   stop(): Promise<void>;
 }
 
+/** TLS without client certificates (callers prove who they are with bearer tokens), or plaintext. */
+function credentialsOf(tls: CartsServerOptions['tls']): grpc.ServerCredentials {
+  return tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
+}
+
 export async function startCartsServer(bind: string, options: CartsServerOptions): Promise<CartsServer> {
   const now = options.now ?? Date.now;
   const metrics = metricsOf(options.metrics);
@@ -152,7 +160,7 @@ export async function startCartsServer(bind: string, options: CartsServerOptions
   health.addToServer(server);
   new ReflectionService(sedeoProtos().definition).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(bind, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(bind, credentialsOf(options.tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
     server,

@@ -1,7 +1,10 @@
-// The events front door on node:http: routes, body limits, content type, JSON parsing, validation
-// answers, reading stored events back, and the stopping state in which every new request gets 503.
+// The events front door on node:http (node:https with a certificate): routes, body limits, content
+// type, JSON parsing, validation answers, reading stored events back, the summary behind its
+// token, and the stopping state in which every new request gets 503.
 
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ActivitySummary } from '../../actors/user-activity.js';
 import { activeTraceparent, inServerSpan, type Logger } from '../../runtime/index.js';
@@ -40,6 +43,13 @@ export interface EventsHttpDeps {
   metrics(): Promise<MetricsSnapshot>;
   health(): Promise<HealthReport>;
   summary(userId: string): Promise<ActivitySummary>;
+  /**
+   * GET /users/<id>/summary needs `authorization: Bearer <summaryToken>` (401 otherwise); without a
+   * token the path is not served on this port (404 like any unknown path).
+   */
+  summaryToken?: string;
+  /** Serve HTTPS with this PEM certificate and key; absent: plain HTTP. */
+  tls?: { cert: Buffer; key: Buffer };
   /** The stored events, for GET /events/{id} and GET /events?...; absent: those are not served. */
   events?: Pick<ProcessedEventStore, 'get' | 'list'>;
   log: Logger;
@@ -109,8 +119,19 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+const NOT_FOUND_HINT = 'try POST /events, POST /events/batch, GET /events, GET /events/<id>, GET /metrics, GET /health';
+
+/** Whether `header` is `Bearer <token>`; the comparison takes the same time wherever they differ. */
+function bearerMatches(header: string | undefined, tokenDigest: Buffer): boolean {
+  const m = /^Bearer[ ]+(\S+)$/i.exec((header ?? '').trim());
+  // Digests of equal length, so timingSafeEqual compares them whatever was sent.
+  const given = createHash('sha256').update(m ? m[1]! : '').digest();
+  return timingSafeEqual(given, tokenDigest) && m !== null;
+}
+
 export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: number): Promise<EventsHttpServer> {
   const now = deps.now ?? Date.now;
+  const summaryDigest = deps.summaryToken === undefined ? undefined : createHash('sha256').update(deps.summaryToken).digest();
   let refusing = false;
   let inProgress = 0;
   let pendingEnqueues = 0;
@@ -236,9 +257,12 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       const failing = Object.entries(h.checks).filter(([, v]) => v !== 'ok').map(([k]) => k);
       return send(res, h.ok ? 200 : 503, h.ok ? { status: 'ok', checks: h.checks } : { status: 'unavailable', failing, checks: h.checks });
     }
-    const m = /^\/users\/([^/]+)\/summary$/.exec(path);
+    const m = summaryDigest && /^\/users\/([^/]+)\/summary$/.exec(path);
     if (m) {
       allow('GET');
+      if (!bearerMatches(req.headers.authorization, summaryDigest)) {
+        throw new HttpProblem(401, 'unauthorized', 'GET /users/<id>/summary needs `authorization: Bearer <token>` with the token of --events-summary-token-file');
+      }
       let userId: string;
       try {
         userId = decodeURIComponent(m[1]!);
@@ -250,7 +274,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       }
       return send(res, 200, await deps.summary(userId));
     }
-    throw new HttpProblem(404, 'not_found', `nothing at ${method} ${path}; try POST /events, POST /events/batch, GET /events, GET /events/<id>, GET /metrics, GET /health, GET /users/<id>/summary`);
+    throw new HttpProblem(404, 'not_found', `nothing at ${method} ${path}; ${NOT_FOUND_HINT}`);
   }
 
   const headersTimeout = deps.headersTimeoutMs ?? 10_000;
@@ -262,7 +286,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
     // Node checks both timeouts on this tick (default 30 s), which would stretch a short limit.
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
   };
-  const server: Server = createServer(timeouts, (req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     inProgress++;
     res.on('close', () => {
       inProgress--;
@@ -275,6 +299,7 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
         const unread = err.status === 413 || (err.status === 503 && !req.complete);
         if (unread) headers.connection = 'close';
         if (err.status === 405) headers.allow = err.message.replace(/^.*use /, '');
+        if (err.status === 401) headers['www-authenticate'] = 'Bearer';
         const more = err.moreProblems ? { more_problems: err.moreProblems } : {};
         send(res, err.status, err.problems ? { error: err.error, message: err.message, problems: err.problems, ...more } : { error: err.error, message: err.message }, headers);
         if (unread) res.on('finish', () => req.destroy());
@@ -285,10 +310,19 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       deps.log.error({ err: e.message, path: req.url }, 'events request failed');
       send(res, 500, { error: 'internal', message: e.message ?? String(err) });
     });
-  });
+  };
+  // HTTPS keeps every limit of HTTP; and a TLS handshake gets no longer than the headers would.
+  const server: Server = deps.tls
+    ? createHttpsServer({ ...timeouts, cert: deps.tls.cert, key: deps.tls.key, handshakeTimeout: headersTimeout }, handle)
+    : createServer(timeouts, handle);
   // Past the cap node closes a new connection at once, before reading from it.
   server.maxConnections = deps.maxConnections ?? 4096;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Over HTTPS, a failed or timed-out handshake (not an HTTP error): no answer can be written, so cut it.
+    if (deps.tls && !/^(HPE_|ERR_HTTP_)/.test(err.code ?? '')) {
+      socket.destroy();
+      return;
+    }
     // A client too slow with its headers or body (headersTimeout, requestTimeout) is told so.
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);

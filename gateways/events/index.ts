@@ -4,6 +4,8 @@
 import { availableParallelism } from 'node:os';
 import type { ActivityEvent, ActivitySummary } from '../../actors/user-activity.js';
 import { ConfigError, redisEndpointFrom, type ActorSystem, type Gateway, type SettingSpec, type SettingValues } from '../../runtime/index.js';
+import { publicTlsFrom, publicTlsSettings } from '../public-tls.js';
+import { readSecretFile } from '../secret-file.js';
 import type { UserActivity } from './batch-processor.js';
 import { mysqlConnection } from './mysql-store.js';
 import { DEFAULT_MYSQL_URL, EVENT_STORE_KINDS } from './open-store.js';
@@ -38,6 +40,14 @@ export const eventsSettings: SettingSpec[] = [
   { name: 'events-max-queue-depth', kind: 'int', default: 200_000, min: 100, description: 'events queued (cluster-wide with BullMQ) beyond which new requests get 503' },
   { name: 'events-drain-timeout', kind: 'duration', default: 30_000, description: 'at stop, how long to keep processing queued batches before leaving them for the next start' },
   { name: 'events-lock-duration', kind: 'duration', default: 30_000, min: 1000, description: 'BullMQ job lock; a batch held by a crashed node is redelivered after about twice this' },
+  {
+    name: 'events-summary-token-file',
+    kind: 'string',
+    default: undefined,
+    description:
+      'file holding a token (at least 32 bytes) that GET /users/<id>/summary needs as `authorization: Bearer <token>`; without it that path is not served (404)',
+  },
+  ...publicTlsSettings('events', 'the events port (HTTPS)'),
   { name: 'events-ask-timeout', kind: 'duration', default: 10_000, min: 100, description: "how long a batch waits for a user actor to apply its events; past it, that user's events are handed off to a retry of their own" },
 ];
 
@@ -80,6 +90,11 @@ function checkStoreSettings(settings: SettingValues): void {
 export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPipelineOptions, 'host' | 'dataDir' | 'activity' | 'log'>): EventsPipelineOptions {
   const num = (name: string) => settings[name] as number;
   checkStoreSettings(settings);
+  const tokenFile = settings['events-summary-token-file'];
+  const summary = typeof tokenFile === 'string' && tokenFile !== '' ? readSecretFile('events-summary-token-file', tokenFile) : undefined;
+  if (summary?.warning) rest.log.warn(`events: ${summary.warning}`);
+  const tls = publicTlsFrom(settings, 'events');
+  if (tls?.warning) rest.log.warn(`events: ${tls.warning}`);
   if (num('events-request-timeout') < num('events-headers-timeout')) {
     throw new ConfigError(
       `setting events-request-timeout: got ${num('events-request-timeout')} ms, shorter than events-headers-timeout ${num('events-headers-timeout')} ms; give a request timeout at least as long as the headers timeout`,
@@ -104,6 +119,8 @@ export function pipelineOptionsFrom(settings: SettingValues, rest: Pick<EventsPi
     headersTimeoutMs: num('events-headers-timeout'),
     requestTimeoutMs: num('events-request-timeout'),
     maxConnections: num('events-max-connections'),
+    ...(summary ? { summaryToken: summary.secret } : {}),
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     drainTimeoutMs: num('events-drain-timeout'),
     askTimeoutMs: num('events-ask-timeout'),
   };

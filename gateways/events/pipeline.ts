@@ -41,6 +41,10 @@ export interface EventsPipelineOptions {
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
   maxConnections?: number;
+  /** GET /users/<id>/summary needs `authorization: Bearer <this>`; absent: that path answers 404. */
+  summaryToken?: string;
+  /** Serve HTTPS with this certificate (public-tls.ts); absent: plain HTTP. */
+  tls?: { cert: Buffer; key: Buffer };
   drainTimeoutMs: number;
   activity: UserActivity;
   /** How long a batch waits for one user actor before handing that user's events off (default 10 s). */
@@ -145,6 +149,8 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
       ...(o.headersTimeoutMs !== undefined ? { headersTimeoutMs: o.headersTimeoutMs } : {}),
       ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
       ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
+      ...(o.summaryToken !== undefined ? { summaryToken: o.summaryToken } : {}),
+      ...(o.tls !== undefined ? { tls: o.tls } : {}),
       admit: refuseWhenFull,
       check: (task) => pool.run(task, { name: 'checkBody' }) as Promise<CheckedBody>,
       async accept(batch) {
@@ -161,7 +167,7 @@ export async function startEventsPipeline(o: EventsPipelineOptions): Promise<Eve
     o.host,
     o.port,
   );
-  log.info({ port: http.port, queue: queue.kind, store: store.kind }, 'events gateway listening');
+  log.info({ port: http.port, queue: queue.kind, store: store.kind, tls: o.tls !== undefined, summary: o.summaryToken !== undefined }, `events gateway listening${o.tls ? ' (HTTPS)' : ''}`);
 
   let stopping: Promise<void> | undefined;
   return {

@@ -4,6 +4,8 @@
 
 import { ActorRef, inServerSpan, isTracing, type Gateway, type GatewayHost, type RunningGateway } from '../../runtime/index.js';
 import User from '../../actors/user.js';
+import { GRPC_LIMIT_SETTINGS, grpcLimitsFrom } from '../../runtime/grpc-limits.js';
+import { publicTlsFrom, publicTlsSettings } from '../public-tls.js';
 import type { PongMessage } from '../../actors/user-presence.js';
 import { DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PONGS_PER_PING, DEFAULT_PONG_TIMEOUT_MS, PresenceServer, type PresenceSink } from './server.js';
 
@@ -36,11 +38,18 @@ export function createPresenceGateway(options: PresenceGatewayOptions = {}): Gat
       { name: 'presence-pong-timeout', kind: 'duration', default: DEFAULT_PONG_TIMEOUT_MS, min: 1000, description: 'close a presence stream that sent no Pong for this long' },
       { name: 'presence-max-clients', kind: 'int', default: DEFAULT_MAX_CLIENTS, min: 1, description: 'most presence streams one node holds; more are refused with RESOURCE_EXHAUSTED' },
       { name: 'presence-max-pongs-per-ping', kind: 'int', default: DEFAULT_MAX_PONGS_PER_PING, min: 1, description: 'a stream sending more Pongs than this for one Ping is closed as a flood' },
+      ...publicTlsSettings('presence', 'the presence gRPC port'),
+      ...GRPC_LIMIT_SETTINGS,
     ],
     async start(host: GatewayHost): Promise<RunningGateway> {
+      const log = host.log.child({ gateway: 'presence' });
+      const tls = publicTlsFrom(host.settings, 'presence');
+      if (tls?.warning) log.warn(`presence: ${tls.warning}`);
       const server = new PresenceServer({
         sink: actorSink(host.system),
-        log: host.log.child({ gateway: 'presence' }),
+        log,
+        tls,
+        limits: grpcLimitsFrom(host.settings),
         metrics: host.metrics,
         clock: options.clock,
         pongTimeoutMs: Number(host.settings['presence-pong-timeout'] ?? DEFAULT_PONG_TIMEOUT_MS),
@@ -48,7 +57,7 @@ export function createPresenceGateway(options: PresenceGatewayOptions = {}): Gat
         maxPongsPerPing: Number(host.settings['presence-max-pongs-per-ping'] ?? DEFAULT_MAX_PONGS_PER_PING),
       });
       const port = await server.listen(host.host, Number(host.settings['presence-port'] ?? 50051));
-      host.log.info({ port }, 'presence gateway listening (gRPC Gateway, StatusReader, health, reflection)');
+      host.log.info({ port, tls: tls !== undefined }, `presence gateway listening (gRPC Gateway, StatusReader, health, reflection${tls ? ', TLS' : ''})`);
       const clock = options.clock ?? Date.now;
       return {
         ports: { grpc: port },

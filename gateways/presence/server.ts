@@ -8,6 +8,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { grpcServerOptions, shutdownGrpcServer, type GrpcServerLimits, type Logger } from '../../runtime/index.js';
+import type { PublicTls } from '../public-tls.js';
 import { GATEWAY_SERVICE, presenceProto, STATUS_READER_SERVICE, USER_ID_METADATA, type Pong } from './proto.js';
 import { TimingWheel } from './timing-wheel.js';
 
@@ -34,6 +35,8 @@ export interface PresenceServerOptions {
   maxClients?: number;
   /** The gRPC server's connection limits (runtime/grpc-limits.ts has the defaults). */
   limits?: Partial<GrpcServerLimits>;
+  /** Serve TLS with this certificate (public-tls.ts); absent: plaintext. */
+  tls?: Pick<PublicTls, 'cert' | 'key'>;
 }
 
 export const DEFAULT_PING_INTERVAL_MS = 1000;
@@ -84,7 +87,8 @@ class ClientStream {
 }
 
 export class PresenceServer {
-  readonly #options: Required<Omit<PresenceServerOptions, 'metrics' | 'limits'>>;
+  readonly #options: Required<Omit<PresenceServerOptions, 'metrics' | 'limits' | 'tls'>>;
+  readonly #credentials: grpc.ServerCredentials;
   readonly #server: grpc.Server;
   readonly #health: HealthImplementation;
   readonly #clients = new Map<string, ClientStream>();
@@ -107,6 +111,10 @@ export class PresenceServer {
       maxClients: options.maxClients ?? DEFAULT_MAX_CLIENTS,
     };
     this.#metrics = makeMetrics(options.metrics);
+    // TLS without client certificates: a client names itself in its user-id metadata.
+    this.#credentials = options.tls
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: options.tls.cert, private_key: options.tls.key }], false)
+      : grpc.ServerCredentials.createInsecure();
     this.#wheel = new TimingWheel<ClientStream>({
       periodMs: this.#options.pingIntervalMs,
       slots: WHEEL_SLOTS,
@@ -133,7 +141,7 @@ export class PresenceServer {
   async listen(host: string, port: number): Promise<number> {
     const bound = await new Promise<number>((resolve, reject) => {
       const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
-      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`presence gateway cannot listen on ${address}: ${err.message}`)) : resolve(p)));
+      this.#server.bindAsync(address, this.#credentials, (err, p) => (err ? reject(new Error(`presence gateway cannot listen on ${address}: ${err.message}`)) : resolve(p)));
     });
     this.#wheel.start();
     for (const service of ['', GATEWAY_SERVICE, STATUS_READER_SERVICE]) this.#health.setStatus(service, 'SERVING');

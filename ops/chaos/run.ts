@@ -6,7 +6,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { CounterLoad, readCounters } from './counter-load.js';
 import { RunNetwork, networkProblem } from './network.js';
 import { OwnershipWatch, judgeOwnership, recoveredAt, type FaultRecord } from './ownership-watch.js';
@@ -270,7 +270,11 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const redisArgs = redisSetup?.replica ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
     const secret = randomBytes(24).toString('base64url');
     const storeArgs = nodeMysqlUrl ? ['--events-store', 'mysql', '--mysql', nodeMysqlUrl] : ['--events-store', 'postgres'];
-    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs], postgresUrl, network);
+    // GET /users/<id>/summary needs a token; the verdict reads every user's summary with it.
+    const summaryToken = randomBytes(32).toString('base64url');
+    const summaryTokenFile = join(runDir, 'summary-token');
+    writeFileSync(summaryTokenFile, `${summaryToken}\n`, { mode: 0o600 });
+    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs, '--events-summary-token-file', summaryTokenFile], postgresUrl, network);
 
     db = new Postgres(postgresUrl);
     if (withEvents) {
@@ -465,7 +469,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const perUser = tally?.perUser;
     // Reading back is bounded: a cluster that does not answer fails the run as unanswered, not by hanging it.
     const readBackEnds = performance.now() + READ_BACK_TIMEOUT_MS;
-    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds)) : undefined;
+    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds, summaryToken)) : undefined;
     const counters = counterLoad ? judgeCounters(counterLoad, await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds)) : undefined;
     const ownership = { ...judgeOwnership(watch.samples, STUCK_AFTER_MS, redisDown), stuckAfterMs: STUCK_AFTER_MS };
     for (const f of faultLog) if (f.healedAtMs !== undefined) f.recoveredAtMs = recoveredAt(watch.samples, f.healedAtMs);
@@ -809,7 +813,7 @@ async function queueDepth(nodes: NodeProcess[]): Promise<number | undefined> {
 }
 
 /** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
-async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number): Promise<Map<string, number | undefined>> {
+async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number, token: string): Promise<Map<string, number | undefined>> {
   const counted = new Map<string, number | undefined>();
   let turn = 0;
   for (const user of users) {
@@ -819,7 +823,7 @@ async function countedPerUser(users: string[], targets: () => LoadTarget[], ends
       const target = live[turn++ % Math.max(1, live.length)];
       if (!target) break;
       try {
-        const res = await fetch(`http://${target.host}:${target.port}/users/${encodeURIComponent(user)}/summary`, { signal: AbortSignal.timeout(5000) });
+        const res = await fetch(`http://${target.host}:${target.port}/users/${encodeURIComponent(user)}/summary`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
         if (res.ok) n = ((await res.json()) as { events: number }).events;
       } catch {
         // another node, next attempt

@@ -46,7 +46,7 @@ import type { BenchOptions, BenchResult } from './run.js';
 import { SpanSink } from './tracing.js';
 
 const PG_URL = process.env.TROUPE_BENCH_POSTGRES ?? process.env.TROUPE_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
-const SECRET = 'bench-secret';
+const SECRET = 'bench-secret-0123456789abcdef0123456789';
 const CARTS = 10_000;
 const CONCURRENCY = 256;
 const POOL = 4;

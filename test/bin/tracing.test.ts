@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,8 @@ import { OtlpReceiver, type ReceivedSpan } from '../runtime/otlp-receiver.js';
 import { eventually } from '../runtime/helpers.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
-const SECRET = 'tracing-test-secret';
+const SECRET = 'tracing-test-secret-0123456789abcdef';
+const SUMMARY_TOKEN = 'tracing-test-summary-token-0123456789';
 
 function call<R>(client: grpc.Client, method: string, request: unknown, metadata: grpc.Metadata): Promise<R> {
   return new Promise((resolve, reject) => (client as any)[method](request, metadata, (err: Error | null, reply: R) => (err ? reject(err) : resolve(reply))));
@@ -40,11 +41,13 @@ function one(spans: ReceivedSpan[], name: string): ReceivedSpan {
 test('a traced carts call and a traced events POST are followed through the gateways, the queue and the actors', async (t) => {
   const receiver = await OtlpReceiver.start();
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-tracing-'));
+  const summaryTokenFile = join(dataDir, 'summary-token');
+  writeFileSync(summaryTokenFile, SUMMARY_TOKEN, { mode: 0o600 });
   const child = spawn(
     process.execPath,
     [
       TROUPE, 'node', '--host', '127.0.0.1', '--data-dir', dataDir, '--shards', '2', '--log-level', 'warn',
-      '--gateways', 'carts,events', '--carts-secret', SECRET,
+      '--gateways', 'carts,events', '--carts-secret', SECRET, '--events-summary-token-file', summaryTokenFile,
       '--otlp-endpoint', receiver.endpoint, '--trace-sample-ratio', '0',
       ...['carts-port', 'events-port', 'cluster-port', 'ops-port'].flatMap((s) => [`--${s}`, '0']),
     ],
@@ -84,7 +87,7 @@ test('a traced carts call and a traced events POST are followed through the gate
     t.is(post.status, 202);
     t.true(
       await eventually(async () => {
-        const r = await fetch(`http://127.0.0.1:${eventsPort}/users/${user}/summary`).catch(() => undefined);
+        const r = await fetch(`http://127.0.0.1:${eventsPort}/users/${user}/summary`, { headers: { authorization: `Bearer ${SUMMARY_TOKEN}` } }).catch(() => undefined);
         return r?.status === 200 && ((await r.json()) as { events?: number }).events === 1;
       }, 20_000),
       'the event reached the user actor',

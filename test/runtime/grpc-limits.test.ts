@@ -6,7 +6,8 @@ import { connect, type Socket } from 'node:net';
 import { startCartsServer } from '../../gateways/carts/server.js';
 import { PresenceServer } from '../../gateways/presence/server.js';
 import { ClusterTransport } from '../../runtime/cluster/transport.js';
-import { grpcServerOptions, type GrpcServerLimits } from '../../runtime/grpc-limits.js';
+import { DEFAULT_GRPC_LIMITS, GRPC_LIMIT_SETTINGS, grpcLimitsFrom, grpcServerOptions, type GrpcServerLimits } from '../../runtime/grpc-limits.js';
+import { readSettings } from '../../runtime/settings.js';
 import { inspectorService, startInspectorServer } from '../../runtime/inspector/service.js';
 import { rootLogger } from '../../runtime/log.js';
 
@@ -42,6 +43,21 @@ test('the options: every limit set, the site overriding some, bad values refused
   t.is(o['grpc.max_receive_message_length'], 1024);
   t.is(o['grpc.enable_channelz'], 0);
   t.throws(() => grpcServerOptions({ maxConcurrentStreams: 0 }), { message: /maxConcurrentStreams: got 0/ });
+});
+
+test('the settings: their defaults are the limits of today; given, they reach the server options; unset streams leave each server its own', (t) => {
+  const defaults = readSettings(GRPC_LIMIT_SETTINGS, { argv: [], env: {} }).values;
+  t.deepEqual(grpcLimitsFrom(defaults), { maxConnectionIdleMs: DEFAULT_GRPC_LIMITS.maxConnectionIdleMs, maxConnectionAgeMs: DEFAULT_GRPC_LIMITS.maxConnectionAgeMs });
+  t.is(grpcServerOptions({ maxConcurrentStreams: 10_000, ...grpcLimitsFrom(defaults) })['grpc.max_concurrent_streams'], 10_000, "presence's own default holds");
+  const given = readSettings(GRPC_LIMIT_SETTINGS, { argv: ['--grpc-max-streams', '64', '--grpc-idle-timeout', '30s', '--grpc-max-connection-age', '2h'], env: {} }).values;
+  t.deepEqual(grpcLimitsFrom(given), { maxConcurrentStreams: 64, maxConnectionIdleMs: 30_000, maxConnectionAgeMs: 7_200_000 });
+  const o = grpcServerOptions({ maxConcurrentStreams: 10_000, ...grpcLimitsFrom(given) });
+  t.is(o['grpc.max_concurrent_streams'], 64);
+  t.is(o['grpc.max_connection_idle_ms'], 30_000);
+  t.is(o['grpc.max_connection_age_ms'], 7_200_000);
+  t.throws(() => readSettings(GRPC_LIMIT_SETTINGS, { argv: ['--grpc-max-streams', '0'], env: {} }), { message: /grpc-max-streams/ });
+  t.throws(() => readSettings(GRPC_LIMIT_SETTINGS, { argv: ['--grpc-idle-timeout', 'soon'], env: {} }), { message: /grpc-idle-timeout/ });
+  t.is(readSettings(GRPC_LIMIT_SETTINGS, { argv: [], env: { TROUPE_GRPC_MAX_STREAMS: '12' } }).values['grpc-max-streams'], 12);
 });
 
 test('cluster port: a preface-only connection is closed after the idle limit', async (t) => {

@@ -1,16 +1,19 @@
-// Bearer tokens of the carts gateway: good tokens pass; forged, expired, malformed, oversized and
-// hostile ones are refused with an AuthError (never another exception).
+// Bearer tokens of the carts gateway: good tokens pass; forged, expired, malformed, oversized,
+// hostile ones and those of another issuer or audience are refused with an AuthError (never
+// another exception).
 
 import test from 'ava';
 import fc from 'fast-check';
 import { createHmac } from 'node:crypto';
-import { AuthError, bearerOf, signToken, verifyToken } from '../../../gateways/carts/auth.js';
+import { AuthError, bearerOf, signToken, TOKEN_AUDIENCE, TOKEN_ISSUER, verifyToken } from '../../../gateways/carts/auth.js';
 
-const SECRET = 's3cret-for-tests';
+const SECRET = 's3cret-for-tests-0123456789abcdef';
 const USER = '3f2a0c1e-7b4d-4e8a-9c61-2d5f0a9b8c7e';
 const NOW = 1_800_000_000_000;
 
+/** A token signed with the secret; `iss` and `aud` are the right ones unless the payload says otherwise. */
 function forge(header: object, payload: object, secret = SECRET): string {
+  if (!Array.isArray(payload)) payload = { iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE, ...payload };
   const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
   return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
@@ -39,6 +42,24 @@ test('refuses alg none and other algorithms, missing exp, bad subjects', (t) => 
   t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: 'admin', exp }), NOW), { message: /subject/ });
   t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: 42, exp }), NOW), { message: /subject/ });
   t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, [USER] as unknown as object), NOW), { message: /not a JSON object/ });
+});
+
+test('a signed token carries iss and aud; a wrong or missing issuer or audience is refused', (t) => {
+  const claims = JSON.parse(Buffer.from(signToken(SECRET, USER, { nowMs: NOW }).split('.')[1]!, 'base64url').toString('utf8'));
+  t.is(claims.iss, 'troupe-carts');
+  t.is(claims.aud, 'troupe-carts');
+  const exp = NOW / 1000 + 60;
+  t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: USER, exp, iss: 'someone-else' }), NOW), { instanceOf: AuthError, message: /issuer \(iss\) is "someone-else"; carts tokens have iss "troupe-carts"/ });
+  t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: USER, exp, iss: undefined }), NOW), { instanceOf: AuthError, message: /issuer \(iss\) is missing/ });
+  t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: USER, exp, aud: 'billing' }), NOW), { instanceOf: AuthError, message: /audience \(aud\) is "billing"/ });
+  t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: USER, exp, aud: undefined }), NOW), { instanceOf: AuthError, message: /audience \(aud\) is missing/ });
+  t.throws(() => verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: USER, exp, aud: ['billing'] }), NOW), { instanceOf: AuthError, message: /audience/ });
+  // An audience list that names the carts is a token for the carts (RFC 7519, 4.1.3).
+  t.deepEqual(verifyToken(SECRET, forge({ alg: 'HS256' }, { sub: USER, exp, aud: ['billing', TOKEN_AUDIENCE] }), NOW), { user: USER, admin: false });
+  // A token of the old form (no iss, no aud), signed with the right secret: refused, saying why.
+  const old = `${Buffer.from('{"alg":"HS256"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: USER, exp })).toString('base64url')}`;
+  const oldToken = `${old}.${createHmac('sha256', SECRET).update(old).digest('base64url')}`;
+  t.throws(() => verifyToken(SECRET, oldToken, NOW), { message: /iss.*missing.*ask for a new token/ });
 });
 
 test('refuses malformed and oversized tokens', (t) => {

@@ -163,6 +163,7 @@ export function registerSuite(anyTest: TestFn<unknown>, backend: Backend): void 
     const a = await newItem(f, 'P', 5);
     const cart = randomUUID();
     await f.cart('AddItem', { cart_uuid: cart, item_uuid: a.uuid, quantity: 1 }, f.alice);
+    // Another user's cart is answered as a cart that does not exist: same status, same text.
     for (const [method, req] of [
       ['Get', { uuid: cart }],
       ['AddItem', { cart_uuid: cart, item_uuid: a.uuid, quantity: 1 }],
@@ -171,7 +172,7 @@ export function registerSuite(anyTest: TestFn<unknown>, backend: Backend): void 
       ['Empty', { cart_uuid: cart }],
     ] as const) {
       const e = await code(f.cart(method, req, f.bob));
-      t.is(e.code, grpc.status.PERMISSION_DENIED, method);
+      t.is(e.code, grpc.status.NOT_FOUND, method);
     }
     t.is((await f.cart('Get', { uuid: cart }, f.admin)).result.user_uuid, f.aliceId);
     t.is((await code(f.cart('AddItem', { cart_uuid: cart, item_uuid: a.uuid, quantity: 1 }, f.admin))).code, grpc.status.PERMISSION_DENIED);
@@ -183,6 +184,27 @@ export function registerSuite(anyTest: TestFn<unknown>, backend: Backend): void 
     const forged = signToken('another-secret', f.aliceId);
     t.is((await code(f.cart('Get', { uuid: cart }, forged))).code, grpc.status.UNAUTHENTICATED);
     t.is((await code(f.cart('Get', { uuid: cart }, null))).code, grpc.status.UNAUTHENTICATED);
+  });
+
+  test.serial('not yours answers exactly as not found: Get, UpdateQuantity and Empty of either cart alike', async (t) => {
+    const { f } = t.context;
+    const a = await newItem(f, 'S', 1);
+    const alices = randomUUID();
+    await f.cart('AddItem', { cart_uuid: alices, item_uuid: a.uuid, quantity: 1 }, f.alice);
+    const nobodys = randomUUID();
+    for (const [method, req] of [
+      ['Get', (uuid: string) => ({ uuid })],
+      ['UpdateQuantity', (uuid: string) => ({ cart_uuid: uuid, item_uuid: a.uuid, quantity: 2 })],
+      ['Empty', (uuid: string) => ({ cart_uuid: uuid })],
+    ] as const) {
+      const notYours = await code(f.cart(method, req(alices), f.bob));
+      const notFound = await code(f.cart(method, req(nobodys), f.bob));
+      t.is(notYours.code, grpc.status.NOT_FOUND, method);
+      t.is(notFound.code, notYours.code, method);
+      t.is(notFound.details.replace(nobodys, '<uuid>'), notYours.details.replace(alices, '<uuid>'), method);
+    }
+    // Alice's cart is as she left it.
+    t.is((await f.cart('Get', { uuid: alices }, f.alice)).result.entries[0].quantity, 1);
   });
 
   test.serial('Item price change shows in carts at once; a deleted item leaves every cart', async (t) => {

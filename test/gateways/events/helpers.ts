@@ -33,6 +33,9 @@ export const BACKENDS: Backend[] = ['embedded', 'cluster', 'mysql'];
 
 const USER_ACTOR = new URL('../../../actors/user.js', import.meta.url).href;
 
+/** The token GET /users/<id>/summary needs in these tests (`get` sends it). */
+export const SUMMARY_TOKEN = 'events-tests-summary-token-0123456789abcdef';
+
 /** Options for a pipeline with its own names: a data dir, and on cluster a queue name and a schema. */
 export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, 'activity' | 'log'> {
   const tag = `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -52,6 +55,7 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
     maxBodyBytes: 1_048_576,
     maxPendingEnqueues: 2000,
     maxQueueDepth: 1_000_000,
+    summaryToken: SUMMARY_TOKEN,
     drainTimeoutMs: 20_000,
   };
 }
@@ -118,8 +122,9 @@ export async function post(url: string, body: unknown, headers: Record<string, s
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
+/** A GET with the summary token (harmless on the other paths). */
 export async function get(url: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: { authorization: `Bearer ${SUMMARY_TOKEN}` } });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }

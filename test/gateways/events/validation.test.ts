@@ -84,6 +84,8 @@ test('prototype keys are unknown fields, not a way in', (t) => {
 });
 
 // The HTTP door, with stand-ins for the queue and the rest.
+const SUMMARY_TOKEN = 'summary-token-of-the-validation-tests-0123456789';
+
 async function door(t: import('ava').ExecutionContext, opts: { maxBodyBytes?: number; failQueue?: boolean; queueFull?: () => boolean } = {}) {
   const accepted: AcceptedEvent[][] = [];
   const checks = { count: 0 };
@@ -111,6 +113,7 @@ async function door(t: import('ava').ExecutionContext, opts: { maxBodyBytes?: nu
       async summary(user_id) {
         return { user_id, events: 0, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
       },
+      summaryToken: SUMMARY_TOKEN,
       log: testLog,
     },
     '127.0.0.1',
@@ -231,9 +234,10 @@ test('HTTP: unknown paths 404, wrong methods 405, a failed queue 503, summary id
   t.is(m.status, 405);
   t.is(m.headers.get('allow'), 'POST');
   t.is((await call(`${url}/metrics`, { method: 'DELETE' })).status, 405);
-  t.is((await call(`${url}/users/u1/summary`)).body.user_id, 'u1');
-  t.is((await call(`${url}/users/${'x'.repeat(51)}/summary`)).status, 400);
-  t.is((await call(`${url}/users/%E0%A4%A/summary`)).status, 400);
+  const bearer = { headers: { authorization: `Bearer ${SUMMARY_TOKEN}` } };
+  t.is((await call(`${url}/users/u1/summary`, bearer)).body.user_id, 'u1');
+  t.is((await call(`${url}/users/${'x'.repeat(51)}/summary`, bearer)).status, 400);
+  t.is((await call(`${url}/users/%E0%A4%A/summary`, bearer)).status, 400);
   t.is((await call(`${url}/health`)).status, 200);
   const down = await door(t, { failQueue: true });
   const r = await call(`${down.url}/events`, json(valid));
