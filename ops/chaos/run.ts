@@ -6,7 +6,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { CounterLoad, readCounters } from './counter-load.js';
 import { RunNetwork, networkProblem } from './network.js';
 import { OwnershipWatch, judgeOwnership, recoveredAt, type FaultRecord } from './ownership-watch.js';
@@ -22,6 +22,7 @@ import { openEventStore } from '../../gateways/events/open-store.js';
 import type { ProcessedEventStore } from '../../gateways/events/store.js';
 import { NodeProcess, sleep } from './node-process.js';
 import { redactedUrl } from '../../runtime/index.js';
+import { createCertificateAuthority, issueCertificate } from '../../runtime/certs.js';
 import { describeFault, NODE_FAULTS, planFaults, type PlannedFault } from './schedule.js';
 import { NETWORK_FAULTS, REDIS_FAULTS, type ChaosOptions } from './settings.js';
 import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeCounters, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
@@ -270,7 +271,9 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const redisArgs = redisSetup?.replica ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
     const secret = randomBytes(24).toString('base64url');
     const storeArgs = nodeMysqlUrl ? ['--events-store', 'mysql', '--mysql', nodeMysqlUrl] : ['--events-store', 'postgres'];
-    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs], postgresUrl, network);
+    const tls = await makeClusterCerts(join(runDir, 'certs'), o.nodes);
+    io.out(`  cluster port: mutual TLS, CA and node certificates in ${join(runDir, 'certs')}`);
+    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs], postgresUrl, network, tls);
 
     db = new Postgres(postgresUrl);
     if (withEvents) {
@@ -535,7 +538,20 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
   }
 }
 
-function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: string, redisArgs: string[], postgresUrl: string, network: RunNetwork | undefined): NodeProcess[] {
+/** The run's own CA and a certificate per node (n1, n2, ...), as `troupe certs` makes them: the nodes talk mutual TLS. */
+async function makeClusterCerts(dir: string, count: number): Promise<(name: string) => string[]> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const ca = await createCertificateAuthority({ name: 'Troupe chaos run CA', days: 7 });
+  writeFileSync(join(dir, 'ca.pem'), ca.cert);
+  for (let i = 1; i <= count; i++) {
+    const pair = await issueCertificate({ ca, name: `n${i}`, days: 7 });
+    writeFileSync(join(dir, `n${i}.pem`), pair.cert);
+    writeFileSync(join(dir, `n${i}-key.pem`), pair.key, { mode: 0o600 });
+  }
+  return (name) => ['--tls-ca', join(dir, 'ca.pem'), '--tls-cert', join(dir, `${name}.pem`), '--tls-key', join(dir, `${name}-key.pem`)];
+}
+
+function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: string, redisArgs: string[], postgresUrl: string, network: RunNetwork | undefined, tlsArgs: (name: string) => string[]): NodeProcess[] {
   const gateways = o.workloads.map((w) => (w === 'counters' ? 'chaos-counter' : w)).join(',');
   const ports = ['ops', ...(o.workloads.includes('events') ? ['events.http'] : []), ...(o.workloads.includes('carts') ? ['carts.grpc'] : []), ...(o.workloads.includes('counters') ? ['chaos-counter.http'] : [])];
   const args = (address: string) => [
@@ -570,7 +586,7 @@ function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: str
     mkdirSync(dataDir, { recursive: true });
     const link = network?.links[i];
     const address = link?.address ?? '127.0.0.1';
-    return new NodeProcess({ name, dataDir, logFile: join(runDir, `${name}.log`), troupeBin: TROUPE_BIN, command: 'chaos-node', args: args(address), ports, address, netns: link?.netns });
+    return new NodeProcess({ name, dataDir, logFile: join(runDir, `${name}.log`), troupeBin: TROUPE_BIN, command: 'chaos-node', args: [...args(address), ...tlsArgs(name)], ports, address, netns: link?.netns });
   });
 }
 
