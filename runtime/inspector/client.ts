@@ -93,6 +93,8 @@ export class InspectorClient {
     const { Client } = inspectorProtocol();
     this.#secure = options.tls !== undefined;
     this.#client = new Client(address, options.tls ? inspectorCredentials(options.tls) : grpc.credentials.createInsecure(), {
+      // The name is not checked (see inspectorCredentials); a fixed one keeps an IP address out of SNI.
+      ...(options.tls ? { 'grpc.ssl_target_name_override': 'troupe-node' } : {}),
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
       // An inspector session is short and interactive: retry a refused connection fast.
       'grpc.initial_reconnect_backoff_ms': 100,
