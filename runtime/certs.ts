@@ -105,7 +105,9 @@ export async function issueCertificate(o: IssueOptions): Promise<PemPair> {
   if (!check.ca) throw new ConfigError(`the CA certificate (${check.subject}) is not a CA certificate; give the directory troupe certs create-ca wrote`);
   if (!check.checkPrivateKey(createPrivateKey(o.ca.key))) throw new ConfigError('the CA key does not belong to the CA certificate; give the ca.pem and ca-key.pem written together by troupe certs create-ca');
   const now = o.now ?? new Date();
-  const notAfter = new Date(now.getTime() + (o.days ?? 825) * DAY_MS);
+  let notAfter = new Date(now.getTime() + (o.days ?? 825) * DAY_MS);
+  // X.509 times are whole seconds: a CA made a moment ago for as many days ends a little earlier.
+  if (notAfter.getTime() > Date.parse(check.validTo) && notAfter.getTime() - Date.parse(check.validTo) < 60_000) notAfter = new Date(check.validTo);
   if (notAfter.getTime() > Date.parse(check.validTo)) {
     throw new ConfigError(`a certificate valid for ${o.days ?? 825} days would outlive its CA (valid to ${new Date(check.validTo).toISOString()}); give fewer --days`);
   }

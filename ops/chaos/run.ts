@@ -541,7 +541,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
 /** The run's own CA and a certificate per node (n1, n2, ...), as `troupe certs` makes them: the nodes talk mutual TLS. */
 async function makeClusterCerts(dir: string, count: number): Promise<(name: string) => string[]> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const ca = await createCertificateAuthority({ name: 'Troupe chaos run CA', days: 7 });
+  const ca = await createCertificateAuthority({ name: 'Troupe chaos run CA', days: 8 });
   writeFileSync(join(dir, 'ca.pem'), ca.cert);
   for (let i = 1; i <= count; i++) {
     const pair = await issueCertificate({ ca, name: `n${i}`, days: 7 });
