@@ -175,13 +175,29 @@ async function remotePair(tells: number, asks: number, tls?: Record<'bench-a' | 
   }
 }
 
-/** Remote tells and asks over mutual TLS, each row against `plain` (the same pair in plaintext, same run). */
-async function tlsRows(bench: string, tells: number, asks: number, plain: { tells: number; asks: number }): Promise<BenchResult[]> {
-  progress('two nodes over mutual TLS (ECDSA P-256 certificates of a CA of the bench\'s own)');
-  const secure = await remotePair(tells, asks, await benchCerts());
+/**
+ * Remote tells and asks over mutual TLS against the same pair in plaintext, in this run: pairs
+ * alternate (plaintext, TLS, plaintext, TLS, ...) and each side keeps its best round, so that a
+ * neighbour's load on a shared machine lands on both sides rather than on one.
+ */
+async function tlsRows(bench: string, tells: number, asks: number, rounds: number): Promise<BenchResult[]> {
+  const certs = await benchCerts();
+  const plain = { tells: 0, asks: 0 };
+  const secure = { tells: 0, asks: 0 };
+  for (let round = 1; round <= rounds; round++) {
+    progress(`round ${round} of ${rounds}: two nodes in plaintext, then over mutual TLS (ECDSA P-256)`);
+    const p = await remotePair(tells, asks);
+    const s = await remotePair(tells, asks, certs);
+    progress(`  plaintext ${Math.round(p.tells)} tells/s, ${Math.round(p.asks)} asks/s; mutual TLS ${Math.round(s.tells)} tells/s, ${Math.round(s.asks)} asks/s`);
+    plain.tells = Math.max(plain.tells, p.tells);
+    plain.asks = Math.max(plain.asks, p.asks);
+    secure.tells = Math.max(secure.tells, s.tells);
+    secure.asks = Math.max(secure.asks, s.asks);
+  }
+  const best = `best of ${rounds} alternating rounds`;
   return [
-    { bench, metric: 'tells/s to actors on another node, mutual TLS (baseline: plaintext, same run)', value: Math.round(secure.tells), unit: 'msg/s', baseline: Math.round(plain.tells), ratio: secure.tells / plain.tells, target: 'ratio >= 0.8' },
-    { bench, metric: 'asks/s to actors on another node (64 in flight), mutual TLS (baseline: plaintext, same run)', value: Math.round(secure.asks), unit: 'ask/s', baseline: Math.round(plain.asks), ratio: secure.asks / plain.asks, target: 'ratio >= 0.8' },
+    { bench, metric: `tells/s to actors on another node, mutual TLS (baseline: plaintext, same run; ${best})`, value: Math.round(secure.tells), unit: 'msg/s', baseline: Math.round(plain.tells), ratio: secure.tells / plain.tells, target: 'ratio >= 0.8' },
+    { bench, metric: `asks/s to actors on another node (64 in flight), mutual TLS (baseline: plaintext, same run; ${best})`, value: Math.round(secure.asks), unit: 'ask/s', baseline: Math.round(plain.asks), ratio: secure.asks / plain.asks, target: 'ratio >= 0.8' },
   ];
 }
 
@@ -238,11 +254,7 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
   // `npm run bench -- cluster wait`: only the replica-and-WAIT row.
   if (o.args.includes('wait')) return replicaWaitRows(bench, Math.round(200_000 * scale));
   // `npm run bench -- cluster tls`: a plaintext pair, then the same over mutual TLS.
-  if (o.args.includes('tls')) {
-    const [tells, asks] = [Math.round(1_000_000 * scale), Math.round(200_000 * scale)];
-    progress('two nodes in plaintext (the reference)');
-    return tlsRows(bench, tells, asks, await remotePair(tells, asks));
-  }
+  if (o.args.includes('tls')) return tlsRows(bench, Math.round(1_000_000 * scale), Math.round(200_000 * scale), 3);
   const rows: BenchResult[] = [];
   const redis = newRedis();
   const cluster = uniqueCluster();
@@ -286,7 +298,7 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
     rows.push({ bench, metric: 'asks/s to actors on another node (64 in flight)', value: Math.round(remoteAsks.rate), unit: 'ask/s', baseline: Math.round(aloneAsks.rate), ratio: remoteAsks.rate / aloneAsks.rate, target: '>= 20,000' });
     rows.push({ bench, metric: 'ask latency p50, other node', value: Number(remoteAsks.p50.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p50.toFixed(2)) });
     rows.push({ bench, metric: 'ask latency p99, other node', value: Number(remoteAsks.p99.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p99.toFixed(2)), target: '<= 10 ms' });
-    rows.push(...(await tlsRows(bench, tells, asks, { tells: remoteTells, asks: remoteAsks.rate })));
+    rows.push(...(await tlsRows(bench, tells, asks, 2)));
     // Actors this node serves, so the difference from one node alone is the changelog write.
     const localTallies = keysServed(a, 10_000, true, 'tally');
     await durableRate(a, localTallies, durables / 10, 2000);
