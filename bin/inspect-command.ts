@@ -3,6 +3,7 @@
 // result (text, or one JSON object per line with --json). A failed command is reported and the
 // session goes on; the exit code says whether every command succeeded.
 
+import { accessSync, constants } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { clusterKeys } from '../runtime/cluster/keys.js';
@@ -20,6 +21,9 @@ export const inspectSettings: SettingSpec[] = [
   ...redisSettings,
   { name: 'cluster', kind: 'string', default: 'troupe', description: 'the cluster to inspect, with --redis (or --redis-sentinels and --redis-master)' },
   { name: 'eval', kind: 'string', default: undefined, description: 'run these commands (separated by ; or new lines) and exit; without it, commands come from standard input, at a prompt on a terminal' },
+  { name: 'tls-ca', kind: 'string', default: undefined, description: "mutual TLS: the cluster's CA certificate, PEM; the nodes' certificates must be issued by it" },
+  { name: 'tls-cert', kind: 'string', default: undefined, description: 'mutual TLS: your certificate, PEM, issued by the same CA (troupe certs issue --name YOU)' },
+  { name: 'tls-key', kind: 'string', default: undefined, description: 'mutual TLS: the private key of --tls-cert, PEM' },
   { name: 'json', kind: 'bool', default: false, description: 'print each result as one JSON object per line' },
   { name: 'timeout', kind: 'duration', min: 1, max: 600_000, default: 3000, description: 'how long a call to a node may take' },
   { name: 'ask-timeout', kind: 'duration', min: 1, max: 60_000, default: 5000, description: "how long ask waits for the actor's reply (at most 60s)" },
@@ -48,6 +52,18 @@ function checkInspectSettings(values: SettingValues, rest: string[]): RedisEndpo
     clusterKeys(String(values.cluster));
   } catch (err) {
     problems.push(`setting cluster: ${(err as Error).message}`);
+  }
+  const tls = ['tls-ca', 'tls-cert', 'tls-key'];
+  const given = tls.filter((n) => values[n] !== undefined);
+  if (given.length > 0 && given.length < tls.length) {
+    problems.push(`settings ${tls.join(', ')}: give all three (mutual TLS) or none (plaintext); missing ${tls.filter((n) => values[n] === undefined).map((n) => `--${n}`).join(' and ')}`);
+  }
+  for (const n of given) {
+    try {
+      accessSync(String(values[n]), constants.R_OK);
+    } catch (err) {
+      problems.push(`setting ${n}: cannot read ${String(values[n])} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
   }
   for (const word of rest) problems.push(`unexpected argument "${word}": give commands with --eval "stats; ring" or on standard input`);
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
@@ -90,6 +106,7 @@ export async function runInspect(values: SettingValues, rest: string[]): Promise
     redis,
     timeoutMs: Number(values.timeout),
     askTimeoutMs: Number(values['ask-timeout']),
+    tls: values['tls-ca'] === undefined ? undefined : { ca: String(values['tls-ca']), cert: String(values['tls-cert']), key: String(values['tls-key']) },
   });
   let failed = 0;
   const runLine = async (line: string): Promise<void> => {

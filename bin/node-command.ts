@@ -14,6 +14,7 @@ import {
 import { setRootLogger } from '../runtime/log.js';
 import { redisEndpointFrom } from '../runtime/redis-settings.js';
 import { newNodeId } from '../runtime/node.js';
+import { checkTlsFiles } from '../runtime/cluster/cluster-tls.js';
 import { registerRuntimeMetrics, startOpsServer } from '../runtime/ops-server.js';
 import { createDashboard } from '../runtime/dashboard/dashboard.js';
 
@@ -42,9 +43,16 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     throw new ConfigError(`setting otlp-endpoint: got "${String(otlp)}"; traces go over OTLP/HTTP, so give an http:// or https:// URL such as http://collector:4318/v1/traces`);
   }
   const inspectorHost = redis ? String(values.host) : String(values['inspector-host'] ?? '127.0.0.1');
+  // The name peers check: a node id is `<name>-<time>-<random>` and its certificate names <name>.
+  const idName = name.replace(/[^A-Za-z0-9-]/g, '-');
+  const tls = clusterTlsFrom(values, redis !== undefined, idName);
+  // In a cluster the inspector answers anyone with a certificate of the cluster's CA: read-only
+  // unless asked. Alone it is on loopback (or where --inspector-host says) and full.
+  const inspectorMode = (values.inspector ?? (redis ? 'read-only' : 'full')) as 'full' | 'read-only' | 'off';
+  const inspectorPort = values['inspector-port'] === undefined ? undefined : Number(values['inspector-port']);
 
   const node = await startNode({
-    nodeId: newNodeId().replace(/^[^-]+(?=-)/, name.replace(/[^A-Za-z0-9-]/g, '-')),
+    nodeId: newNodeId(idName),
     dataDir,
     shards: Number(values.shards),
     partitions: Number(values.partitions),
@@ -62,9 +70,12 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
         }
       : undefined,
     inspector:
-      values.inspector === 'off'
+      inspectorMode === 'off'
         ? undefined
-        : { mode: values.inspector as 'full' | 'read-only', host: inspectorHost, port: Number(values['cluster-port']), ports: () => ports },
+        : inspectorPort !== undefined
+          ? { mode: inspectorMode, host: redis ? '127.0.0.1' : String(values['inspector-host'] ?? '127.0.0.1'), port: inspectorPort, ownListener: true, ports: () => ports }
+          : { mode: inspectorMode, host: inspectorHost, port: Number(values['cluster-port']), ports: () => ports },
+    tls,
     tracing: values['otlp-endpoint'] === undefined ? undefined : { endpoint: String(values['otlp-endpoint']), sampleRatio: Number(values['trace-sample-ratio']) },
     log,
   });
@@ -116,7 +127,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     };
     const dashboard = createDashboard({
       node,
-      inspector: values.inspector as 'full' | 'read-only' | 'off',
+      inspector: inspectorMode,
       services: () => running.map(({ gateway, handle }) => ({ name: gateway.name, panel: handle.panel?.bind(handle) })),
       ports: () => ports,
       notReady,
@@ -135,13 +146,14 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
   }
 
   if (node.clusterPort !== undefined) ports.cluster = node.clusterPort;
+  if (inspectorPort !== undefined && node.inspectorPort !== undefined) ports.inspector = node.inspectorPort;
   ports.ops = ops.port;
   for (const { gateway, handle } of running) for (const [k, v] of Object.entries(handle.ports)) ports[`${gateway.name}.${k}`] = v;
-  log.info({ nodeId: node.nodeId, dataDir, shards: node.shardCount, ports }, 'node ready');
+  log.info({ nodeId: node.nodeId, dataDir, shards: node.shardCount, ports, clusterTls: tls !== undefined, inspector: inspectorMode }, 'node ready');
   process.stderr.write(
     `troupe: node ${node.nodeId} ready; data in ${dataDir}\n` +
       Object.entries(ports)
-        .map(([k, v]) => `troupe:   ${k.padEnd(24)} ${k === 'cluster' ? inspectorHost : String(values.host)}:${v}\n`)
+        .map(([k, v]) => `troupe:   ${k.padEnd(24)} ${k === 'inspector' ? '127.0.0.1' : k === 'cluster' ? inspectorHost : String(values.host)}:${v}\n`)
         .join(''),
   );
 
@@ -163,4 +175,36 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       resolveExit(2);
     });
   });
+}
+
+/**
+ * The TLS files of the cluster port, checked now with every other problem: all three or none; in a
+ * cluster, none only with --insecure-cluster. Returns undefined for plaintext.
+ */
+function clusterTlsFrom(values: SettingValues, inCluster: boolean, idName: string): { ca: string; cert: string; key: string } | undefined {
+  const names = ['tls-ca', 'tls-cert', 'tls-key'] as const;
+  const given = names.filter((n) => values[n] !== undefined);
+  const make = `troupe certs create-ca --out DIR, then troupe certs issue --ca DIR --name ${idName} --out DIR`;
+  if (given.length === 0) {
+    if (inCluster && values['insecure-cluster'] !== true) {
+      throw new ConfigError(
+        'this node joins a cluster (--redis) and its cluster port would be plaintext, open to anyone who reaches it as a member. ' +
+          `Give --tls-ca FILE --tls-cert FILE --tls-key FILE (TROUPE_TLS_CA, TROUPE_TLS_CERT, TROUPE_TLS_KEY; make them with ${make}), ` +
+          'or --insecure-cluster to run the cluster in plaintext on purpose (a laptop, never a shared network)',
+      );
+    }
+    return undefined;
+  }
+  const problems: string[] = [];
+  if (given.length < names.length) {
+    const missing = names.filter((n) => values[n] === undefined);
+    problems.push(`settings ${names.join(', ')}: give all three or none; ${given.map((n) => `--${n}`).join(' and ')} without ${missing.map((n) => `--${n}`).join(' and ')}`);
+  }
+  if (values['insecure-cluster'] === true) problems.push('settings insecure-cluster and tls-*: both given; drop --insecure-cluster (TROUPE_INSECURE_CLUSTER) to use TLS, or the --tls-* settings for plaintext');
+  if (problems.length === 0) {
+    const files = { ca: String(values['tls-ca']), cert: String(values['tls-cert']), key: String(values['tls-key']) };
+    problems.push(...checkTlsFiles({ ...files, expectName: inCluster ? idName : undefined }).problems);
+    if (problems.length === 0) return files;
+  }
+  throw new ConfigError(problems.join('\n'));
 }

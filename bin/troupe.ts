@@ -26,6 +26,7 @@ const BUILTIN: Record<string, () => Promise<Command>> = {
   }),
   chaos: async () => (await import('../ops/chaos/command.js')).chaosCommand,
   recover: async () => (await import('./recover-command.js')).recoverCommand,
+  certs: async () => (await import('./certs-command.js')).certsCommand,
   // The nodes troupe chaos starts: every gateway plus the chaos counters (a durable actor type of its own).
   'chaos-node': async () => {
     const { chaosCounterGateway } = await import('../ops/chaos/counter-gateway.js');

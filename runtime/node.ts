@@ -12,6 +12,7 @@ import type { AnyActorDefinition } from './actor.js';
 import { ActorRef } from './actor-ref.js';
 import { OWNED_ELSEWHERE, OWNED_HERE } from './envelope.js';
 import { joinCluster, type ClusterMember } from './cluster/cluster-member.js';
+import { ClusterTls, nodeNameOf, type ClusterTlsFiles } from './cluster/cluster-tls.js';
 import { ConfigError, NotRunning, UnknownActorType } from './errors.js';
 import { inspectorService, startInspectorServer, type InspectedNode, type InspectorMode } from './inspector/service.js';
 import { rootLogger, type Logger } from './log.js';
@@ -49,6 +50,12 @@ export interface NodeOptions {
   /** Serve the Inspector gRPC service (`troupe inspect`); without it, none. */
   inspector?: InspectorOptions;
   /**
+   * Mutual TLS on the cluster port and the inspector's listener: PEM files, checked at start
+   * (ConfigError) and read again every `refreshMs` (default 5000) for a rotation. In a cluster the
+   * certificate must name the node's name (the node id without its last two `-` parts).
+   */
+  tls?: ClusterTlsFiles & { refreshMs?: number };
+  /**
    * Record OpenTelemetry spans and send them over OTLP/HTTP, in every shard and (unless it already
    * records, e.g. a test's own provider) in this thread; without it, no tracing.
    */
@@ -61,10 +68,12 @@ export interface InspectorOptions {
   mode: InspectorMode;
   /**
    * Alone, where the inspector listens (port 0: any free port); in a cluster it is served on the
-   * cluster port beside the node-to-node transport, and these are ignored.
+   * cluster port beside the node-to-node transport, and these are ignored unless `ownListener`.
    */
   host: string;
   port: number;
+  /** Serve on host:port even in a cluster, not on the cluster port (--inspector-port: loopback). */
+  ownListener?: boolean;
   /** The gateways' and ops ports to report, asked at each call (they bind after the node starts). */
   ports?: () => Record<string, number>;
 }
@@ -87,6 +96,8 @@ export interface TroupeNode extends ActorSystem {
   readonly shardCount: number;
   /** The port of the node's gRPC server (node-to-node and the inspector); undefined when it runs neither. */
   readonly clusterPort: number | undefined;
+  /** Where the inspector listens: the cluster port, its own listener's, or undefined when off. */
+  readonly inspectorPort: number | undefined;
   /** Resolves if a shard dies: the node can no longer serve its partitions. */
   readonly failed: Promise<Error>;
   /** True while this node serves the partition (always, alone; in a cluster, while it holds the lease). */
@@ -148,8 +159,9 @@ async function loadDefinitions(urls: readonly string[]): Promise<Map<string, Any
   return defs;
 }
 
-export function newNodeId(): string {
-  return `${hostname().replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+/** `<name>-<time36>-<hex6>`: unique across restarts; the name (default the host name) is what a node's certificate names. */
+export function newNodeId(name: string = hostname()): string {
+  return `${name.replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
 export async function startNode(options: NodeOptions): Promise<TroupeNode> {
@@ -165,6 +177,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     throw new ConfigError(`partitions must be a whole number from the shard count (${shardCount}) to 1048576, got ${partitions}`);
   }
   const dataDir = resolve(options.dataDir);
+  const tls = options.tls ? ClusterTls.load({ ...options.tls, expectName: options.cluster ? nodeNameOf(nodeId) : undefined, log }) : undefined;
   prepareDataDir(dataDir, partitions, shardCount, log);
   const defs = await loadDefinitions(options.actorModules);
   const tracing = options.tracing ? { ...options.tracing, attributes: { 'service.instance.id': nodeId, 'troupe.node': nodeId, ...options.tracing.attributes } } : undefined;
@@ -283,11 +296,22 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     ownership: ownershipTable,
   });
   let standaloneInspector: Awaited<ReturnType<typeof startInspectorServer>> | undefined;
+  // Its own listener first: a port taken fails the start before this node joins the cluster.
+  if (inspector && (!options.cluster || options.inspector!.ownListener)) {
+    try {
+      standaloneInspector = await startInspectorServer(options.inspector!.host, options.inspector!.port, inspector, {}, tls);
+    } catch (err) {
+      stopping = true;
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw new ConfigError((err as Error).message);
+    }
+  }
   if (options.cluster) {
     try {
       cluster = await joinCluster({
         ...options.cluster,
-        services: inspector ? [inspector] : [],
+        services: inspector && !options.inspector!.ownListener ? [inspector] : [],
+        tls,
         self: nodeId,
         partitions,
         router,
@@ -300,19 +324,13 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
       });
     } catch (err) {
       stopping = true;
+      await standaloneInspector?.close();
       await Promise.all(workers.map((w) => w.terminate()));
       throw err;
     }
-  } else if (inspector) {
-    try {
-      standaloneInspector = await startInspectorServer(options.inspector!.host, options.inspector!.port, inspector);
-    } catch (err) {
-      stopping = true;
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw new ConfigError((err as Error).message);
-    }
   }
   const clusterPort = cluster?.transport.port ?? standaloneInspector?.port;
+  const inspectorPort = inspector ? (standaloneInspector?.port ?? clusterPort) : undefined;
   if (clusterPort !== undefined) {
     const host = options.cluster?.host ?? options.inspector!.host;
     inspectorAddress = `${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${clusterPort}`;
@@ -333,6 +351,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
     dataDir,
     shardCount,
     clusterPort,
+    inspectorPort,
     failed,
     inspected,
     async typeTallies(): Promise<TypeTallySnapshot[]> {

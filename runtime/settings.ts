@@ -149,6 +149,8 @@ export function readSettings(specs: readonly SettingSpec[], sources: SettingSour
         continue;
       }
     }
+    // A list given several times is the union, in order: `--dns a --dns b` is `--dns a,b`.
+    if (spec.kind === 'list' && flags.has(spec.name)) value = `${String(flags.get(spec.name))},${String(value)}`;
     flags.set(spec.name, value);
   }
 

@@ -22,6 +22,7 @@ import { openEventStore } from '../../gateways/events/open-store.js';
 import type { ProcessedEventStore } from '../../gateways/events/store.js';
 import { NodeProcess, sleep } from './node-process.js';
 import { redactedUrl } from '../../runtime/index.js';
+import { createCertificateAuthority, issueCertificate } from '../../runtime/certs.js';
 import { describeFault, NODE_FAULTS, planFaults, type PlannedFault } from './schedule.js';
 import { NETWORK_FAULTS, REDIS_FAULTS, type ChaosOptions } from './settings.js';
 import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeCounters, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
@@ -268,13 +269,17 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     // With a replica and Sentinels (redis-failover), the nodes follow the Sentinels; the URL still
     // gives the password and db.
     const redisArgs = redisSetup?.replica ? ['--redis', redisUrl, '--redis-sentinels', redisSetup!.sentinelAddresses, '--redis-master', SENTINEL_MASTER] : ['--redis', redisUrl];
-    const secret = randomBytes(24).toString('base64url');
+    // One carts secret for every node, from a 0600 file (a flag would show in ps).
+    const secret = join(runDir, 'carts-secret');
+    writeFileSync(secret, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
     const storeArgs = nodeMysqlUrl ? ['--events-store', 'mysql', '--mysql', nodeMysqlUrl] : ['--events-store', 'postgres'];
     // GET /users/<id>/summary needs a token; the verdict reads every user's summary with it.
     const summaryToken = randomBytes(32).toString('base64url');
     const summaryTokenFile = join(runDir, 'summary-token');
     writeFileSync(summaryTokenFile, `${summaryToken}\n`, { mode: 0o600 });
-    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs, '--events-summary-token-file', summaryTokenFile], postgresUrl, network);
+    const tls = await makeClusterCerts(join(runDir, 'certs'), o.nodes);
+    io.out(`  cluster port: mutual TLS, CA and node certificates in ${join(runDir, 'certs')}`);
+    nodes = makeNodes(o, names, runDir, secret, [...redisArgs, ...storeArgs, '--events-summary-token-file', summaryTokenFile], postgresUrl, network, tls);
 
     db = new Postgres(postgresUrl);
     if (withEvents) {
@@ -539,7 +544,20 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
   }
 }
 
-function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: string, redisArgs: string[], postgresUrl: string, network: RunNetwork | undefined): NodeProcess[] {
+/** The run's own CA and a certificate per node (n1, n2, ...), as `troupe certs` makes them: the nodes talk mutual TLS. */
+async function makeClusterCerts(dir: string, count: number): Promise<(name: string) => string[]> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const ca = await createCertificateAuthority({ name: 'Troupe chaos run CA', days: 8 });
+  writeFileSync(join(dir, 'ca.pem'), ca.cert);
+  for (let i = 1; i <= count; i++) {
+    const pair = await issueCertificate({ ca, name: `n${i}`, days: 7 });
+    writeFileSync(join(dir, `n${i}.pem`), pair.cert);
+    writeFileSync(join(dir, `n${i}-key.pem`), pair.key, { mode: 0o600 });
+  }
+  return (name) => ['--tls-ca', join(dir, 'ca.pem'), '--tls-cert', join(dir, `${name}.pem`), '--tls-key', join(dir, `${name}-key.pem`)];
+}
+
+function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secretFile: string, redisArgs: string[], postgresUrl: string, network: RunNetwork | undefined, tlsArgs: (name: string) => string[]): NodeProcess[] {
   const gateways = o.workloads.map((w) => (w === 'counters' ? 'chaos-counter' : w)).join(',');
   const ports = ['ops', ...(o.workloads.includes('events') ? ['events.http'] : []), ...(o.workloads.includes('carts') ? ['carts.grpc'] : []), ...(o.workloads.includes('counters') ? ['chaos-counter.http'] : [])];
   const args = (address: string) => [
@@ -558,7 +576,7 @@ function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: str
     '--events-queue-name', names.queue,
     '--events-pg-schema', names.schema,
     '--carts-schema', names.schema,
-    '--carts-secret', secret,
+    '--carts-secret-file', secretFile,
     // PostgreSQL connections: about 10 + 4 per node instead of 34 + 8, so that a few nodes fit
     // beside whatever else shares the server (100 connections by default).
     '--events-queue-workers', '8',
@@ -574,7 +592,7 @@ function makeNodes(o: ChaosOptions, names: RunNames, runDir: string, secret: str
     mkdirSync(dataDir, { recursive: true });
     const link = network?.links[i];
     const address = link?.address ?? '127.0.0.1';
-    return new NodeProcess({ name, dataDir, logFile: join(runDir, `${name}.log`), troupeBin: TROUPE_BIN, command: 'chaos-node', args: args(address), ports, address, netns: link?.netns });
+    return new NodeProcess({ name, dataDir, logFile: join(runDir, `${name}.log`), troupeBin: TROUPE_BIN, command: 'chaos-node', args: [...args(address), ...tlsArgs(name)], ports, address, netns: link?.netns });
   });
 }
 
@@ -586,8 +604,8 @@ function portsOf(n: NodeProcess): string {
 }
 
 /** A bearer token from `troupe carts-token`, the tool an operator would use. */
-function cartsToken(secret: string, user: string, admin: boolean, runDir: string): string {
-  const r = spawnSync(process.execPath, [TROUPE_BIN, 'carts-token', '--carts-secret', secret, '--user', user, '--ttl', '6h', '--data-dir', runDir, ...(admin ? ['--admin'] : [])], { encoding: 'utf8' });
+function cartsToken(secretFile: string, user: string, admin: boolean, runDir: string): string {
+  const r = spawnSync(process.execPath, [TROUPE_BIN, 'carts-token', '--carts-secret-file', secretFile, '--user', user, '--ttl', '6h', '--data-dir', runDir, ...(admin ? ['--admin'] : [])], { encoding: 'utf8' });
   const token = r.stdout.trim();
   if (r.status !== 0 || !token) throw new ChaosStartError(`troupe carts-token failed (exit ${r.status}): ${r.stderr.trim()}`);
   return token;

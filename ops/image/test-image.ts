@@ -335,6 +335,8 @@ async function main(): Promise<void> {
     const env: Record<string, string> = {
       TROUPE_NODE_NAME: 'image-test',
       TROUPE_REDIS: REDIS_URL,
+      // One node in a cluster of its own: the test is about the image, not the cluster port's TLS.
+      TROUPE_INSECURE_CLUSTER: 'true',
       TROUPE_CLUSTER: cluster,
       TROUPE_EVENTS_QUEUE_NAME: cluster,
       TROUPE_ADVERTISE: `127.0.0.1:${port.cluster}`,

@@ -41,6 +41,8 @@ export interface JoinClusterOptions {
   dataDir: string;
   /** More gRPC services served on the cluster port (the inspector). */
   services?: ClusterTransportOptions['services'];
+  /** Mutual TLS on the cluster port (cluster-tls.ts); without it, plaintext. */
+  tls?: ClusterTransportOptions['tls'];
   log: Logger;
 }
 
@@ -120,6 +122,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     onUnsendable: (peer, m, r, err) => routing.onUnsendable(peer, m, r, err),
     onMalformed: (from, err) => log.warn({ from, err: err.message }, 'malformed cluster frame dropped'),
     services: o.services,
+    tls: o.tls,
     log,
   });
   routing.attach(transport);

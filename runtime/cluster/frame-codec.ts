@@ -430,3 +430,20 @@ export function decodeFrame(buf: Buffer | Uint8Array): Frame {
   r.end();
   return frame;
 }
+
+/**
+ * Decodes the first frame of a link as a hello and nothing else: a peer not yet accepted gets no
+ * v8.deserialize of its bytes. (Added by the `tls` helper; the `frames` helper may replace it.)
+ */
+export function decodeHello(buf: Buffer | Uint8Array): HelloFrame {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const r: Reader = new Reader(b);
+  if (r.byte('magic') !== MAGIC) r.fail('not a Troupe cluster frame (bad magic byte)');
+  const version = r.byte('version');
+  if (version !== VERSION) r.fail(`frame version ${version}, this node speaks ${VERSION}; run one Troupe version across the cluster`);
+  const kind = r.byte('kind');
+  if (kind !== KIND_HELLO) r.fail(`the first frame of a link must be a hello, got kind ${kind}`);
+  const frame: HelloFrame = { kind: 'hello', node: r.string('node id'), cluster: r.string('cluster name'), partitions: r.varint('partitions') };
+  r.end();
+  return frame;
+}

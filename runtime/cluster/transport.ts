@@ -3,6 +3,7 @@
 // plus redirects and hand-offs (partition state, acknowledged by the receiver on its own link).
 // Sends are gathered per tick, queued while the link is down or the stream is full (write()
 // returned false: wait for 'drain'), bounded by bytes, and the link redials with backoff.
+// With `tls`, links are mutual TLS and a peer's hello must name the node its certificate names.
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -13,7 +14,8 @@ import { shutdownGrpcServer } from '../grpc-shutdown.js';
 import { rootLogger, type Logger } from '../log.js';
 import { partitionOf } from '../partition.js';
 import { protoPath } from '../paths.js';
-import { decodeFrame, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, HANDOFF_ROW_STRIDE, MAX_FRAME_BYTES } from './frame-codec.js';
+import { ClusterTls, callerCertificate, certificateNames, nodeNameOf } from './cluster-tls.js';
+import { decodeFrame, decodeHello, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, HANDOFF_ROW_STRIDE, MAX_FRAME_BYTES } from './frame-codec.js';
 
 /** Messages gathered for one peer are encoded at once when they reach this many. */
 const FLUSH_AT = 4096 * MSG_STRIDE;
@@ -41,6 +43,13 @@ const MAX_MESSAGE = MAX_FRAME_BYTES + 64 * 1024;
  */
 const MISROUTED: WireError = { name: 'TroupeError', code: 'MISROUTED', message: 'the receiving node refused the message: its partition is not the one of its actor id' };
 
+/**
+ * What a caller hears when its link is refused, whatever the reason (wrong cluster, partition
+ * count, certificate, first frame): nothing that helps a stranger guess, such as the cluster's
+ * name. The reason goes to this node's log.
+ */
+export const LINK_REFUSED = 'link refused by the receiving node; its log says why';
+
 /** Refusals of misrouted messages are logged at most this often per peer (a hostile peer must not flood the log). */
 const REFUSAL_LOG_EVERY_MS = 1000;
 
@@ -54,6 +63,12 @@ export interface ClusterTransportOptions {
   limits?: Partial<GrpcServerLimits>;
   /** Default 0: any free port (read `port` back). */
   port?: number;
+  /**
+   * Mutual TLS: the server requires a client certificate from the CA, a dialed peer's certificate
+   * must name the peer's node name, and an accepted hello's node id must belong to the name in the
+   * caller's certificate. Without it, plaintext.
+   */
+  tls?: ClusterTls;
   /** host:port of a peer now (from the membership), or undefined if unknown; asked at every dial. */
   resolve(peer: string): string | undefined;
   /** Messages and replies from a peer (flat arrays of runtime/envelope.ts). */
@@ -160,7 +175,7 @@ export class ClusterTransport {
     const t = new ClusterTransport(o);
     const host = o.host ?? '127.0.0.1';
     t.port = await new Promise<number>((resolve, reject) =>
-      t.#server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${o.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      t.#server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${o.port ?? 0}`, o.tls?.serverCredentials() ?? grpc.ServerCredentials.createInsecure(), (err, port) =>
         err ? reject(new Error(`cluster transport cannot listen on ${host}:${o.port ?? 0}: ${err.message}`)) : resolve(port),
       ),
     );
@@ -363,7 +378,10 @@ export class ClusterTransport {
     }
     link.address = address;
     const { Client } = loadClusterService();
-    link.client ??= new Client(address, grpc.credentials.createInsecure(), {
+    const tls = this.#o.tls;
+    link.client ??= new Client(address, tls?.channelCredentials() ?? grpc.credentials.createInsecure(), {
+      // With TLS the peer's certificate must name the peer's node name, whatever address it is at.
+      ...(tls ? ClusterTls.expectServerName(nodeNameOf(link.peer)) : {}),
       'grpc.max_send_message_length': MAX_MESSAGE,
       'grpc.max_receive_message_length': MAX_MESSAGE,
       'grpc.keepalive_time_ms': 10_000,
@@ -472,37 +490,50 @@ export class ClusterTransport {
     this.#inbound.add(call);
     let from: string | undefined;
     let refused = false;
-    const refuse = (code: grpc.status, details: string): void => {
+    // The caller hears one generic text; the reason, with what it claimed, goes to the log.
+    const refuse = (why: string, claimed?: Record<string, unknown>): void => {
       refused = true;
-      this.#log.warn({ from, details }, 'refused a link from another node');
-      call.emit('error', { code, details });
+      this.#log.warn({ peer: call.getPeer(), why, ...claimed }, 'refused a link from another node');
+      call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: LINK_REFUSED });
     };
     call.on('data', (msg: WireFrame) => {
       if (refused) return;
+      if (from === undefined) {
+        // Until its hello is accepted a link is a stranger: its first frame is read as a hello
+        // and nothing else (no v8.deserialize of its bytes), and whatever follows a refusal is dropped.
+        let hello;
+        try {
+          hello = decodeHello(msg.data);
+        } catch (err) {
+          const e = err instanceof FrameError ? err : new FrameError(String(err));
+          this.#o.onMalformed?.(undefined, e);
+          return refuse(`the first frame is not a hello: ${e.message}`);
+        }
+        const claimed = { node: hello.node.slice(0, 200), cluster: hello.cluster.slice(0, 200), partitions: hello.partitions };
+        if (hello.cluster !== this.cluster) return refuse(`the caller is in another cluster (this node is in "${this.cluster}"); check --cluster`, claimed);
+        if (hello.partitions !== this.partitions) return refuse(`the caller has another partition count (this node has ${this.partitions}); a cluster has one`, claimed);
+        if (this.#o.tls) {
+          const cert = callerCertificate(call);
+          const names = cert ? certificateNames(cert) : [];
+          if (!names.includes(nodeNameOf(hello.node))) {
+            return refuse(`the caller's certificate names ${names.join(', ') || 'nobody'}, not node name "${nodeNameOf(hello.node)}" of the node id in its hello`, claimed);
+          }
+        }
+        from = hello.node;
+        this.#heard.set(from, performance.now());
+        return;
+      }
       let frame;
       try {
         frame = decodeFrame(msg.data);
       } catch (err) {
         const e = err instanceof FrameError ? err : new FrameError(String(err));
         this.#o.onMalformed?.(from, e);
-        if (from === undefined) refuse(grpc.status.INVALID_ARGUMENT, `the first frame must be a hello: ${e.message}`);
-        else this.#log.error({ from, err: e.message }, 'dropped a malformed frame from another node');
+        this.#log.error({ from, err: e.message }, 'dropped a malformed frame from another node');
         return;
       }
-      if (from !== undefined) this.#heard.set(from, performance.now());
+      this.#heard.set(from, performance.now());
       try {
-        if (from === undefined) {
-          if (frame.kind !== 'hello') return refuse(grpc.status.INVALID_ARGUMENT, `the first frame must be a hello, got a ${frame.kind}`);
-          if (frame.cluster !== this.cluster) {
-            return refuse(grpc.status.FAILED_PRECONDITION, `node ${frame.node} is in cluster "${frame.cluster}" and this node (${this.self}) in "${this.cluster}"; check --cluster`);
-          }
-          if (frame.partitions !== this.partitions) {
-            return refuse(grpc.status.FAILED_PRECONDITION, `node ${frame.node} has ${frame.partitions} partitions and this node ${this.partitions}; a cluster has one partition count`);
-          }
-          from = frame.node;
-          this.#heard.set(from, performance.now());
-          return;
-        }
         if (frame.kind === 'batch') this.#o.onBatch(from, this.#refuseMisrouted(from, frame.m, 'batch'), frame.r);
         else if (frame.kind === 'redirect') {
           const m = this.#refuseMisrouted(from, frame.m, 'redirect');

@@ -1,7 +1,9 @@
 // A client of one node's Inspector (protos/inspector.proto): promise-returning calls, each with a
-// deadline, whose failures say which node and what to do (InspectorCallError).
+// deadline, whose failures say which node and what to do (InspectorCallError); over mutual TLS
+// when given the cluster's CA and a certificate it issued.
 
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import {
   inspectorProtocol,
   type ActorList,
@@ -29,7 +31,7 @@ export class InspectorCallError extends Error {
   }
 }
 
-function explain(address: string, method: string, err: grpc.ServiceError, timeoutMs: number): InspectorCallError {
+function explain(address: string, method: string, err: grpc.ServiceError, timeoutMs: number, secure: boolean): InspectorCallError {
   // grpc-js wraps the cause: "No connection established. Last error: Error: connect ECONNREFUSED ... Resolution note: "
   const details = (err.details || err.message)
     .replace(/^No connection established\. Last error: (Error: )?/, '')
@@ -37,7 +39,12 @@ function explain(address: string, method: string, err: grpc.ServiceError, timeou
     .trim();
   switch (err.code) {
     case grpc.status.UNAVAILABLE:
-      return new InspectorCallError(address, err.code, `node ${address} is unreachable (${details}); is a troupe node running there, and is this its cluster port?`);
+      return new InspectorCallError(
+        address,
+        err.code,
+        `node ${address} is unreachable (${details}); is a troupe node running there, and is this its cluster port?` +
+          (secure ? ' Is --tls-ca the CA that issued its certificate, and did it issue yours?' : ' A node in a cluster wants mutual TLS: give --tls-ca, --tls-cert and --tls-key.'),
+      );
     case grpc.status.DEADLINE_EXCEEDED:
       return new InspectorCallError(address, err.code, `node ${address} did not answer ${method} within ${timeoutMs} ms; it may be overloaded or cut off (raise --timeout to wait longer)`);
     case grpc.status.UNIMPLEMENTED:
@@ -47,18 +54,47 @@ function explain(address: string, method: string, err: grpc.ServiceError, timeou
   }
 }
 
+/** PEM files for mutual TLS: the cluster's CA, and a certificate it issued (any name) with its key. */
+export interface InspectorTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * The server's certificate is verified against the cluster's CA, but its name is not checked: the
+ * inspector dials members at the addresses they advertise (IP:port, or whatever --advertise says),
+ * which their certificates name only if issued with the matching --ip or --dns, and the node behind
+ * an address is only known from its answer. Any certificate of the cluster's CA is a member (the
+ * nodes themselves check names against node ids between each other).
+ */
+function inspectorCredentials(tls: InspectorTls): grpc.ChannelCredentials {
+  const read = (path: string, what: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`cannot read the ${what} ${path}: ${(err as Error).message}`);
+    }
+  };
+  return grpc.credentials.createSsl(read(tls.ca, 'CA certificate'), read(tls.key, 'private key'), read(tls.cert, 'certificate'), { checkServerIdentity: () => undefined });
+}
+
 type Unary = (request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply: unknown) => void) => void;
 
 export class InspectorClient {
   readonly address: string;
   readonly timeoutMs: number;
   readonly #client: grpc.Client;
+  readonly #secure: boolean;
 
-  constructor(address: string, options: { timeoutMs?: number } = {}) {
+  constructor(address: string, options: { timeoutMs?: number; tls?: InspectorTls } = {}) {
     this.address = address;
     this.timeoutMs = options.timeoutMs ?? 3000;
     const { Client } = inspectorProtocol();
-    this.#client = new Client(address, grpc.credentials.createInsecure(), {
+    this.#secure = options.tls !== undefined;
+    this.#client = new Client(address, options.tls ? inspectorCredentials(options.tls) : grpc.credentials.createInsecure(), {
+      // The name is not checked (see inspectorCredentials); a fixed one keeps an IP address out of SNI.
+      ...(options.tls ? { 'grpc.ssl_target_name_override': 'troupe-node' } : {}),
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
       // An inspector session is short and interactive: retry a refused connection fast.
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -70,7 +106,7 @@ export class InspectorClient {
     const fn = (this.#client as unknown as Record<string, Unary>)[method]!.bind(this.#client);
     return new Promise<T>((resolve, reject) => {
       fn(request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, reply) => {
-        if (err) reject(explain(this.address, method, err, timeoutMs));
+        if (err) reject(explain(this.address, method, err, timeoutMs, this.#secure));
         else resolve(reply as T);
       });
     });

@@ -6,6 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_VNODES } from '../cluster/ring.js';
 import type { ClusterMember } from '../cluster/cluster-member.js';
+import type { ClusterTls } from '../cluster/cluster-tls.js';
 import { TroupeError, UnknownActorType } from '../errors.js';
 import { grpcServerOptions, type GrpcServerLimits } from '../grpc-limits.js';
 import { shutdownGrpcServer } from '../grpc-shutdown.js';
@@ -303,17 +304,22 @@ export function inspectorService(node: InspectedNode, mode: InspectorMode, log: 
   };
 }
 
-/** A gRPC server of its own for a node without a cluster (which has no cluster server to share). */
+/**
+ * A gRPC server of its own: for a node without a cluster (which has no cluster server to share),
+ * or on a separate loopback listener (--inspector-port). With `tls`, callers need a client
+ * certificate from the cluster's CA, as on the cluster port.
+ */
 export async function startInspectorServer(
   host: string,
   port: number,
   service: GrpcService,
   limits: Partial<GrpcServerLimits> = {},
+  tls?: ClusterTls,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = new grpc.Server(grpcServerOptions({ maxReceiveMessageBytes: MAX_MESSAGE_JSON + 64 * 1024, ...limits }));
   server.addService(service.definition, service.implementation);
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, tls?.serverCredentials() ?? grpc.ServerCredentials.createInsecure(), (err, p) =>
       err
         ? reject(new Error(`the inspector cannot listen on ${host}:${port}: ${err.message}; choose another --cluster-port (0: any free port) or turn it off with --inspector off`))
         : resolve(p),

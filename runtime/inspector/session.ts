@@ -5,7 +5,7 @@
 
 import { Ring } from '../cluster/ring.js';
 import { parseActorId, partitionOf } from '../partition.js';
-import { InspectorClient, InspectorCallError } from './client.js';
+import { InspectorClient, InspectorCallError, type InspectorTls } from './client.js';
 import {
   MAX_ACTORS_LIMIT,
   PARTITION_STATES,
@@ -41,6 +41,8 @@ export interface SessionOptions {
   timeoutMs: number;
   /** How long an ask waits for the actor's reply. */
   askTimeoutMs: number;
+  /** Dial the nodes with mutual TLS (InspectorClient's `tls`); without it, plaintext. */
+  tls?: InspectorTls;
 }
 
 /** A mistake in the command line: said to the person, the session goes on. */
@@ -450,7 +452,7 @@ export class InspectSession {
   #client(address: string): InspectorClient {
     let c = this.#clients.get(address);
     if (!c) {
-      c = new InspectorClient(address, { timeoutMs: this.#o.timeoutMs });
+      c = new InspectorClient(address, { timeoutMs: this.#o.timeoutMs, tls: this.#o.tls });
       this.#clients.set(address, c);
     }
     return c;

@@ -3,7 +3,9 @@
 // durable updates (in a cluster also written to the partition changelogs in Redis before each
 // reply); failure detection after SIGKILL; and the pause each actor sees while its partition is
 // handed off on a join; and acknowledged durable updates with a Redis replica and WAIT against
-// the same without a replica, on Redis servers of the bench's own. `npm run bench -- cluster`.
+// the same without a replica, on Redis servers of the bench's own; and remote tells and asks over
+// mutual TLS against the same in plaintext, in the same run. `npm run bench -- cluster`
+// (`-- cluster tls`: only the TLS comparison).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -18,6 +20,10 @@ import { redisSet } from '../runtime/redis-servers.js';
 import { Cell } from './fixtures/cell.js';
 import Tally from './fixtures/tally.js';
 import type { BenchOptions, BenchResult } from './run.js';
+import { createCertificateAuthority, issueCertificate } from '../../runtime/certs.js';
+import type { ClusterTlsFiles } from '../../runtime/cluster/cluster-tls.js';
+import { newNodeId } from '../../runtime/node.js';
+import { writeFileSync } from 'node:fs';
 
 const CELL = new URL('./fixtures/cell.js', import.meta.url).href;
 const TALLY = new URL('./fixtures/tally.js', import.meta.url).href;
@@ -27,10 +33,15 @@ function progress(msg: string): void {
   process.stderr.write(`  cluster: ${msg}\n`);
 }
 
-async function childNode(cluster: string): Promise<{ child: ChildProcess; nodeId: string }> {
+async function childNode(cluster: string, tls?: { files: ClusterTlsFiles; name: string }): Promise<{ child: ChildProcess; nodeId: string }> {
   const child = spawn(process.execPath, [NODE_PROCESS, mkdtempSync(join(tmpdir(), 'troupe-bench-node-')), REDIS_URL, cluster], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, TROUPE_LOG_LEVEL: 'warn', TROUPE_TEST_ACTORS: `${CELL},${TALLY}` },
+    env: {
+      ...process.env,
+      TROUPE_LOG_LEVEL: 'warn',
+      TROUPE_TEST_ACTORS: `${CELL},${TALLY}`,
+      ...(tls ? { TROUPE_TEST_TLS: [tls.files.ca, tls.files.cert, tls.files.key].join(','), TROUPE_TEST_NODE_NAME: tls.name } : {}),
+    },
   });
   child.stdin!.on('error', () => {});
   const lines = createInterface({ input: child.stdout! });
@@ -113,6 +124,83 @@ async function askRate(node: TroupeNode, keys: string[], total: number, inFlight
   return { rate, p50: latencies[Math.floor(total * 0.5)]!, p99: latencies[Math.floor(total * 0.99)]! };
 }
 
+/** A CA and two node certificates (bench-a, bench-b) in a temporary directory. */
+async function benchCerts(): Promise<Record<'bench-a' | 'bench-b', ClusterTlsFiles>> {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-certs-'));
+  const ca = await createCertificateAuthority({ days: 2 });
+  writeFileSync(join(dir, 'ca.pem'), ca.cert);
+  const out = {} as Record<'bench-a' | 'bench-b', ClusterTlsFiles>;
+  for (const name of ['bench-a', 'bench-b'] as const) {
+    const pair = await issueCertificate({ ca, name, days: 1 });
+    writeFileSync(join(dir, `${name}.pem`), pair.cert);
+    writeFileSync(join(dir, `${name}-key.pem`), pair.key, { mode: 0o600 });
+    out[name] = { ca: join(dir, 'ca.pem'), cert: join(dir, `${name}.pem`), key: join(dir, `${name}-key.pem`) };
+  }
+  return out;
+}
+
+/** Two nodes (this process and a child) in a cluster of their own, plaintext or mutual TLS: remote tells/s and asks/s. */
+async function remotePair(tells: number, asks: number, tls?: Record<'bench-a' | 'bench-b', ClusterTlsFiles>): Promise<{ tells: number; asks: number }> {
+  const redis = newRedis();
+  const cluster = uniqueCluster();
+  let a: TroupeNode | undefined;
+  let child: ChildProcess | undefined;
+  try {
+    a = await startNode({
+      nodeId: newNodeId('bench-a'),
+      dataDir: mkdtempSync(join(tmpdir(), 'troupe-bench-a-')),
+      actorModules: [CELL, TALLY],
+      askTimeoutMs: 60_000,
+      cluster: { redis: REDIS_URL, name: cluster, host: '127.0.0.1', port: 0 },
+      tls: tls?.['bench-a'],
+    });
+    child = (await childNode(cluster, tls ? { files: tls['bench-b'], name: 'bench-b' } : undefined)).child;
+    await until(() => a!.membership.members().length === 2, 'the second node joining');
+    await until(() => keysServed(a!, 1, false).length === 1 && [...Array(a!.partitions).keys()].filter((p) => a!.servesPartition(p)).length < a!.partitions * 0.7, 'partitions moving to the second node');
+    const keys = keysServed(a, 10_000, false);
+    await tellRate(a, keys, tells / 10);
+    const tellsPerS = await tellRate(a, keys, tells);
+    await askRate(a, keys, asks / 10, 64);
+    const asksPerS = (await askRate(a, keys, asks, 64)).rate;
+    return { tells: tellsPerS, asks: asksPerS };
+  } finally {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))]);
+      child.kill('SIGKILL');
+    }
+    await a?.stop();
+    await dropCluster(redis, cluster);
+    redis.disconnect();
+  }
+}
+
+/**
+ * Remote tells and asks over mutual TLS against the same pair in plaintext, in this run: pairs
+ * alternate (plaintext, TLS, plaintext, TLS, ...) and each side keeps its best round, so that a
+ * neighbour's load on a shared machine lands on both sides rather than on one.
+ */
+async function tlsRows(bench: string, tells: number, asks: number, rounds: number): Promise<BenchResult[]> {
+  const certs = await benchCerts();
+  const plain = { tells: 0, asks: 0 };
+  const secure = { tells: 0, asks: 0 };
+  for (let round = 1; round <= rounds; round++) {
+    progress(`round ${round} of ${rounds}: two nodes in plaintext, then over mutual TLS (ECDSA P-256)`);
+    const p = await remotePair(tells, asks);
+    const s = await remotePair(tells, asks, certs);
+    progress(`  plaintext ${Math.round(p.tells)} tells/s, ${Math.round(p.asks)} asks/s; mutual TLS ${Math.round(s.tells)} tells/s, ${Math.round(s.asks)} asks/s`);
+    plain.tells = Math.max(plain.tells, p.tells);
+    plain.asks = Math.max(plain.asks, p.asks);
+    secure.tells = Math.max(secure.tells, s.tells);
+    secure.asks = Math.max(secure.asks, s.asks);
+  }
+  const best = `best of ${rounds} alternating rounds`;
+  return [
+    { bench, metric: `tells/s to actors on another node, mutual TLS (baseline: plaintext, same run; ${best})`, value: Math.round(secure.tells), unit: 'msg/s', baseline: Math.round(plain.tells), ratio: secure.tells / plain.tells, target: 'ratio >= 0.8' },
+    { bench, metric: `asks/s to actors on another node (64 in flight), mutual TLS (baseline: plaintext, same run; ${best})`, value: Math.round(secure.asks), unit: 'ask/s', baseline: Math.round(plain.asks), ratio: secure.asks / plain.asks, target: 'ratio >= 0.8' },
+  ];
+}
+
 /**
  * One node in a cluster of its own on a Redis primary of the bench's own: without a replica (the
  * reference), then with one, where every changelog write waits for it (WAIT) before the replies leave.
@@ -165,6 +253,8 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
   const bench = 'cluster';
   // `npm run bench -- cluster wait`: only the replica-and-WAIT row.
   if (o.args.includes('wait')) return replicaWaitRows(bench, Math.round(200_000 * scale));
+  // `npm run bench -- cluster tls`: a plaintext pair, then the same over mutual TLS.
+  if (o.args.includes('tls')) return tlsRows(bench, Math.round(1_000_000 * scale), Math.round(200_000 * scale), 3);
   const rows: BenchResult[] = [];
   const redis = newRedis();
   const cluster = uniqueCluster();
@@ -208,6 +298,7 @@ export async function run(o: BenchOptions): Promise<BenchResult[]> {
     rows.push({ bench, metric: 'asks/s to actors on another node (64 in flight)', value: Math.round(remoteAsks.rate), unit: 'ask/s', baseline: Math.round(aloneAsks.rate), ratio: remoteAsks.rate / aloneAsks.rate, target: '>= 20,000' });
     rows.push({ bench, metric: 'ask latency p50, other node', value: Number(remoteAsks.p50.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p50.toFixed(2)) });
     rows.push({ bench, metric: 'ask latency p99, other node', value: Number(remoteAsks.p99.toFixed(2)), unit: 'ms', baseline: Number(aloneAsks.p99.toFixed(2)), target: '<= 10 ms' });
+    rows.push(...(await tlsRows(bench, tells, asks, 2)));
     // Actors this node serves, so the difference from one node alone is the changelog write.
     const localTallies = keysServed(a, 10_000, true, 'tally');
     await durableRate(a, localTallies, durables / 10, 2000);

@@ -41,7 +41,7 @@ async function startCliNode(cluster: string, name: string, gateways = ['who', 'p
     process.execPath,
     [TROUPE, 'node', '--node-name', name, '--redis', REDIS_URL, '--cluster', cluster, '--gateways', gateways.join(','), '--host', '127.0.0.1',
       ...gateways.flatMap((g) => [`--${g}-port`, '0']), '--cluster-port', '0', '--ops-port', '0', '--shards', '1',
-      '--data-dir', dataDir, '--log-level', 'warn', ...extra],
+      '--data-dir', dataDir, '--log-level', 'warn', '--insecure-cluster', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const ports: Record<string, number> = {};

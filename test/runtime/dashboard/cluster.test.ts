@@ -27,7 +27,7 @@ async function cluster3(t: import('ava').ExecutionContext): Promise<CliNode[]> {
   });
   const nodes: CliNode[] = [];
   for (const i of [1, 2, 3]) {
-    nodes.push(await startCliNode(t, `n${i}`, ['--redis', REDIS_URL, '--cluster', name, '--gateways', 'who,presence', '--who-port', '0', '--presence-port', '0', '--shards', '1']));
+    nodes.push(await startCliNode(t, `n${i}`, ['--redis', REDIS_URL, '--insecure-cluster', '--inspector', 'full', '--cluster', name, '--gateways', 'who,presence', '--who-port', '0', '--presence-port', '0', '--shards', '1']));
   }
   // Settled: every node sees three members and every partition is served by exactly one of them.
   await eventually(
