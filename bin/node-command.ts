@@ -11,6 +11,7 @@ import {
   type RunningGateway,
   type SettingValues,
 } from '../runtime/index.js';
+import { grpcLimitsFrom } from '../runtime/grpc-limits.js';
 import { setRootLogger } from '../runtime/log.js';
 import { redisEndpointFrom } from '../runtime/redis-settings.js';
 import { newNodeId } from '../runtime/node.js';
@@ -59,6 +60,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
     actorModules,
     settings: { ...values },
     askTimeoutMs: Number(values['ask-timeout']),
+    grpcLimits: grpcLimitsFrom(values),
     durability: values.durability as 'normal' | 'full',
     cluster: redis
       ? {

@@ -2,6 +2,7 @@
 
 import { availableParallelism, hostname } from 'node:os';
 import type { Gateway, SettingSpec } from '../runtime/index.js';
+import { GRPC_LIMIT_SETTINGS } from '../runtime/grpc-limits.js';
 import { redisSettings } from '../runtime/redis-settings.js';
 
 /** Where the standard OpenTelemetry variables send traces, if they are set. */
@@ -72,6 +73,8 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
       default: 0.01,
       description: "share of requests that start a trace, 0 to 1; a caller's sampled traceparent is always followed",
     },
+    // The cluster port is a gRPC server too; presence and carts read the same settings.
+    ...GRPC_LIMIT_SETTINGS,
     { name: 'log-level', kind: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], default: 'info', description: 'log level' },
   ];
   const seen = new Set(own.map((s) => s.name));

@@ -14,6 +14,7 @@ import { OWNED_ELSEWHERE, OWNED_HERE } from './envelope.js';
 import { joinCluster, type ClusterMember } from './cluster/cluster-member.js';
 import { ClusterTls, nodeNameOf, type ClusterTlsFiles } from './cluster/cluster-tls.js';
 import { ConfigError, NotRunning, UnknownActorType } from './errors.js';
+import type { GrpcServerLimits } from './grpc-limits.js';
 import { inspectorService, startInspectorServer, type InspectedNode, type InspectorMode } from './inspector/service.js';
 import { rootLogger, type Logger } from './log.js';
 import type { RedisTarget } from './redis-connection.js';
@@ -49,6 +50,8 @@ export interface NodeOptions {
   cluster?: ClusterOptions;
   /** Serve the Inspector gRPC service (`troupe inspect`); without it, none. */
   inspector?: InspectorOptions;
+  /** The connection limits of the node's own gRPC servers, cluster port and inspector (the --grpc-* settings; runtime/grpc-limits.ts has the defaults). */
+  grpcLimits?: Partial<GrpcServerLimits>;
   /**
    * Mutual TLS on the cluster port and the inspector's listener: PEM files, checked at start
    * (ConfigError) and read again every `refreshMs` (default 5000) for a rotation. In a cluster the
@@ -299,7 +302,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
   // Its own listener first: a port taken fails the start before this node joins the cluster.
   if (inspector && (!options.cluster || options.inspector!.ownListener)) {
     try {
-      standaloneInspector = await startInspectorServer(options.inspector!.host, options.inspector!.port, inspector, {}, tls);
+      standaloneInspector = await startInspectorServer(options.inspector!.host, options.inspector!.port, inspector, options.grpcLimits ?? {}, tls);
     } catch (err) {
       stopping = true;
       await Promise.all(workers.map((w) => w.terminate()));
@@ -312,6 +315,7 @@ export async function startNode(options: NodeOptions): Promise<TroupeNode> {
         ...options.cluster,
         services: inspector && !options.inspector!.ownListener ? [inspector] : [],
         tls,
+        limits: options.grpcLimits,
         self: nodeId,
         partitions,
         router,

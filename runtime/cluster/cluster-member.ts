@@ -43,6 +43,8 @@ export interface JoinClusterOptions {
   services?: ClusterTransportOptions['services'];
   /** Mutual TLS on the cluster port (cluster-tls.ts); without it, plaintext. */
   tls?: ClusterTransportOptions['tls'];
+  /** The cluster port's gRPC connection limits. */
+  limits?: ClusterTransportOptions['limits'];
   log: Logger;
 }
 
@@ -123,6 +125,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     onMalformed: (from, err) => log.warn({ from, err: err.message }, 'malformed cluster frame dropped'),
     services: o.services,
     tls: o.tls,
+    limits: o.limits,
     log,
   });
   routing.attach(transport);

@@ -2,7 +2,10 @@
 // nothing) is closed after the idle limit, on the cluster port, the inspector, presence and carts.
 
 import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startCartsServer } from '../../gateways/carts/server.js';
 import { PresenceServer } from '../../gateways/presence/server.js';
 import { ClusterTransport } from '../../runtime/cluster/transport.js';
@@ -10,6 +13,7 @@ import { DEFAULT_GRPC_LIMITS, GRPC_LIMIT_SETTINGS, grpcLimitsFrom, grpcServerOpt
 import { readSettings } from '../../runtime/settings.js';
 import { inspectorService, startInspectorServer } from '../../runtime/inspector/service.js';
 import { rootLogger } from '../../runtime/log.js';
+import { startNode } from '../../runtime/node.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
 const log = rootLogger();
@@ -92,4 +96,14 @@ test('carts: a preface-only connection is closed after the idle limit', async (t
   const carts = await startCartsServer('127.0.0.1:0', { store: {} as never, carts: {} as never, secret: 'x'.repeat(32), log, limits: SHORT });
   t.teardown(() => carts.stop());
   t.true(await prefaceOnlyIsClosed(t, carts.port), 'still open after 15 s');
+});
+
+test('a node passes its --grpc-* limits to its own gRPC server (the inspector of a node alone)', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-grpc-limits-'));
+  const node = await startNode({ dataDir, shards: 1, partitions: 4, actorModules: [], inspector: { mode: 'read-only', host: '127.0.0.1', port: 0 }, grpcLimits: grpcLimitsFrom({ 'grpc-idle-timeout': 300 }), log });
+  t.teardown(async () => {
+    await node.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  t.true(await prefaceOnlyIsClosed(t, node.clusterPort!), 'still open after 15 s');
 });
