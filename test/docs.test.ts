@@ -180,7 +180,8 @@ test('the top README and every service README link to the contracts', (t) => {
 // The headings that answer each service's brief (issue #25). Matched at the start of a heading
 // of level 2 or 3, case-insensitively, so a heading may say more.
 const REQUIRED_HEADINGS: Record<string, string[]> = {
-  'README.md': ['Status'],
+  'README.md': ['Status', 'Security'],
+  'SECURITY.md': ['Reporting a problem', 'Threat model', 'Attackers by position', 'Deploying safely', 'Limits on every port', 'What is not protected'],
   'docs/contracts.md': ['Ports', '1. Presence', '2. Match stream', '3. Carts and items', '4. WHO / WHERE / WHY', '5. Event pipeline'],
   'gateways/who/README.md': [
     'Production readiness',
@@ -205,4 +206,44 @@ test('the documents have the headings that answer their briefs', (t) => {
     for (const h of headings) if (!present.some((p) => p.startsWith(h.toLowerCase()))) missing.push(`${doc}: "${h}"`);
   }
   t.deepEqual(missing, []);
+});
+
+/** The shell commands of a document's fenced blocks, continuation lines joined. */
+function shellCommands(markdown: string): string[] {
+  const commands: string[] = [];
+  let fence: string | undefined;
+  let pending = '';
+  for (const line of markdown.split('\n')) {
+    const f = /^\s*(```+|~~~+)/.exec(line);
+    if (f) {
+      fence = fence === undefined ? f[1]![0] : undefined;
+      continue;
+    }
+    if (fence === undefined) continue;
+    const text = line.replace(/\s+#.*$/, '');
+    if (text.endsWith('\\')) pending += text.slice(0, -1) + ' ';
+    else {
+      commands.push(pending + text);
+      pending = '';
+    }
+  }
+  return commands;
+}
+
+test('every cluster node the README and SECURITY.md start says how its cluster port is secured', (t) => {
+  const joins = /\btroupe(\.js)? node\b.*--redis(-sentinels)?\b/;
+  for (const doc of ['README.md', 'SECURITY.md']) {
+    const nodes = shellCommands(readFileSync(join(ROOT, doc), 'utf8')).filter((c) => joins.test(c));
+    t.true(nodes.length > 0, `${doc} starts a cluster node`);
+    for (const c of nodes) {
+      const tls = ['--tls-ca', '--tls-cert', '--tls-key'].every((f) => c.includes(f));
+      t.true(tls || c.includes('--insecure-cluster'), `${doc}: gives --tls-ca/--tls-cert/--tls-key or --insecure-cluster: ${c.trim()}`);
+      t.true(c.includes('--carts-secret-file') || c.includes('--gateways'), `${doc}: a cluster node gets the carts secret from a file: ${c.trim()}`);
+      t.false(/--carts-secret\s/.test(c), `${doc}: no secret as a flag (it shows in ps): ${c.trim()}`);
+    }
+  }
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  t.regex(readme, /troupe\.js certs create-ca --out certs/, 'the README makes the CA before the nodes');
+  t.regex(readme, /certs issue --ca certs --name n\$i/, 'and a certificate per node, named as the node');
+  t.regex(readFileSync(join(ROOT, 'SECURITY.md'), 'utf8'), /security@troupe\.invalid[\s\S]*must replace it/, 'the placeholder contact says it must be replaced');
 });

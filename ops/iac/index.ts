@@ -14,6 +14,9 @@ const stack = troupeStack({
   cartsSecret: config.requireSecret('cartsSecret'),
   redisPassword: config.requireSecret('redisPassword'),
   postgresPassword: config.requireSecret('postgresPassword'),
+  // ca.pem and troupe-troupe-<n>.pem / -key.pem for every node (ops/README.md).
+  certsDir: config.get('certsDir') ?? 'certs',
+  insecureCluster: config.getBoolean('insecureCluster') ?? false,
 });
 
 export const namespace = stack.namespace.metadata.name;

@@ -1,9 +1,11 @@
 // The Troupe deployment as Pulumi resources: a namespace, Redis (AOF, a password) and PostgreSQL
-// as StatefulSets with their volumes, the Secret the chart reads (carts secret, both URLs), and the
-// chart ops/helm/troupe installed as a Helm release with its values.
+// as StatefulSets with their volumes, the Secrets the chart reads (carts secret and both URLs; the
+// cluster's certificates from a directory `troupe certs` filled), and the chart ops/helm/troupe
+// installed as a Helm release with its values.
 
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +22,14 @@ export interface TroupeStackArgs {
   cartsSecret: pulumi.Input<string>;
   redisPassword: pulumi.Input<string>;
   postgresPassword: pulumi.Input<string>;
+  /**
+   * A directory with ca.pem and, for every node, troupe-troupe-<n>.pem and troupe-troupe-<n>-key.pem
+   * (`troupe certs issue --name troupe-troupe-<n>`): mutual TLS on the cluster port. Never the CA's
+   * key. Required unless `insecureCluster`.
+   */
+  certsDir?: string;
+  /** Plaintext on the cluster port (chart value cluster.insecure): a trial cluster only. */
+  insecureCluster?: boolean;
   /** More chart values, merged over what this program sets. */
   values?: Record<string, unknown>;
 }
@@ -29,6 +39,8 @@ export interface TroupeStack {
   redis: k8s.apps.v1.StatefulSet;
   postgres: k8s.apps.v1.StatefulSet;
   secret: k8s.core.v1.Secret;
+  /** The cluster's certificates (none with insecureCluster). */
+  tlsSecret?: k8s.core.v1.Secret;
   release: k8s.helm.v3.Release;
   /** What the chart is given, for checks and for the stack's outputs. */
   values: pulumi.Output<Record<string, any>>;
@@ -99,7 +111,42 @@ function database(
   return { sts, service };
 }
 
+/** The Helm release's name; with the chart's name it makes the pods' names, which are the node names. */
+export const RELEASE_NAME = 'troupe';
+const podName = (n: number) => `${RELEASE_NAME}-troupe-${n}`;
+
+/**
+ * The Secret data for the chart's tls.existingSecret: ca.pem and each pod's certificate and key.
+ * Throws, naming the command to run, when a file is missing, and refuses a CA key in the directory.
+ */
+export function certificateFiles(dir: string, replicaCount: number, namespace: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  const missing: string[] = [];
+  const read = (name: string) => {
+    const path = join(dir, name);
+    if (existsSync(path)) files[name] = readFileSync(path, 'utf8');
+    else missing.push(name);
+  };
+  if (existsSync(join(dir, 'ca-key.pem'))) {
+    throw new Error(`${dir} holds ca-key.pem, the CA's key: keep it out of the cluster (troupe certs create-ca --out another directory, then copy ca.pem here)`);
+  }
+  read('ca.pem');
+  for (let n = 0; n < replicaCount; n++) {
+    read(`${podName(n)}.pem`);
+    read(`${podName(n)}-key.pem`);
+  }
+  if (missing.length) {
+    const pods = [...new Set(missing.filter((m) => m !== 'ca.pem').map((m) => m.replace(/(-key)?\.pem$/, '')))];
+    const how = pods.map((p) => `troupe certs issue --ca CA_DIR --name ${p} --dns ${p}.${RELEASE_NAME}-troupe-nodes.${namespace}.svc --out ${dir}`);
+    throw new Error(`the certificates in ${dir} are incomplete: missing ${missing.join(', ')}; ${missing.includes('ca.pem') ? 'copy CA_DIR/ca.pem there; ' : ''}${how.join('; ')}`);
+  }
+  return files;
+}
+
 export function troupeStack(args: TroupeStackArgs, opts: pulumi.CustomResourceOptions = {}): TroupeStack {
+  // Checked before any resource is made: a missing certificate stops the program, not the pods.
+  if (!args.insecureCluster && !args.certsDir) throw new Error('certsDir is required: a directory of troupe certs output (ops/README.md), or set insecureCluster for a plaintext trial');
+  const certificates = args.insecureCluster ? undefined : certificateFiles(args.certsDir!, args.replicaCount, args.namespace);
   const namespace = new k8s.core.v1.Namespace('troupe', { metadata: { name: args.namespace } }, opts);
   const ns = namespace.metadata.name;
   const inNs = { ...opts, dependsOn: [namespace] };
@@ -163,8 +210,21 @@ export function troupeStack(args: TroupeStackArgs, opts: pulumi.CustomResourceOp
     inNs,
   );
 
+  // The cluster's certificates, from files: marked secret, so the keys never reach the state in clear.
+  let tlsSecret: k8s.core.v1.Secret | undefined;
+  if (certificates) {
+    tlsSecret = new k8s.core.v1.Secret(
+      'troupe-tls',
+      { metadata: { name: 'troupe-tls', namespace: ns }, stringData: pulumi.secret(certificates) },
+      inNs,
+    );
+  }
+
   const values: pulumi.Output<Record<string, any>> = pulumi.output<Record<string, any>>({
     replicaCount: args.replicaCount,
+    // Merged by helm over the chart's cluster values (name, port, inspector read-only).
+    cluster: { insecure: Boolean(args.insecureCluster) },
+    tls: { existingSecret: tlsSecret ? 'troupe-tls' : '' },
     image: { repository: args.imageRepository, tag: args.imageTag, pullPolicy: 'IfNotPresent' },
     secrets: { existingSecret: 'troupe-secrets', cartsSecret: '' },
     persistence: { enabled: true, size: '10Gi', storageClass: args.storageClass, accessModes: ['ReadWriteOnce'] },
@@ -173,7 +233,7 @@ export function troupeStack(args: TroupeStackArgs, opts: pulumi.CustomResourceOp
   const release = new k8s.helm.v3.Release(
     'troupe',
     {
-      name: 'troupe',
+      name: RELEASE_NAME,
       chart: CHART_PATH,
       namespace: ns,
       values,
@@ -181,7 +241,7 @@ export function troupeStack(args: TroupeStackArgs, opts: pulumi.CustomResourceOp
       waitForJobs: true,
       timeout: 600,
     },
-    { ...opts, dependsOn: [secret, redis.sts, postgres.sts] },
+    { ...opts, dependsOn: [secret, ...(tlsSecret ? [tlsSecret] : []), redis.sts, postgres.sts] },
   );
-  return { namespace, redis: redis.sts, postgres: postgres.sts, secret, release, values };
+  return { namespace, redis: redis.sts, postgres: postgres.sts, secret, tlsSecret, release, values };
 }

@@ -5,7 +5,8 @@
 import test from 'ava';
 import { Ajv } from 'ajv';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { projectRoot } from '../../runtime/index.js';
@@ -54,6 +55,11 @@ function knownSettings(): Set<string> {
   return new Set([...help.matchAll(/env (TROUPE_[A-Z0-9_]+)/g)].map((m) => m[1]!));
 }
 
+// Settings of issue #21 that other branches add to `troupe node` (TLS, the carts secret file, the
+// events summary token). Until they are merged the help does not list them; remove each name once
+// `troupe node --help` does.
+const PENDING_SETTINGS = new Set(['TROUPE_TLS_CA', 'TROUPE_TLS_CERT', 'TROUPE_TLS_KEY', 'TROUPE_CARTS_SECRET_FILE', 'TROUPE_EVENTS_SUMMARY_TOKEN_FILE', 'TROUPE_INSECURE_CLUSTER']);
+
 function envOf(service: Doc): Record<string, string> {
   const env = service.environment ?? {};
   if (Array.isArray(env)) return Object.fromEntries(env.map((e: string) => [e.split('=')[0], e.split('=').slice(1).join('=')]));
@@ -84,12 +90,12 @@ test('the schema check refuses a broken file (it is not vacuous)', (t) => {
 
 test('every TROUPE_* variable compose.yml sets is a setting of troupe node', (t) => {
   const known = knownSettings();
-  t.true(known.has('TROUPE_REDIS') && known.has('TROUPE_CARTS_SECRET'), 'the help output was parsed');
+  t.true(known.has('TROUPE_REDIS') && known.has('TROUPE_CARTS_PORT'), 'the help output was parsed');
   const { doc } = loadCompose();
   const unknown: string[] = [];
   for (const [name, service] of Object.entries<Doc>(doc.services)) {
     for (const key of Object.keys(envOf(service))) {
-      if (!key.startsWith('TROUPE_') || known.has(key)) continue;
+      if (!key.startsWith('TROUPE_') || known.has(key) || PENDING_SETTINGS.has(key)) continue;
       unknown.push(`${name}: ${key}`);
     }
   }
@@ -115,26 +121,84 @@ test('start order waits on health, and whatever runs for long restarts', (t) => 
   }
   t.deepEqual(services['dating-harness']!.profiles, ['dating']);
   t.deepEqual(services.pgadmin!.profiles, ['tools']);
-  t.true(services.pgadmin!.ports.includes('5050:80'));
-  t.true(services.postgres!.ports.includes('5432:5432'));
-  t.true(services.mysql!.ports.includes('3306:3306'));
+  // Published on this host's loopback only: nothing but the public gateways faces the network.
+  t.true(services.pgadmin!.ports.includes('127.0.0.1:5050:80'));
+  t.true(services.postgres!.ports.includes('127.0.0.1:5432:5432'));
+  t.true(services.mysql!.ports.includes('127.0.0.1:3306:3306'));
 });
 
-test('secrets come from the env file: one carts secret for every node, Redis behind a password', (t) => {
+test('secrets come from files the certs service makes, Redis behind a password from the env file', (t) => {
   const raw = parse(readFileSync(join(ROOT, 'compose.yml'), 'utf8'), { merge: true }) as Doc;
-  const nodes = ['node1', 'node2', 'node3'].map((n) => envOf(raw.services[n]));
-  for (const env of nodes) {
-    t.regex(env.TROUPE_CARTS_SECRET!, /^\$\{TROUPE_CARTS_SECRET:\?/, 'the carts secret is required from .env');
+  const services = raw.services as Record<string, Doc>;
+  const SECRETS = '/etc/troupe/secrets';
+  for (const node of ['node1', 'node2', 'node3']) {
+    const s = services[node]!;
+    const env = envOf(s);
     t.regex(env.TROUPE_REDIS!, /\$\{REDIS_PASSWORD:\?[^}]*\}@redis/, 'the Redis URL carries the password from .env');
+    t.false('TROUPE_CARTS_SECRET' in env, `${node}: no carts secret in the environment`);
+    t.false('TROUPE_INSECURE_CLUSTER' in env, `${node}: the cluster port is not plaintext`);
+    // One carts secret file for every node: a token signed by one node is accepted by all.
+    t.is(env.TROUPE_CARTS_SECRET_FILE, `${SECRETS}/carts-secret`);
+    t.is(env.TROUPE_EVENTS_SUMMARY_TOKEN_FILE, `${SECRETS}/events-summary-token`);
+    t.is(env.TROUPE_TLS_CA, `${SECRETS}/ca.pem`);
+    // A node's certificate names its --node-name, the name its peers dial (TROUPE_ADVERTISE).
+    t.is(env.TROUPE_TLS_CERT, `${SECRETS}/${node}.pem`);
+    t.is(env.TROUPE_TLS_KEY, `${SECRETS}/${node}-key.pem`);
+    t.true(s.volumes.includes(`troupe-secrets:${SECRETS}:ro`), `${node} mounts the secrets read-only`);
+    t.false(s.volumes.some((v: string) => v.startsWith('troupe-ca:')), `${node} never sees the CA key`);
+    t.is(s.depends_on.certs?.condition, 'service_completed_successfully', `${node} starts after the certs exist`);
+    for (const p of s.ports as string[]) if (p.endsWith(':9464')) t.true(p.startsWith('127.0.0.1:'), `${node}: the ops port (${p}) is on this host only`);
   }
-  t.regex(raw.services.redis.command.join(' '), /--requirepass/);
-  // A different carts secret per node would refuse tokens across nodes.
-  const vars = { ...envExample(), TROUPE_CARTS_SECRET: 'x'.repeat(40) };
-  const secrets = new Set(['node1', 'node2', 'node3'].map((n) => envOf(loadCompose(vars).doc.services[n]).TROUPE_CARTS_SECRET));
-  t.deepEqual([...secrets], ['x'.repeat(40)]);
+  const certs = loadCompose().doc.services.certs as Doc;
+  t.is(certs.restart, 'no', 'the certs service runs once');
+  t.deepEqual(certs.volumes, ['troupe-ca:/etc/troupe/ca', `troupe-secrets:${SECRETS}`]);
+  const script = certs.command.join('\n');
+  t.regex(script, /troupe certs create-ca --out \/etc\/troupe\/ca/);
+  t.regex(script, /\[ -f \/etc\/troupe\/ca\/ca-key\.pem \] \|\|/, 'an existing CA is kept');
+  t.regex(script, /for n in node1 node2 node3/);
+  t.regex(script, /\[ -f "\/etc\/troupe\/secrets\/\$n-key\.pem" \] \|\| troupe certs issue --ca \/etc\/troupe\/ca --name "\$n" --out \/etc\/troupe\/secrets/, 'a certificate per node, kept once made');
+  t.regex(script, /umask 077/, 'the files it writes are 0600');
+  t.regex(script, /carts-secret events-summary-token/);
+  t.regex(services.redis!.command.join(' '), /--requirepass/);
   t.true(readFileSync(join(ROOT, '.gitignore'), 'utf8').split('\n').includes('.env'), '.env is not committed');
+  t.false('TROUPE_CARTS_SECRET' in envExample(), 'no carts secret in .env.example');
   const { missing } = loadCompose({});
-  t.true(missing.includes('TROUPE_CARTS_SECRET') && missing.includes('REDIS_PASSWORD'), 'without .env, compose refuses to start');
+  t.true(missing.includes('REDIS_PASSWORD'), 'without .env, compose refuses to start');
+});
+
+test('the certs script, as compose hands it to sh, makes the files once and keeps them', (t) => {
+  // The script with compose's interpolation applied ($$ -> $), run by sh with a stand-in for the
+  // troupe command that writes the files troupe certs writes: a second run changes nothing.
+  const { doc } = loadCompose();
+  const script = (doc.services.certs.command as string[]).join('\n');
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-certs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const stub = [
+    'node() {',
+    '  [ "$1" = troupe ] || { command node "$@"; return; }',
+    '  shift',
+    '  case "$2" in',
+    '    create-ca) mkdir -p "$4"; echo ca > "$4/ca.pem"; echo key > "$4/ca-key.pem"; echo "create-ca" >> "$ROOT/log" ;;',
+    '    issue) echo cert > "$8/$6.pem"; echo key > "$8/$6-key.pem"; echo "issue $6" >> "$ROOT/log" ;;',
+    '  esac',
+    '}',
+  ].join('\n');
+  const run = () =>
+    execFileSync('sh', ['-c', `${stub}\n${script.replaceAll('/etc/troupe', dir).replace(/node \/app\/dist\/bin\/troupe\.js/, 'node troupe')}`], {
+      env: { ...process.env, ROOT: dir },
+      encoding: 'utf8',
+    });
+  mkdirSync(join(dir, 'ca'));
+  mkdirSync(join(dir, 'secrets'));
+  run();
+  const secret = readFileSync(join(dir, 'secrets', 'carts-secret'), 'utf8');
+  t.true(Buffer.byteLength(secret) >= 32, 'the carts secret has at least 32 bytes');
+  t.is(statSync(join(dir, 'secrets', 'carts-secret')).mode & 0o777, 0o600);
+  for (const f of ['ca.pem', 'node1.pem', 'node1-key.pem', 'node3-key.pem', 'events-summary-token']) t.true(existsSync(join(dir, 'secrets', f)), f);
+  t.false(existsSync(join(dir, 'secrets', 'ca-key.pem')), 'the CA key stays in its own volume');
+  run();
+  t.is(readFileSync(join(dir, 'secrets', 'carts-secret'), 'utf8'), secret, 'the secret is kept on a second run');
+  t.deepEqual(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n'), ['create-ca', 'issue node1', 'issue node2', 'issue node3'], 'nothing is made twice');
 });
 
 test("the MySQL service runs the events brief's init, with its exact table", (t) => {

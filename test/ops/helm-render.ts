@@ -298,6 +298,8 @@ export class ChartRenderer {
         return a.every(truthy) ? a[a.length - 1] : a.find((x) => !truthy(x));
       case 'eq':
         return a[0] === a[1];
+      case 'fail':
+        throw new Error(`${where}: ${str(a[0])}`);
       case 'required':
         if (!truthy(a[1])) throw new Error(`${where}: ${a[0]}`);
         return a[1];

@@ -20,6 +20,8 @@ function schemaValidator() {
 }
 
 const defaults = (): Obj => loadYaml(join(CHART, 'values.yaml')) as Obj;
+/** values.yaml with the one value it leaves for the user to give: the cluster's certificates. */
+const withTls = (more: Obj = {}): Obj => mergeValues(defaults(), mergeValues({ tls: { existingSecret: 'troupe-tls' } }, more)) as Obj;
 const production = (): Obj => mergeValues(defaults(), loadYaml(join(CHART, 'values-production.yaml'))) as Obj;
 
 function manifests(values: Obj): Obj[] {
@@ -74,6 +76,8 @@ test('values.yaml satisfies values.schema.json; a wrong type is refused', (t) =>
   t.false(validate({ ...defaults(), gateways: { ...defaults().gateways, enabled: ['chat'] } }), 'an unknown gateway');
   t.false(validate({ ...defaults(), replicas: 3 }), 'a misspelt key');
   t.false(validate({ ...defaults(), terminationGracePeriodSeconds: 10 }), 'a grace period shorter than the drain');
+  t.false(validate({ ...defaults(), cluster: { ...defaults().cluster, insecure: 'yes' } }), 'a string cluster.insecure');
+  t.false(validate({ ...defaults(), tls: { enabled: true, existingSecret: 'troupe-tls' } }), 'the old tls.enabled (TLS is on unless cluster.insecure)');
 });
 
 test('every .Values path a template reads exists in values.yaml', (t) => {
@@ -92,7 +96,7 @@ test('every .Values path a template reads exists in values.yaml', (t) => {
 });
 
 test('the default values give valid Kubernetes objects: StatefulSet, headless Service, a Service per gateway, PDB, NetworkPolicy', async (t) => {
-  const objs = manifests(defaults());
+  const objs = manifests(withTls());
   await validateObjects(t, objs);
   const kinds = objs.map((o) => `${o.kind}/${o.metadata.name}`);
   for (const k of [
@@ -141,8 +145,14 @@ test('the production values give valid Kubernetes objects, secrets by reference'
   t.is(sts.spec.replicas, 5);
   const c = sts.spec.template.spec.containers[0];
   const byName = Object.fromEntries(c.env.map((e: Obj) => [e.name, e]));
-  for (const [name, key] of [['TROUPE_CARTS_SECRET', 'carts-secret'], ['TROUPE_REDIS', 'redis-url'], ['TROUPE_POSTGRES', 'postgres-url']] as const)
+  for (const [name, key] of [['TROUPE_REDIS', 'redis-url'], ['TROUPE_POSTGRES', 'postgres-url']] as const)
     t.deepEqual(byName[name].valueFrom.secretKeyRef, { name: 'troupe-secrets', key }, name);
+  t.is(byName.TROUPE_CARTS_SECRET, undefined, 'the carts secret is no variable');
+  t.is(byName.TROUPE_CARTS_SECRET_FILE.value, '/etc/troupe/secrets/carts-secret');
+  const volumes = Object.fromEntries(sts.spec.template.spec.volumes.map((v: Obj) => [v.name, v]));
+  t.deepEqual(volumes.secrets.secret.items, [{ key: 'carts-secret', path: 'carts-secret' }], 'only the carts secret is mounted, not the URLs');
+  t.is(volumes.secrets.secret.secretName, 'troupe-secrets');
+  t.is(volumes.tls.secret.secretName, 'troupe-tls');
   t.true(c.volumeMounts.some((m: Obj) => m.mountPath === '/etc/troupe/tls' && m.readOnly), 'TLS certificates mounted read-only');
   const cm = objs.find((o) => o.kind === 'ConfigMap')!;
   t.is(cm.data.TROUPE_DURABILITY, 'full');
@@ -150,13 +160,67 @@ test('the production values give valid Kubernetes objects, secrets by reference'
 });
 
 test('the Kubernetes check is not vacuous: a wrongly typed field is refused', async (t) => {
-  const sts = manifests(defaults()).find((o) => o.kind === 'StatefulSet')!;
+  const sts = manifests(withTls()).find((o) => o.kind === 'StatefulSet')!;
   delete sts.__file;
   const Model = await MODELS['apps/v1/StatefulSet']!();
   t.notThrows(() => new Model(structuredClone(sts)).validate());
   const broken = structuredClone(sts);
   broken.spec.template.spec.containers[0].ports[0].containerPort = '7070';
   t.throws(() => new Model(broken).validate(), { message: /containerPort must be integer/ });
+});
+
+const envOf = (c: Obj): Record<string, Obj> => Object.fromEntries(c.env.map((e: Obj) => [e.name, e]));
+
+test('mutual TLS on the cluster port: each pod names its own certificate from the mounted Secret', (t) => {
+  const sts = manifests(withTls()).find((o) => o.kind === 'StatefulSet')!;
+  const pod = sts.spec.template.spec;
+  const c = pod.containers[0];
+  const env = envOf(c);
+  t.is(env.TROUPE_TLS_CA!.value, '/etc/troupe/tls/ca.pem');
+  // The node name is the pod name ($(POD_NAME), defined before), and the certificate names it.
+  t.is(env.TROUPE_NODE_NAME!.value, '$(POD_NAME)');
+  t.is(env.TROUPE_TLS_CERT!.value, '/etc/troupe/tls/$(POD_NAME).pem');
+  t.is(env.TROUPE_TLS_KEY!.value, '/etc/troupe/tls/$(POD_NAME)-key.pem');
+  const names = c.env.map((e: Obj) => e.name);
+  t.true(names.indexOf('POD_NAME') < names.indexOf('TROUPE_TLS_CERT'), 'POD_NAME is defined before it is used');
+  t.false('TROUPE_INSECURE_CLUSTER' in env, 'not plaintext unless asked');
+  t.deepEqual(c.volumeMounts.find((m: Obj) => m.name === 'tls'), { name: 'tls', mountPath: '/etc/troupe/tls', readOnly: true });
+  const tls = pod.volumes.find((v: Obj) => v.name === 'tls');
+  t.is(tls.secret.secretName, 'troupe-tls');
+  t.is(tls.secret.defaultMode, 0o440, 'readable by the pod group, writable by none');
+  t.false(c.volumeMounts.some((m: Obj) => m.name === 'tls' && m.subPath), 'no subPath: the files follow the Secret (rotation)');
+  const cm = manifests(withTls()).find((o) => o.kind === 'ConfigMap')!;
+  t.is(cm.data.TROUPE_INSPECTOR, 'read-only', 'the inspector is read-only');
+});
+
+test('without certificates the chart refuses to render, naming what to give; plaintext only when asked', async (t) => {
+  t.throws(() => manifests(defaults()), { message: /tls\.existingSecret is required.*troupe certs.*cluster\.insecure=true/ });
+  const objs = manifests(mergeValues(defaults(), { cluster: { insecure: true } }) as Obj);
+  await validateObjects(t, objs);
+  const pod = objs.find((o) => o.kind === 'StatefulSet')!.spec.template.spec;
+  const env = envOf(pod.containers[0]);
+  t.is(env.TROUPE_INSECURE_CLUSTER!.value, 'true');
+  t.false('TROUPE_TLS_CERT' in env || 'TROUPE_TLS_CA' in env);
+  t.false(pod.volumes.some((v: Obj) => v.name === 'tls'), 'no certificates mounted');
+});
+
+test('the carts secret reaches the nodes as a file; a cluster without one is refused', async (t) => {
+  const values = withTls({ redis: { url: 'redis://:pw@redis:6379' }, secrets: { cartsSecret: 's'.repeat(40) } });
+  const objs = manifests(values);
+  await validateObjects(t, objs);
+  const secret = objs.find((o) => o.kind === 'Secret')!;
+  t.is(Buffer.from(secret.data['carts-secret'], 'base64').toString(), 's'.repeat(40));
+  const pod = objs.find((o) => o.kind === 'StatefulSet')!.spec.template.spec;
+  const c = pod.containers[0];
+  const env = envOf(c);
+  t.is(env.TROUPE_CARTS_SECRET_FILE!.value, '/etc/troupe/secrets/carts-secret');
+  t.false('TROUPE_CARTS_SECRET' in env);
+  t.deepEqual(c.volumeMounts.find((m: Obj) => m.name === 'secrets'), { name: 'secrets', mountPath: '/etc/troupe/secrets', readOnly: true });
+  const vol = pod.volumes.find((v: Obj) => v.name === 'secrets');
+  t.deepEqual(vol.secret, { secretName: 'troupe-troupe', defaultMode: 0o440, items: [{ key: 'carts-secret', path: 'carts-secret' }] });
+  t.throws(() => manifests(withTls({ redis: { url: 'redis://:pw@redis:6379' } })), { message: /needs one carts secret.*secrets\.cartsSecret/ });
+  const validate = schemaValidator();
+  t.false(validate(mergeValues(defaults(), { secrets: { cartsSecret: 'short' } })), 'a carts secret under 32 characters');
 });
 
 test('the renderer refuses what it does not know instead of guessing', (t) => {

@@ -35,3 +35,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "troupe.configChecksum" -}}
 {{- toYaml .Values | sha256sum | trunc 16 | quote -}}
 {{- end -}}
+
+{{/* "true" when the nodes get a carts secret (the chart's Secret or an existing one). */}}
+{{- define "troupe.hasCartsSecret" -}}
+{{- if or .Values.secrets.existingSecret .Values.secrets.cartsSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* What a node cannot start without, said at install rather than by crash-looping pods. */}}
+{{- define "troupe.checks" -}}
+{{- if and (not .Values.cluster.insecure) (not .Values.tls.existingSecret) -}}
+{{- fail "tls.existingSecret is required: a Secret with ca.pem and, for every pod, <pod>.pem and <pod>-key.pem made with troupe certs (ops/README.md); or set cluster.insecure=true for a plaintext trial cluster" -}}
+{{- end -}}
+{{- if and .Values.redis.url (not (include "troupe.hasCartsSecret" .)) -}}
+{{- fail "a cluster (redis.url) needs one carts secret for every node: set secrets.cartsSecret (32 characters or more) or secrets.existingSecret with the key carts-secret" -}}
+{{- end -}}
+{{- end -}}
