@@ -55,10 +55,6 @@ function knownSettings(): Set<string> {
   return new Set([...help.matchAll(/env (TROUPE_[A-Z0-9_]+)/g)].map((m) => m[1]!));
 }
 
-// Settings of issue #21 that other branches add to `troupe node` (TLS, the carts secret file, the
-// events summary token). Until they are merged the help does not list them; remove each name once
-// `troupe node --help` does.
-const PENDING_SETTINGS = new Set(['TROUPE_TLS_CA', 'TROUPE_TLS_CERT', 'TROUPE_TLS_KEY', 'TROUPE_CARTS_SECRET_FILE', 'TROUPE_EVENTS_SUMMARY_TOKEN_FILE', 'TROUPE_INSECURE_CLUSTER']);
 
 function envOf(service: Doc): Record<string, string> {
   const env = service.environment ?? {};
@@ -95,7 +91,7 @@ test('every TROUPE_* variable compose.yml sets is a setting of troupe node', (t)
   const unknown: string[] = [];
   for (const [name, service] of Object.entries<Doc>(doc.services)) {
     for (const key of Object.keys(envOf(service))) {
-      if (!key.startsWith('TROUPE_') || known.has(key) || PENDING_SETTINGS.has(key)) continue;
+      if (!key.startsWith('TROUPE_') || known.has(key)) continue;
       unknown.push(`${name}: ${key}`);
     }
   }
