@@ -133,7 +133,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
       services: () => running.map(({ gateway, handle }) => ({ name: gateway.name, panel: handle.panel?.bind(handle) })),
       ports: () => ports,
       notReady,
-    });
+    }, { peerTls: tls });
     ops = await startOpsServer({
       host: String(values.host),
       port: Number(values['ops-port']),

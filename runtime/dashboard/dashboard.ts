@@ -2,6 +2,7 @@
 // uPlot from node_modules) and its JSON API under /dashboard/api/. One function, `handle`, answers
 // every dashboard request, and access is decided in one place (`authorize`) before anything else.
 
+import type { InspectorTls } from '../inspector/client.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
@@ -23,6 +24,8 @@ export interface DashboardOptions {
   intervalMs?: number;
   /** Calls to a peer's ops port; default 1500 ms. */
   peerTimeoutMs?: number;
+  /** The node's own certificate files, for asking a peer's inspector (mutual TLS) where its ops port is. */
+  peerTls?: InspectorTls;
 }
 
 export interface Dashboard {
@@ -68,7 +71,7 @@ export function createDashboard(source: DashboardSource, options: DashboardOptio
   const index = readFileSync(join(PUBLIC_DIR, 'index.html'));
   const node = source.node;
   const idleStopMs = options.idleStopMs ?? 30_000;
-  const peers = new PeerReports({ ownOpsPort: () => source.ports().ops, timeoutMs: options.peerTimeoutMs });
+  const peers = new PeerReports({ ownOpsPort: () => source.ports().ops, timeoutMs: options.peerTimeoutMs, tls: options.peerTls });
   const watch = new ClusterWatch({
     self: node.nodeId,
     local: () => nodeReport(source),

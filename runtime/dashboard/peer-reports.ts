@@ -3,7 +3,7 @@
 // that inspector is off, the member is tried at this node's own ops port (the usual deployment:
 // every node on 9464).
 
-import { InspectorClient } from '../inspector/client.js';
+import { InspectorClient, type InspectorTls } from '../inspector/client.js';
 import type { NodeReport } from './node-report.js';
 
 /** A report, or why there is none. */
@@ -24,11 +24,14 @@ export interface PeerSource {
 export class PeerReports implements PeerSource {
   readonly #ownOpsPort: () => number | undefined;
   readonly #timeoutMs: number;
+  readonly #tls: InspectorTls | undefined;
   /** Member id → base URL of its ops port. */
   readonly #opsUrls = new Map<string, string>();
 
-  constructor(options: { ownOpsPort: () => number | undefined; timeoutMs?: number }) {
+  /** `tls`: the node's own certificate files, which a peer's inspector asks for in a cluster with mutual TLS. */
+  constructor(options: { ownOpsPort: () => number | undefined; timeoutMs?: number; tls?: InspectorTls }) {
     this.#ownOpsPort = options.ownOpsPort;
+    this.#tls = options.tls;
     this.#timeoutMs = options.timeoutMs ?? 1500;
   }
 
@@ -39,7 +42,7 @@ export class PeerReports implements PeerSource {
     const host = hostOf(address);
     if (host === undefined) return undefined;
     let port: number | undefined;
-    const client = new InspectorClient(address, { timeoutMs: this.#timeoutMs });
+    const client = new InspectorClient(address, { timeoutMs: this.#timeoutMs, tls: this.#tls });
     try {
       port = (await client.describe()).ports.find((p) => p.name === 'ops')?.port;
     } catch {

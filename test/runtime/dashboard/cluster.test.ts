@@ -6,7 +6,11 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { InspectorClient } from '../../../runtime/inspector/client.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCertificateAuthority, issueCertificate } from '../../../runtime/certs.js';
+import { InspectorClient, type InspectorTls } from '../../../runtime/inspector/client.js';
 import { partitionOf } from '../../../runtime/partition.js';
 import type { ClusterView } from '../../../runtime/dashboard/cluster-watch.js';
 import type { NodeReport } from '../../../runtime/dashboard/node-report.js';
@@ -18,8 +22,28 @@ const TROUPE = new URL('../../../bin/troupe.js', import.meta.url).pathname;
 const missing = chromiumMissing();
 if (missing) console.warn(`dashboard cluster browser test skipped: ${missing}`);
 
+/** A CA and certificates for n1, n2, n3 and the test's own inspector client ("operator"), in a temporary directory. */
+async function clusterCerts(t: import('ava').ExecutionContext): Promise<(name: string) => InspectorTls> {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-dashboard-certs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await createCertificateAuthority({ name: 'dashboard test CA' });
+  writeFileSync(join(dir, 'ca.pem'), ca.cert);
+  for (const name of ['n1', 'n2', 'n3', 'operator']) {
+    const pair = await issueCertificate({ ca, name });
+    writeFileSync(join(dir, `${name}.pem`), pair.cert);
+    writeFileSync(join(dir, `${name}-key.pem`), pair.key, { mode: 0o600 });
+  }
+  return (name) => ({ ca: join(dir, 'ca.pem'), cert: join(dir, `${name}.pem`), key: join(dir, `${name}-key.pem`) });
+}
+
+// Mutual TLS on the cluster port, as a cluster runs by default: each dashboard asks its peers'
+// inspectors with its node's own certificate.
+let operatorTls: InspectorTls | undefined;
+
 async function cluster3(t: import('ava').ExecutionContext): Promise<CliNode[]> {
   const name = uniqueCluster();
+  const certs = await clusterCerts(t);
+  operatorTls = certs('operator');
   t.teardown(async () => {
     const redis = newRedis();
     await dropCluster(redis, name);
@@ -27,7 +51,8 @@ async function cluster3(t: import('ava').ExecutionContext): Promise<CliNode[]> {
   });
   const nodes: CliNode[] = [];
   for (const i of [1, 2, 3]) {
-    nodes.push(await startCliNode(t, `n${i}`, ['--redis', REDIS_URL, '--insecure-cluster', '--inspector', 'full', '--cluster', name, '--gateways', 'who,presence', '--who-port', '0', '--presence-port', '0', '--shards', '1']));
+    const tls = certs(`n${i}`);
+    nodes.push(await startCliNode(t, `n${i}`, ['--redis', REDIS_URL, '--tls-ca', tls.ca, '--tls-cert', tls.cert, '--tls-key', tls.key, '--inspector', 'full', '--cluster', name, '--gateways', 'who,presence', '--who-port', '0', '--presence-port', '0', '--shards', '1']));
   }
   // Settled: every node sees three members and every partition is served by exactly one of them.
   await eventually(
@@ -51,7 +76,7 @@ const userTurns = (r: NodeReport) => r.types.find((t) => t.type === 'user')?.tur
   // Every message sent through n1; each turn must be counted on the node serving the actor.
   const view = await getJson<ClusterView>(`${n1.ops}/dashboard/api/cluster`);
   const before = await Promise.all(nodes.map((n) => getJson<NodeReport>(`${n.ops}/dashboard/api/node`)));
-  const inspector = new InspectorClient(`127.0.0.1:${n1.ports.cluster}`, { timeoutMs: 10_000 });
+  const inspector = new InspectorClient(`127.0.0.1:${n1.ports.cluster}`, { timeoutMs: 10_000, tls: operatorTls });
   t.teardown(() => inspector.close());
   const expected = new Map<string, number>(nodes.map((n) => [n.nodeId, 0]));
   const N = 90;
@@ -81,7 +106,7 @@ const userTurns = (r: NodeReport) => r.types.find((t) => t.type === 'user')?.tur
   await page.locator('[data-type="user"] [data-field="turns"]', { hasText: new RegExp(`^${N}$`) }).waitFor({ timeout: 30_000 });
   // Each node serves on the page what its inspector says it serves.
   for (const n of nodes) {
-    const served = (await new InspectorClient(`127.0.0.1:${n.ports.cluster!}`).partitions()).states.filter((s) => s === 1).length;
+    const served = (await new InspectorClient(`127.0.0.1:${n.ports.cluster!}`, { tls: operatorTls }).partitions()).states.filter((s) => s === 1).length;
     t.is(await page.locator(`#partition-map .cell[data-owner="${n.nodeId}"]`).count(), served, `partitions of ${n.nodeId}`);
     t.is(await page.locator(`#nodes-table tr[data-node="${n.nodeId}"] [data-serving]`).getAttribute('data-serving'), String(served));
   }
