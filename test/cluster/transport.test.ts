@@ -130,21 +130,22 @@ test('malformed frames are refused with a clear error and the node keeps serving
   const b = await node('b5');
   t.teardown(() => Promise.all([a.t.close(), b.t.close()]));
 
-  // Garbage as the first frame: the link is refused with a status that says why.
+  // Garbage as the first frame: the link is refused; the peer hears a generic text, the log (onMalformed) why.
   const raw1 = rawLink(b.t.port);
   const refused = new Promise<grpc.ServiceError>((resolve) => raw1.on('error', resolve));
   raw1.write({ data: Buffer.from('hello? is this HTTP?') });
   const e1 = await refused;
   t.is(e1.code, grpc.status.INVALID_ARGUMENT);
-  t.regex(e1.details, /first frame must be a hello: bad cluster frame .*not a Troupe cluster frame/);
+  t.is(e1.details, 'the receiving node refused this link; its log says why');
+  t.regex(b.got.malformed[0]!.err.message, /bad cluster frame .*not a Troupe cluster frame/);
 
-  // A hello from another cluster is refused too.
+  // A hello from another cluster is refused too, without telling the caller the right name.
   const raw2 = rawLink(b.t.port);
   const foreign = new Promise<grpc.ServiceError>((resolve) => raw2.on('error', resolve));
   raw2.write({ data: encodeHello('intruder', 'other-cluster', 64) });
   const e2 = await foreign;
   t.is(e2.code, grpc.status.FAILED_PRECONDITION);
-  t.regex(e2.details, /cluster "other-cluster"/);
+  t.is(e2.details, 'the receiving node refused this link; its log says why');
 
   // After a good hello, a malformed frame is dropped and reported; the frames after it still arrive.
   const raw3 = rawLink(b.t.port);
@@ -191,10 +192,12 @@ test('a hand-off ships partition state and resolves when the new owner stored it
   await a.t.handOff('b7', 5, [pt('cart/1'), pt('cart/2')], ['cart/1', pt('cart/1'), { items: [1, 2] }, 'cart/2', pt('cart/2'), { items: [] }]);
   t.deepEqual(stored, [{ from: 'a7', epoch: 5, partitions: [pt('cart/1'), pt('cart/2')], rows: ['cart/1', pt('cart/1'), { items: [1, 2] }, 'cart/2', pt('cart/2'), { items: [] }] }]);
   t.deepEqual(messagesOf(b.got).slice(0, 1), ['before/1'], 'a message sent before the hand-off arrived before it');
-  await t.throwsAsync(a.t.handOff('b7', 5, [13], []), { message: /refused by the new owner: partition 13 is cursed/ });
+  // The sender hears a generic refusal; why is in the receiver's log.
+  const refusal = await t.throwsAsync(a.t.handOff('b7', 5, [13], []), { message: /refused by the new owner: the receiving node did not take this hand-off/ });
+  t.notRegex(refusal!.message, /cursed/);
   const c = await node('c7');
   t.teardown(() => c.t.close());
-  await t.throwsAsync(a.t.handOff('c7', 5, [1], []), { message: /does not take hand-offs/ });
+  await t.throwsAsync(a.t.handOff('c7', 5, [1], []), { message: /refused by the new owner: the receiving node did not take this hand-off/ });
 });
 
 test('messages and hand-off rows naming a partition that is not their actor id\'s are refused, counted, and asks answered', async (t) => {
