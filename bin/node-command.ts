@@ -69,6 +69,7 @@ export async function runNode(values: SettingValues, gateways: readonly Gateway[
           host: String(values.host),
           port: Number(values['cluster-port']),
           advertise: values.advertise === undefined ? undefined : String(values.advertise),
+          maxFrameBytes: Number(values['cluster-max-frame']), // [frames]
         }
       : undefined,
     inspector:

@@ -3,6 +3,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import type { Gateway, SettingSpec } from '../runtime/index.js';
 import { GRPC_LIMIT_SETTINGS } from '../runtime/grpc-limits.js';
+import { clusterMaxFrameSetting } from '../runtime/cluster/frame-limit.js';
 import { redisSettings } from '../runtime/redis-settings.js';
 
 /** Where the standard OpenTelemetry variables send traces, if they are set. */
@@ -22,6 +23,7 @@ export function nodeSettings(gateways: readonly Gateway[]): SettingSpec[] {
     { name: 'partitions', kind: 'int', min: 1, max: 1 << 20, default: 1024, description: 'partitions of the actor space; fixed for the life of a cluster' },
     { name: 'gateways', kind: 'list', choices: gateways.map((g) => g.name), default: gateways.map((g) => g.name), description: 'which services this node runs' },
     { name: 'cluster-port', kind: 'port', default: 7070, description: 'node-to-node gRPC and the inspector' },
+    clusterMaxFrameSetting, // [frames] --cluster-max-frame (runtime/cluster/frame-limit.ts)
     {
       name: 'inspector',
       kind: 'enum',

@@ -91,6 +91,8 @@ export interface ClusterOptions {
   port: number;
   /** host:port other nodes dial (default: host:port, with 127.0.0.1 for a wildcard host). */
   advertise?: string;
+  /** [frames] The largest frame taken on the cluster port (runtime/cluster/frame-limit.ts; default 16 MiB). */
+  maxFrameBytes?: number;
 }
 
 export interface TroupeNode extends ActorSystem {

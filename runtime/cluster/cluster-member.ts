@@ -13,7 +13,7 @@ import { ClusterIncarnation } from './cluster-incarnation.js';
 import { ClusterRouting } from './cluster-routing.js';
 import { HANDOFF_ROW_STRIDE } from './frame-codec.js';
 import { PartitionLeases } from './leases.js';
-import { PartitionOwnership } from './partition-ownership.js';
+import { HandOffRefused, PartitionOwnership } from './partition-ownership.js';
 import type { ClusterHealth } from '../system.js';
 import { Reachability } from './reachability.js';
 import { RedisMembership } from './redis-membership.js';
@@ -45,6 +45,8 @@ export interface JoinClusterOptions {
   tls?: ClusterTransportOptions['tls'];
   /** The cluster port's gRPC connection limits. */
   limits?: ClusterTransportOptions['limits'];
+  /** [frames] The largest frame taken on the cluster port (frame-limit.ts; default 16 MiB). */
+  maxFrameBytes?: number;
   log: Logger;
 }
 
@@ -115,7 +117,10 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     resolve: (peer) => membership?.info(peer)?.address,
     onBatch: (from, m, r) => routing.onBatch(from, m, r),
     onRedirect: (from, epoch, owner, m) => void routing.onRedirect(from, epoch, owner, m),
-    onHandOff: async (_from, _epoch, _partitions, rows) => {
+    onHandOff: async (from, epoch, partitions, rows) => {
+      // [frames] Only from the partitions' previous owner, at the current epoch (partition-ownership.ts).
+      if (ownership === undefined) throw new HandOffRefused(`hand-off from node ${from} refused: this node does not follow the ring yet`);
+      await ownership.checkHandOff(from, epoch, partitions, rows);
       // Store the shipped actors in the shards that will serve their partitions, then acknowledge.
       const perShard: unknown[][] = Array.from({ length: shardCount }, () => []);
       for (let i = 0; i < rows.length; i += HANDOFF_ROW_STRIDE) perShard[(rows[i + 1] as number) % shardCount]!.push(rows[i], rows[i + 1], rows[i + 2]);
@@ -123,6 +128,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
     },
     onUnsendable: (peer, m, r, err) => routing.onUnsendable(peer, m, r, err),
     onMalformed: (from, err) => log.warn({ from, err: err.message }, 'malformed cluster frame dropped'),
+    maxFrameBytes: o.maxFrameBytes, // [frames] --cluster-max-frame
     services: o.services,
     tls: o.tls,
     limits: o.limits,

@@ -60,6 +60,9 @@ export interface ClusterRoutingOptions {
 /** Node-level requests travel as messages to `$node/<node id>`, on partition 0, answered by the node. */
 const NODE_PREFIX = '$node/';
 
+/** Replies and redirects refused because they came from a node the ask did not go to: logged at most this often. */
+const FORGED_LOG_EVERY_MS = 1000;
+
 export class ClusterRouting implements RemotePath {
   readonly #o: ClusterRoutingOptions;
   #transport: ClusterTransport | undefined;
@@ -72,6 +75,10 @@ export class ClusterRouting implements RemotePath {
   #buffered = 0;
   readonly #capacity: number;
   readonly #sweeper: NodeJS.Timeout;
+  /** Replies (and redirected asks) that came from a node other than the one the ask went to. */
+  #forged = 0;
+  #forgedLoggedAt = 0;
+  #forgedUnlogged = 0;
 
   constructor(o: ClusterRoutingOptions) {
     this.#o = o;
@@ -212,6 +219,12 @@ export class ClusterRouting implements RemotePath {
     for (let i = 0; i < r.length; i += REPLY_STRIDE) {
       const out = this.#outbound.get(r[i] as number);
       if (out === undefined) continue;
+      // Ask ids are sequential: any peer can name one. Only the node the ask went to answers it
+      // (a redirected ask was forwarded again, under a new id, to the owner named then).
+      if (out.peer !== from) {
+        this.#refuseForged(from, out.peer, r[i] as number, 'reply');
+        continue;
+      }
       this.#outbound.delete(r[i] as number);
       this.#answer(out.origin, out.askId, r[i + 1] === 1, r[i + 2]);
     }
@@ -269,6 +282,11 @@ export class ClusterRouting implements RemotePath {
       if ((m[i + 4] as number) !== NO_REPLY) {
         const out = this.#outbound.get(m[i + 5] as number);
         if (out === undefined) continue;
+        // Only the node an ask went to may send it back; another would take it over.
+        if (out.peer !== from) {
+          this.#refuseForged(from, out.peer, m[i + 5] as number, 'redirect');
+          continue;
+        }
         this.#outbound.delete(m[i + 5] as number);
         origin = out.origin;
         askId = out.askId;
@@ -287,14 +305,38 @@ export class ClusterRouting implements RemotePath {
     }
   }
 
-  /** Asks that could not be encoded for a peer fail at once instead of timing out. */
-  onUnsendable(_peer: string, m: unknown[], _r: unknown[], err: Error): void {
+  /** Asks that could not be encoded for a peer (or that it sent back spoiled) fail at once instead of timing out. */
+  onUnsendable(peer: string, m: unknown[], _r: unknown[], err: Error): void {
     for (let i = 0; i < m.length; i += MSG_STRIDE) {
       const out = this.#outbound.get(m[i + 5] as number);
       if ((m[i + 4] as number) === NO_REPLY || out === undefined) continue;
+      if (out.peer !== peer) {
+        this.#refuseForged(peer, out.peer, m[i + 5] as number, 'redirect');
+        continue;
+      }
       this.#outbound.delete(m[i + 5] as number);
       this.#answer(out.origin, out.askId, false, toWireError(err));
     }
+  }
+
+  /** Replies and redirected asks refused so far because they came from a node the ask did not go to. */
+  get refusedForged(): number {
+    return this.#forged;
+  }
+
+  #refuseForged(from: string, sentTo: string, askId: number, kind: 'reply' | 'redirect'): void {
+    this.#forged++;
+    const now = Date.now();
+    if (now - this.#forgedLoggedAt < FORGED_LOG_EVERY_MS) {
+      this.#forgedUnlogged++;
+      return;
+    }
+    this.#o.log.warn(
+      { from: from.slice(0, 200), sentTo, askId, kind, refusedUnlogged: this.#forgedUnlogged, total: this.#forged },
+      `refused a ${kind} from node ${from.slice(0, 200)} to an ask sent to node ${sentTo} (a bug or a hostile peer); the ask still waits for ${sentTo}`,
+    );
+    this.#forgedLoggedAt = now;
+    this.#forgedUnlogged = 0;
   }
 
   close(): void {

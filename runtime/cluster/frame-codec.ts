@@ -2,13 +2,19 @@
 // runtime/envelope.ts), a redirect (messages sent to a node that no longer owns their partition,
 // going back with the owner it believes in), and a hand-off with its acknowledgement (the state of
 // partitions moving to a new owner). One Buffer per frame; decoding checks every length, since
-// frames arrive from the network.
+// frames arrive from the network, and a link's first frame is decoded as a hello only.
 
 import { deserialize, serialize } from 'node:v8';
 import { MSG_STRIDE, REPLY_STRIDE } from '../envelope.js';
+import { DEFAULT_MAX_FRAME_BYTES } from './frame-limit.js';
 
-/** Frames larger than this are refused on both sides (gRPC's limit is set to match). */
-export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/** The default frame limit (frame-limit.ts); each encoder and decoder takes the one in force. */
+export const MAX_FRAME_BYTES = DEFAULT_MAX_FRAME_BYTES;
+
+/** A hello is a node id, a cluster name and a count: anything larger is not one. */
+export const MAX_HELLO_BYTES = 1024;
+/** Node ids are `<node-name>-<time36>-<hex6>`; cluster names are key prefixes. */
+const MAX_HELLO_NAME_BYTES = 255;
 
 const MAGIC = 0x54; // 'T'
 const VERSION = 1;
@@ -76,10 +82,19 @@ export type Frame = HelloFrame | BatchFrame | RedirectFrame | HandOffFrame | Han
 
 /** A frame that cannot be decoded (or encoded): says where and why. */
 export class FrameError extends Error {
-  readonly code = 'BAD_FRAME';
+  readonly code: string = 'BAD_FRAME';
   constructor(message: string) {
     super(message);
     this.name = 'FrameError';
+  }
+}
+
+/** A frame (or one message of it) larger than the frame limit. */
+export class FrameTooLarge extends FrameError {
+  override readonly code = 'FRAME_TOO_LARGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrameTooLarge';
   }
 }
 
@@ -87,12 +102,18 @@ export class FrameError extends Error {
 
 let scratch = Buffer.allocUnsafe(64 * 1024);
 let pos = 0;
+/** The limit of the frame being encoded (set by begin). */
+let limit = MAX_FRAME_BYTES;
+/** reserve() asks for up to this much more than it writes (a varint's 8 bytes): finish() checks exactly. */
+const RESERVE_SLACK = 16;
 
 function reserve(n: number): void {
   if (pos + n <= scratch.length) return;
+  // Only when the buffer must grow: a frame past the limit stops here, before its rest is encoded.
+  if (pos + n > limit + RESERVE_SLACK) throw new FrameTooLarge(`frame of more than ${limit} bytes (the cluster frame limit, --cluster-max-frame)`);
   let size = scratch.length * 2;
   while (size < pos + n) size *= 2;
-  if (size > MAX_FRAME_BYTES * 2) size = Math.max(pos + n, MAX_FRAME_BYTES);
+  if (size > limit + RESERVE_SLACK) size = Math.max(pos + n, limit + RESERVE_SLACK);
   const next = Buffer.allocUnsafe(size);
   scratch.copy(next, 0, 0, pos);
   scratch = next;
@@ -172,8 +193,9 @@ function writePayload(v: unknown): void {
   }
 }
 
-function begin(kind: number): void {
+function begin(kind: number, maxBytes: number): void {
   pos = 0;
+  limit = maxBytes;
   reserve(3);
   scratch[pos++] = MAGIC;
   scratch[pos++] = VERSION;
@@ -181,7 +203,7 @@ function begin(kind: number): void {
 }
 
 function finish(): Buffer {
-  if (pos > MAX_FRAME_BYTES) throw new FrameError(`frame of ${pos} bytes exceeds the limit of ${MAX_FRAME_BYTES}; send smaller batches`);
+  if (pos > limit) throw new FrameTooLarge(`frame of ${pos} bytes exceeds the cluster frame limit of ${limit} (--cluster-max-frame)`);
   const out = Buffer.allocUnsafe(pos);
   scratch.copy(out, 0, 0, pos);
   return out;
@@ -210,15 +232,17 @@ function writeMessages(m: readonly unknown[]): void {
 }
 
 export function encodeHello(node: string, cluster: string, partitions: number): Buffer {
-  begin(KIND_HELLO);
+  checkHelloName(node, 'node id');
+  checkHelloName(cluster, 'cluster name');
+  begin(KIND_HELLO, MAX_HELLO_BYTES);
   writeString(node);
   writeString(cluster);
   writeUint(partitions, 'partitions');
   return finish();
 }
 
-export function encodeBatch(m: readonly unknown[], r: readonly unknown[] = []): Buffer {
-  begin(KIND_BATCH);
+export function encodeBatch(m: readonly unknown[], r: readonly unknown[] = [], maxBytes = MAX_FRAME_BYTES): Buffer {
+  begin(KIND_BATCH, maxBytes);
   writeMessages(m);
   if (r.length % REPLY_STRIDE !== 0) throw new FrameError(`reply array length ${r.length} is not a multiple of ${REPLY_STRIDE}`);
   writeVarint(r.length / REPLY_STRIDE);
@@ -231,16 +255,16 @@ export function encodeBatch(m: readonly unknown[], r: readonly unknown[] = []): 
   return finish();
 }
 
-export function encodeRedirect(epoch: number, owner: string, m: readonly unknown[]): Buffer {
-  begin(KIND_REDIRECT);
+export function encodeRedirect(epoch: number, owner: string, m: readonly unknown[], maxBytes = MAX_FRAME_BYTES): Buffer {
+  begin(KIND_REDIRECT, maxBytes);
   writeUint(epoch, 'epoch');
   writeString(owner);
   writeMessages(m);
   return finish();
 }
 
-export function encodeHandOff(id: number, epoch: number, partitions: readonly number[], rows: readonly unknown[]): Buffer {
-  begin(KIND_HANDOFF);
+export function encodeHandOff(id: number, epoch: number, partitions: readonly number[], rows: readonly unknown[], maxBytes = MAX_FRAME_BYTES): Buffer {
+  begin(KIND_HANDOFF, maxBytes);
   writeUint(id, 'hand-off id');
   writeUint(epoch, 'epoch');
   writeVarint(partitions.length);
@@ -256,10 +280,94 @@ export function encodeHandOff(id: number, epoch: number, partitions: readonly nu
 }
 
 export function encodeHandOffAck(id: number, error = ''): Buffer {
-  begin(KIND_HANDOFF_ACK);
+  begin(KIND_HANDOFF_ACK, MAX_HELLO_BYTES + Buffer.byteLength(error));
   writeUint(id, 'hand-off id');
   writeString(error);
   return finish();
+}
+
+// ---- frames that must fit the limit ------------------------------------------------------------
+
+/** A batch encoded as frames of at most the limit, and the messages and replies that cannot be sent. */
+export interface BatchParts {
+  frames: Buffer[];
+  /** Messages (MSG_STRIDE values each) and replies (REPLY_STRIDE) that no frame can carry. */
+  badM: unknown[];
+  badR: unknown[];
+  /** Why the first of them cannot be sent. */
+  first: FrameError | undefined;
+}
+
+/**
+ * For a batch encodeBatch refused: splits it in halves until each part fits (a batch of large
+ * payloads), and keeps apart each message or reply that cannot be encoded on its own (too large
+ * alone, or a payload v8 cannot serialize). Messages keep their order. Costs a few encodings of at
+ * most the limit each; only taken when one frame does not do.
+ */
+export function encodeBatchParts(m: readonly unknown[], r: readonly unknown[], maxBytes = MAX_FRAME_BYTES): BatchParts {
+  if (m.length % MSG_STRIDE !== 0) throw new FrameError(`message array length ${m.length} is not a multiple of ${MSG_STRIDE}`);
+  if (r.length % REPLY_STRIDE !== 0) throw new FrameError(`reply array length ${r.length} is not a multiple of ${REPLY_STRIDE}`);
+  const out: BatchParts = { frames: [], badM: [], badR: [], first: undefined };
+  const encodePart = (pm: readonly unknown[], pr: readonly unknown[]): void => {
+    try {
+      out.frames.push(encodeBatch(pm, pr, maxBytes));
+      return;
+    } catch (err) {
+      if (!(err instanceof FrameError)) throw err;
+      const nm = pm.length / MSG_STRIDE;
+      const n = nm + pr.length / REPLY_STRIDE;
+      if (n <= 1) {
+        out.first ??= err;
+        for (const v of pm) out.badM.push(v);
+        for (const v of pr) out.badR.push(v);
+        return;
+      }
+      // The first half of the items, messages before replies.
+      const half = Math.ceil(n / 2);
+      const cutM = Math.min(half, nm) * MSG_STRIDE;
+      const cutR = Math.max(0, half - nm) * REPLY_STRIDE;
+      encodePart(pm.slice(0, cutM), pr.slice(0, cutR));
+      encodePart(pm.slice(cutM), pr.slice(cutR));
+    }
+  };
+  encodePart(m, r);
+  return out;
+}
+
+/** A hand-off encoded as frames of at most the limit, each with its own id (each is acknowledged). */
+export interface HandOffParts {
+  parts: { id: number; frame: Buffer }[];
+  /** Rows (HANDOFF_ROW_STRIDE values each) that no frame can carry: an actor's state too large alone, or not serializable. */
+  dropped: unknown[];
+  first: FrameError | undefined;
+}
+
+/** Splits a hand-off's rows in halves until each part fits; every part names all `partitions`. */
+export function encodeHandOffParts(nextId: () => number, epoch: number, partitions: readonly number[], rows: readonly unknown[], maxBytes = MAX_FRAME_BYTES): HandOffParts {
+  if (rows.length % HANDOFF_ROW_STRIDE !== 0) throw new FrameError(`hand-off row array length ${rows.length} is not a multiple of ${HANDOFF_ROW_STRIDE}`);
+  const out: HandOffParts = { parts: [], dropped: [], first: undefined };
+  const encodePart = (pr: readonly unknown[]): void => {
+    const id = nextId();
+    try {
+      out.parts.push({ id, frame: encodeHandOff(id, epoch, partitions, pr, maxBytes) });
+      return;
+    } catch (err) {
+      if (!(err instanceof FrameError)) throw err;
+      const n = pr.length / HANDOFF_ROW_STRIDE;
+      // Without rows, it is the partition list or an epoch that is wrong: nothing to split.
+      if (n === 0) throw err;
+      if (n === 1) {
+        out.first ??= err;
+        for (const v of pr) out.dropped.push(v);
+        return;
+      }
+      const cut = Math.ceil(n / 2) * HANDOFF_ROW_STRIDE;
+      encodePart(pr.slice(0, cut));
+      encodePart(pr.slice(cut));
+    }
+  };
+  encodePart(rows);
+  return out;
 }
 
 // ---- decoding -----------------------------------------------------------------------------------
@@ -373,15 +481,53 @@ class Reader {
   }
 }
 
-/** Decodes one frame; throws FrameError on anything malformed, and allocates only what the bytes can hold. */
-export function decodeFrame(buf: Buffer | Uint8Array): Frame {
+function checkHelloName(s: string, what: string): void {
+  const n = Buffer.byteLength(s);
+  if (n === 0 || n > MAX_HELLO_NAME_BYTES) throw new FrameError(`${what} of ${n} bytes; a hello takes 1 to ${MAX_HELLO_NAME_BYTES}`);
+  // Names go into logs and maps: no control characters (a forged line in a log, say).
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(s)) throw new FrameError(`${what} contains a control character`);
+}
+
+function header(buf: Buffer | Uint8Array): { r: Reader; kind: number } {
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (b.length > MAX_FRAME_BYTES) throw new FrameError(`cluster frame of ${b.length} bytes exceeds the limit of ${MAX_FRAME_BYTES}`);
   const r: Reader = new Reader(b);
   if (r.byte('magic') !== MAGIC) r.fail('not a Troupe cluster frame (bad magic byte)');
   const version = r.byte('version');
   if (version !== VERSION) r.fail(`frame version ${version}, this node speaks ${VERSION}; run one Troupe version across the cluster`);
-  const kind = r.byte('kind');
+  return { r, kind: r.byte('kind') };
+}
+
+/**
+ * Decodes the first frame of a link, which must be a hello: any other kind is refused from its
+ * header, its payloads untouched (no v8.deserialize of bytes from a peer not yet admitted).
+ */
+export function decodeHello(buf: Buffer | Uint8Array): HelloFrame {
+  if (buf.byteLength > MAX_HELLO_BYTES) throw new FrameError(`first frame of ${buf.byteLength} bytes: a hello takes at most ${MAX_HELLO_BYTES}`);
+  const h = header(buf);
+  const r: Reader = h.r;
+  const kind = h.kind;
+  if (kind !== KIND_HELLO) r.fail(`the first frame on a link must be a hello, got a frame of kind ${kind}`);
+  const node = r.string('node id');
+  const cluster = r.string('cluster name');
+  const partitions = r.varint('partitions');
+  r.end();
+  try {
+    checkHelloName(node, 'node id');
+    checkHelloName(cluster, 'cluster name');
+  } catch (err) {
+    r.fail((err as Error).message);
+  }
+  if (partitions < 1) r.fail('a hello with 0 partitions');
+  return { kind: 'hello', node, cluster, partitions };
+}
+
+/** Decodes one frame; throws FrameError on anything malformed, and allocates only what the bytes can hold. */
+export function decodeFrame(buf: Buffer | Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame {
+  if (buf.byteLength > maxBytes) throw new FrameTooLarge(`cluster frame of ${buf.byteLength} bytes exceeds the limit of ${maxBytes}`);
+  const h = header(buf);
+  const r: Reader = h.r;
+  const kind = h.kind;
   let frame: Frame;
   switch (kind) {
     case KIND_HELLO:
@@ -427,23 +573,6 @@ export function decodeFrame(buf: Buffer | Uint8Array): Frame {
     default:
       r.fail(`unknown frame kind ${kind}`);
   }
-  r.end();
-  return frame;
-}
-
-/**
- * Decodes the first frame of a link as a hello and nothing else: a peer not yet accepted gets no
- * v8.deserialize of its bytes. (Added by the `tls` helper; the `frames` helper may replace it.)
- */
-export function decodeHello(buf: Buffer | Uint8Array): HelloFrame {
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  const r: Reader = new Reader(b);
-  if (r.byte('magic') !== MAGIC) r.fail('not a Troupe cluster frame (bad magic byte)');
-  const version = r.byte('version');
-  if (version !== VERSION) r.fail(`frame version ${version}, this node speaks ${VERSION}; run one Troupe version across the cluster`);
-  const kind = r.byte('kind');
-  if (kind !== KIND_HELLO) r.fail(`the first frame of a link must be a hello, got kind ${kind}`);
-  const frame: HelloFrame = { kind: 'hello', node: r.string('node id'), cluster: r.string('cluster name'), partitions: r.varint('partitions') };
   r.end();
   return frame;
 }

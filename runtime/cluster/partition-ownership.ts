@@ -5,6 +5,7 @@
 import { OWNED_ELSEWHERE, OWNED_HERE } from '../envelope.js';
 import { rootLogger, type Logger } from '../log.js';
 import type { ClusterHealth } from '../system.js';
+import { HANDOFF_ROW_STRIDE } from './frame-codec.js';
 import { ClusterDataLost, IncarnationTooYoung, StaleEpoch, type PartitionLeases } from './leases.js';
 import type { RedisMembership } from './redis-membership.js';
 import type { RedisRing, RingView } from './redis-ring.js';
@@ -25,6 +26,21 @@ export type PartitionState =
    * cluster's data. Nobody serves it; asks fail at once with PartitionUnavailable (retryable).
    */
   | 'unavailable';
+
+/**
+ * A hand-off this node will not install. The message is for this node's log; the sender hears a
+ * generic refusal (transport.ts), since it may be the hostile peer the details would help.
+ */
+export class HandOffRefused extends Error {
+  readonly code = 'HANDOFF_REFUSED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'HandOffRefused';
+  }
+}
+
+/** The lease check of a hand-off waits this long for Redis before refusing it (the sender waits 10 s for the acknowledgement). */
+const HANDOFF_CHECK_TIMEOUT_MS = 5000;
 
 /** What this node serves of what the ring gives it, and why not the rest (for /readyz, metrics, the inspector). */
 export type OwnershipHealth = Omit<ClusterHealth, 'clusterLost'>;
@@ -126,6 +142,53 @@ export class PartitionOwnership {
     const out: number[] = [];
     this.#states.forEach((s, p) => s === 'serving' && out.push(p));
     return out;
+  }
+
+  /**
+   * Checks a hand-off before its state is installed; throws HandOffRefused (with the details, for the
+   * log) unless all of these hold:
+   * - `epoch` is the ring's current epoch (after a refresh, when the sender is ahead of this node);
+   * - at that epoch the ring gives every partition named to this node, and every row is of one of them;
+   * - the sender holds the lease of every partition named, in Redis, now. It is the node that served
+   *   them until the ring moved them (a sender releases its leases only once this node acknowledged).
+   *   The lease, not the ring's previous member set, says who that is: Redis keeps only the current
+   *   ring, a node's own previous view may skip epochs, and when two changes come close together
+   *   the node that served a partition is not the ring's owner of the epoch just before.
+   */
+  async checkHandOff(from: string, epoch: number, partitions: readonly number[], rows: readonly unknown[]): Promise<void> {
+    const P = this.#states.length;
+    let view = this.#o.ring.view();
+    if (epoch > view.epoch) view = await this.#o.ring.refresh();
+    if (epoch !== view.epoch) throw new HandOffRefused(`hand-off from node ${from} at ring epoch ${epoch} refused: the current epoch is ${view.epoch}`);
+    const named = new Set<number>();
+    for (const p of partitions) {
+      if (!Number.isInteger(p) || p < 0 || p >= P) throw new HandOffRefused(`hand-off from node ${from} refused: partition ${p} is outside 0..${P - 1}`);
+      if (view.owners[p] !== this.self) {
+        throw new HandOffRefused(`hand-off from node ${from} refused: partition ${p} is node ${view.owners[p] || '(nobody)'}'s at epoch ${epoch}, not this node's`);
+      }
+      named.add(p);
+    }
+    for (let i = 1; i < rows.length; i += HANDOFF_ROW_STRIDE) {
+      if (!named.has(rows[i] as number)) throw new HandOffRefused(`hand-off from node ${from} refused: a row of partition ${String(rows[i])}, which the hand-off does not name`);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const holders = await Promise.race([
+      Promise.all([...named].map((p) => this.#o.leases.holderOf(p))),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${HANDOFF_CHECK_TIMEOUT_MS} ms`)), HANDOFF_CHECK_TIMEOUT_MS);
+      }),
+    ])
+      .catch((err: Error) => {
+        throw new HandOffRefused(`hand-off from node ${from} refused: cannot read who holds the leases of its ${named.size} partitions (${err.message})`);
+      })
+      .finally(() => clearTimeout(timer));
+    const notHeld = holders.findIndex((h) => h?.node !== from);
+    if (notHeld >= 0) {
+      const h = holders[notHeld];
+      throw new HandOffRefused(
+        `hand-off from node ${from} refused: the lease of partition ${[...named][notHeld]} is ${h === undefined ? 'held by nobody' : `node ${h.node}'s`}; only the node that served a partition hands it off`,
+      );
+    }
   }
 
   /** Joins the ring and starts following it. */

@@ -15,7 +15,8 @@ import { rootLogger, type Logger } from '../log.js';
 import { partitionOf } from '../partition.js';
 import { protoPath } from '../paths.js';
 import { ClusterTls, callerCertificate, certificateNames, nodeNameOf } from './cluster-tls.js';
-import { decodeFrame, decodeHello, encodeBatch, encodeHandOff, encodeHandOffAck, encodeHello, encodeRedirect, FrameError, HANDOFF_ROW_STRIDE, MAX_FRAME_BYTES } from './frame-codec.js';
+import { decodeFrame, decodeHello, encodeBatch, encodeBatchParts, encodeHandOffAck, encodeHandOffParts, encodeHello, encodeRedirect, FrameError, HANDOFF_ROW_STRIDE } from './frame-codec.js';
+import { frameLimit, grpcMessageLimit } from './frame-limit.js';
 
 /** Messages gathered for one peer are encoded at once when they reach this many. */
 const FLUSH_AT = 4096 * MSG_STRIDE;
@@ -35,8 +36,6 @@ function loadClusterService(): { service: grpc.ServiceDefinition; Client: new (a
   return { service: ctor.service, Client: ctor as unknown as new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => ClusterServiceClient };
 }
 
-const MAX_MESSAGE = MAX_FRAME_BYTES + 64 * 1024;
-
 /**
  * What a peer hears when one of its asks named a partition that is not its actor's. Generic on
  * purpose: the details (which id, which partition) go to this node's log, not back to the sender.
@@ -49,6 +48,8 @@ const MISROUTED: WireError = { name: 'TroupeError', code: 'MISROUTED', message: 
  * name. The reason goes to this node's log.
  */
 export const LINK_REFUSED = 'link refused by the receiving node; its log says why';
+/** What a peer hears when its hand-off is refused; the details go to this node's log. */
+const HANDOFF_REFUSED = 'the receiving node did not take this hand-off; its log says why';
 
 /** Refusals of misrouted messages are logged at most this often per peer (a hostile peer must not flood the log). */
 const REFUSAL_LOG_EVERY_MS = 1000;
@@ -86,6 +87,8 @@ export interface ClusterTransportOptions {
   onUnsendable?(peer: string, m: unknown[], r: unknown[], err: Error): void;
   /** More gRPC services to serve on the cluster port (the inspector), added before it binds. */
   services?: readonly { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }[];
+  /** [frames] The largest frame sent or taken (frame-limit.ts: default 16 MiB); gRPC refuses a larger one before reading it. */
+  maxFrameBytes?: number;
   /** Bytes queued per peer before send() throws Overloaded; default 64 MiB. */
   maxQueuedBytes?: number;
   /** Reconnection backoff; defaults 50 ms doubling to 2000 ms, with jitter. */
@@ -138,6 +141,7 @@ export class ClusterTransport {
   readonly #links = new Map<string, PeerLink>();
   readonly #inbound = new Set<grpc.ServerDuplexStream<WireFrame, WireFrame>>();
   readonly #maxQueuedBytes: number;
+  readonly #maxFrame: number;
   readonly #backoffInitial: number;
   readonly #backoffMax: number;
   #flushScheduled = false;
@@ -161,10 +165,11 @@ export class ClusterTransport {
     this.#o = o;
     this.#log = (o.log ?? rootLogger()).child({ node: o.self, part: 'transport' });
     this.#maxQueuedBytes = o.maxQueuedBytes ?? 64 * 1024 * 1024;
+    this.#maxFrame = frameLimit(o.maxFrameBytes);
     this.#backoffInitial = o.backoff?.initialMs ?? 50;
     this.#backoffMax = o.backoff?.maxMs ?? 2000;
     this.#server = new grpc.Server(
-      grpcServerOptions({ maxReceiveMessageBytes: MAX_MESSAGE, ...o.limits }, { 'grpc.keepalive_permit_without_calls': 1, 'grpc.http2.min_ping_interval_without_data_ms': 5000 }),
+      grpcServerOptions({ maxReceiveMessageBytes: grpcMessageLimit(this.#maxFrame), ...o.limits }, { 'grpc.keepalive_permit_without_calls': 1, 'grpc.http2.min_ping_interval_without_data_ms': 5000 }),
     );
     this.#server.addService(loadClusterService().service, { link: (call: grpc.ServerDuplexStream<WireFrame, WireFrame>) => this.#accept(call) });
     for (const { definition, implementation } of o.services ?? []) this.#server.addService(definition, implementation);
@@ -237,32 +242,38 @@ export class ClusterTransport {
     if (m.length === 0) return;
     const link = this.#link(peer);
     this.#encodeGathered(link); // keep the order of what was gathered before
-    this.#enqueue(link, encodeRedirect(epoch, owner, m));
+    this.#enqueue(link, encodeRedirect(epoch, owner, m, this.#maxFrame));
   }
 
   /**
    * Ships the committed state of partitions to their new owner and resolves when it acknowledged
-   * storing it (rejects on its refusal or after `timeoutMs`). Split very large partitions into
-   * several calls: one frame holds at most MAX_FRAME_BYTES.
+   * storing it (rejects on its refusal or after `timeoutMs`). [frames] Rows that do not fit one
+   * frame go in several, each acknowledged; an actor whose state cannot go in any is left out (logged).
    */
   handOff(peer: string, epoch: number, partitions: readonly number[], rows: readonly unknown[], timeoutMs = 10_000): Promise<void> {
-    const id = ++this.#handOffs;
-    let frame: Buffer;
+    let split: ReturnType<typeof encodeHandOffParts>;
     try {
-      frame = encodeHandOff(id, epoch, partitions, rows);
+      split = encodeHandOffParts(() => ++this.#handOffs, epoch, partitions, rows, this.#maxFrame);
     } catch (err) {
       return Promise.reject(err);
     }
+    if (split.dropped.length > 0) {
+      this.#log.warn({ peer, actors: split.dropped.length / HANDOFF_ROW_STRIDE, first: String(split.dropped[0]).slice(0, 200), err: split.first?.message }, 'actors left out of a hand-off: their state does not fit one frame (raise --cluster-max-frame) or cannot be serialized; durable ones come back from the changelogs');
+    }
     const link = this.#link(peer);
     this.#encodeGathered(link); // messages gathered before the hand-off go before it
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#awaitingAck.delete(id);
-        reject(new Error(`hand-off ${id} of ${partitions.length} partitions to node ${peer} was not acknowledged within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#awaitingAck.set(id, { resolve, reject, timer });
-      this.#enqueue(link, frame);
-    });
+    const acks = split.parts.map(
+      ({ id, frame }) =>
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            this.#awaitingAck.delete(id);
+            reject(new Error(`hand-off ${id} of ${partitions.length} partitions to node ${peer} was not acknowledged within ${timeoutMs} ms`));
+          }, timeoutMs);
+          this.#awaitingAck.set(id, { resolve, reject, timer });
+          this.#enqueue(link, frame);
+        }),
+    );
+    return Promise.all(acks).then(() => undefined);
   }
 
   #acknowledge(id: number, error: string): void {
@@ -278,12 +289,19 @@ export class ClusterTransport {
     const ack = (error: string): void => {
       if (!this.#closed) this.#enqueue(this.#link(from), encodeHandOffAck(id, error));
     };
-    if (!this.#o.onHandOff) return ack(`node ${this.self} does not take hand-offs`);
+    // [frames] The sender hears a generic refusal; why goes to this node's log.
+    if (!this.#o.onHandOff) {
+      this.#log.warn({ from, id }, `refused a hand-off: node ${this.self} does not take hand-offs`);
+      return ack(HANDOFF_REFUSED);
+    }
     Promise.resolve()
       .then(() => this.#o.onHandOff!(from, epoch, partitions, rows))
       .then(
         () => ack(''),
-        (err: Error) => ack(err?.message ?? String(err)),
+        (err: Error) => {
+          this.#log.warn({ from, id, epoch, partitions: partitions.length, err: err?.message ?? String(err) }, 'refused a hand-off from another node');
+          ack(HANDOFF_REFUSED);
+        },
       );
   }
 
@@ -293,38 +311,18 @@ export class ClusterTransport {
     link.m = [];
     link.r = [];
     try {
-      this.#enqueue(link, encodeBatch(m, r));
+      this.#enqueue(link, encodeBatch(m, r, this.#maxFrame));
     } catch (err) {
       if (!(err instanceof FrameError)) throw err;
-      this.#encodeOneByOne(link, m, r, err);
+      this.#encodeInParts(link, m, r);
     }
   }
 
-  /** A batch with a payload that cannot be encoded: send the rest, give the bad ones back. */
-  #encodeOneByOne(link: PeerLink, m: unknown[], r: unknown[], first: FrameError): void {
-    const goodM: unknown[] = [];
-    const badM: unknown[] = [];
-    const goodR: unknown[] = [];
-    const badR: unknown[] = [];
-    for (let i = 0; i < m.length; i += MSG_STRIDE) {
-      const one = m.slice(i, i + MSG_STRIDE);
-      try {
-        encodeBatch(one);
-        goodM.push(...one);
-      } catch {
-        badM.push(...one);
-      }
-    }
-    for (let i = 0; i < r.length; i += REPLY_STRIDE) {
-      const one = r.slice(i, i + REPLY_STRIDE);
-      try {
-        encodeBatch([], one);
-        goodR.push(...one);
-      } catch {
-        badR.push(...one);
-      }
-    }
-    if (goodM.length > 0 || goodR.length > 0) this.#enqueue(link, encodeBatch(goodM, goodR));
+  /** [frames] A batch that does not fit one frame, or has a payload that cannot be encoded: send it in parts, give the bad ones back. */
+  #encodeInParts(link: PeerLink, m: unknown[], r: unknown[]): void {
+    const { frames, badM, badR, first } = encodeBatchParts(m, r, this.#maxFrame);
+    for (const frame of frames) this.#enqueue(link, frame);
+    if (first === undefined) return;
     this.#log.warn({ peer: link.peer, messages: badM.length / MSG_STRIDE, replies: badR.length / REPLY_STRIDE, err: first.message }, 'messages to another node cannot be encoded; giving them back');
     this.#o.onUnsendable?.(link.peer, badM, badR, first);
   }
@@ -382,8 +380,8 @@ export class ClusterTransport {
     link.client ??= new Client(address, tls?.channelCredentials() ?? grpc.credentials.createInsecure(), {
       // With TLS the peer's certificate must name the peer's node name, whatever address it is at.
       ...(tls ? ClusterTls.expectServerName(nodeNameOf(link.peer)) : {}),
-      'grpc.max_send_message_length': MAX_MESSAGE,
-      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.max_send_message_length': grpcMessageLimit(this.#maxFrame),
+      'grpc.max_receive_message_length': grpcMessageLimit(this.#maxFrame),
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -525,7 +523,7 @@ export class ClusterTransport {
       }
       let frame;
       try {
-        frame = decodeFrame(msg.data);
+        frame = decodeFrame(msg.data, this.#maxFrame);
       } catch (err) {
         const e = err instanceof FrameError ? err : new FrameError(String(err));
         this.#o.onMalformed?.(from, e);
