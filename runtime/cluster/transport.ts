@@ -207,7 +207,7 @@ export class ClusterTransport {
   #scheduleFlush(): void {
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      queueMicrotask(this.#flushAll);
+      setImmediate(this.#flushAll);
     }
   }
 
