@@ -43,6 +43,13 @@ interface PendingAdd {
   reject(err: unknown): void;
 }
 
+/** KEYS: the job's hash, the depth counter; ARGV: the job's events. Decrements only the first time. */
+const COUNT_DONE_ONCE = `
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'troupeDepthCounted', '1') == 1 then
+  return redis.call('DECRBY', KEYS[2], ARGV[1])
+end
+return false`;
+
 export class BullmqEventQueue implements EventBatchQueue {
   readonly kind = 'bullmq' as const;
   readonly #opts: BullmqQueueOptions;
@@ -146,11 +153,11 @@ export class BullmqEventQueue implements EventBatchQueue {
         try {
           await processor(parts, { batchId: String(job.id), attempt, redelivered: (job.attemptsStarted ?? 1) > 1 || job.attemptsMade > 0, final });
         } catch (err) {
-          if (final) await this.#redis.decrby(this.#depthKey, eventsIn(parts)).catch(() => {});
+          if (final) await this.#countDone(job, eventsIn(parts));
           throw err;
         }
         // Done whatever the counter does: a failed update must not have the job processed again.
-        await this.#redis.decrby(this.#depthKey, eventsIn(parts)).catch(() => {});
+        await this.#countDone(job, eventsIn(parts));
       },
       {
         connection: this.#connect('blocking', 'event workers'),
@@ -165,6 +172,16 @@ export class BullmqEventQueue implements EventBatchQueue {
       },
     );
     this.#worker.on('error', () => {});
+  }
+
+  /**
+   * Takes a finished job's events off the depth, once per job: a job whose lock lapsed (its worker
+   * paused or cut from Redis) is processed again by another worker, and both finish. The mark sits
+   * in the job's own hash, gone with the job (removeOnComplete), so nothing is left to clean up.
+   */
+  async #countDone(job: Job<QueuedJob>, events: number): Promise<void> {
+    const jobKey = `${this.#prefix}:${this.#opts.name}:${job.id}`;
+    await this.#redis.eval(COUNT_DONE_ONCE, 2, jobKey, this.#depthKey, events).catch(() => {});
   }
 
   async depth(): Promise<number> {

@@ -4,6 +4,7 @@
 
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { BullmqEventQueue } from '../../../gateways/events/bullmq-queue.js';
 import type { Delivery, QueuedBatch } from '../../../gateways/events/queue.js';
 import { REDIS_URL, until } from './helpers.js';
@@ -60,4 +61,41 @@ test('a job that fails is delivered again whole, marked as redelivered', async (
   t.is(second!.delivery.attempt, 2);
   t.is(second!.delivery.batchId, first!.delivery.batchId);
   t.is(deliveries.length, 4);
+});
+
+test('a job processed twice (its lock lapsed, another worker took it) leaves the depth counted once', async (t) => {
+  const name = `events-queue-test-${randomBytes(4).toString('hex')}`;
+  const a = new BullmqEventQueue({ redis: REDIS_URL, name, retry: { attempts: 3, backoffMs: 10 }, lockDurationMs: 1000 });
+  const b = new BullmqEventQueue({ redis: REDIS_URL, name, retry: { attempts: 3, backoffMs: 10 }, lockDurationMs: 1000 });
+  const redis = new Redis(REDIS_URL);
+  t.teardown(async () => {
+    redis.disconnect();
+    await a.close();
+    await b.close();
+    await BullmqEventQueue.destroy(REDIS_URL, name);
+  });
+  await a.enqueue(batch(1, 3));
+  const depthKey = `bull:${name}:troupe-event-depth`;
+  t.is(await redis.get(depthKey), '3');
+
+  // Worker a takes the job and hangs; its lock is taken away, as when its node is cut from Redis.
+  let release!: () => void;
+  const hung = new Promise<void>((r) => (release = r));
+  let jobId: string | undefined;
+  a.start(async (_parts, delivery) => {
+    jobId = delivery.batchId;
+    await hung;
+  }, 1);
+  await until('a took the job', async () => jobId !== undefined);
+  await redis.del(`bull:${name}:${jobId}:lock`);
+  // The stalled-job check gives it to worker b, which finishes it.
+  let bDone = false;
+  b.start(async () => {
+    bDone = true;
+  }, 1);
+  await until('b processed the job again', async () => bDone && (await redis.get(depthKey)) === '0');
+  // Then a, resumed, finishes too: the depth must not count the job's events off twice.
+  release();
+  await new Promise((r) => setTimeout(r, 500));
+  t.is(await redis.get(depthKey), '0');
 });
