@@ -474,7 +474,9 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const perUser = tally?.perUser;
     // Reading back is bounded: a cluster that does not answer fails the run as unanswered, not by hanging it.
     const readBackEnds = performance.now() + READ_BACK_TIMEOUT_MS;
-    const aggregates = perUser ? judgeAggregates(perUser, await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds, summaryToken)) : undefined;
+    let counted = perUser ? await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds, summaryToken) : undefined;
+    if (perUser && counted) counted = await settleShortCounts(perUser, counted, targets('events.http'), readBackEnds, summaryToken, say);
+    const aggregates = perUser && counted ? judgeAggregates(perUser, counted) : undefined;
     const counters = counterLoad ? judgeCounters(counterLoad, await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds)) : undefined;
     const ownership = { ...judgeOwnership(watch.samples, STUCK_AFTER_MS, redisDown), stuckAfterMs: STUCK_AFTER_MS };
     for (const f of faultLog) if (f.healedAtMs !== undefined) f.recoveredAtMs = recoveredAt(watch.samples, f.healedAtMs);
@@ -828,6 +830,31 @@ async function queueDepth(nodes: NodeProcess[]): Promise<number | undefined> {
     }
   }
   return undefined;
+}
+
+/** How long users whose summary counts fewer events than their rows are read again before they count as off. */
+const AGGREGATE_SETTLE_MS = 10_000;
+
+/**
+ * A summary that counts fewer events than the user's rows may be read while its last events are on
+ * their way to the actor (a row is stored before its actor is told, and a queue-depth of 0 does not
+ * prove every hand-off done): such users are read again, once a second, for AGGREGATE_SETTLE_MS.
+ * One that catches up was late, not off, and the run says how many were; one that stays short, or
+ * counts more than its rows, is judged off.
+ */
+async function settleShortCounts(rows: ReadonlyMap<string, number>, counted: Map<string, number | undefined>, targets: () => LoadTarget[], endsAt: number, token: string, say: (line: string) => void): Promise<Map<string, number | undefined>> {
+  const short = () => [...rows].filter(([user, n]) => { const c = counted.get(user); return c !== undefined && c < n; }).map(([user]) => user);
+  const first = short();
+  if (first.length === 0) return counted;
+  const until = Math.min(endsAt, performance.now() + AGGREGATE_SETTLE_MS);
+  let left = first;
+  while (left.length > 0 && performance.now() < until) {
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const [user, n] of await countedPerUser(left, targets, endsAt, token)) if (n !== undefined) counted.set(user, n);
+    left = short();
+  }
+  say(`${fmt(first.length)} users' summaries counted fewer events than their rows when first read; ${fmt(first.length - left.length)} caught up within ${AGGREGATE_SETTLE_MS / 1000} s (events still on their way to the actor)`);
+  return counted;
 }
 
 /** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
