@@ -4,8 +4,9 @@
 // refused (400, or a refused connection) or ambiguous (anything else: it may have been applied).
 
 import { Agent, request } from 'node:http';
-import type { IncrementReply } from './counter-actor.js';
+import type { CounterState, IncrementReply } from './counter-actor.js';
 import type { LoadTarget } from './event-load.js';
+import { readBack, type ReadBackMisses } from './read-back.js';
 import { sleep } from './node-process.js';
 
 export interface CounterLoadOptions {
@@ -123,25 +124,7 @@ export class CounterLoad {
   }
 }
 
-/** Every counter's state, asked of the running nodes in turn (undefined: no node answered). */
-export async function readCounters(keys: readonly string[], targets: () => LoadTarget[], endsAt = Infinity): Promise<Map<string, { n: number; applied: number[] } | undefined>> {
-  const states = new Map<string, { n: number; applied: number[] } | undefined>();
-  let turn = 0;
-  for (const key of keys) {
-    let state: { n: number; applied: number[] } | undefined;
-    for (let attempt = 0; attempt < 4 && !state && performance.now() < endsAt; attempt++) {
-      const live = targets();
-      const t = live[turn++ % Math.max(1, live.length)];
-      if (!t) break;
-      try {
-        const res = await fetch(`http://${t.host}:${t.port}/counters/${key}`, { signal: AbortSignal.timeout(5000) });
-        if (res.ok) state = (await res.json()) as { n: number; applied: number[] };
-        else await res.arrayBuffer();
-      } catch {
-        // the next node
-      }
-    }
-    states.set(key, state);
-  }
-  return states;
+/** Every counter's state, asked of the running nodes in turn (undefined: no node answered), and why those unread were not. */
+export async function readCounters(keys: readonly string[], targets: () => LoadTarget[], endsAt = Infinity): Promise<{ values: Map<string, CounterState | undefined>; misses: ReadBackMisses }> {
+  return readBack(keys, targets, { path: (key) => `/counters/${key}`, parse: (body) => body as CounterState }, { endsAt, attempts: 4 });
 }

@@ -29,6 +29,15 @@ export interface NodeProcessSpec {
 const PORT_LINE = /^troupe:\s+(\S+)\s+\S+:(\d+)\s*$/;
 const READY_LINE = /^troupe: node (\S+) ready;/;
 const TAIL_LINES = 15;
+/** Distinct log messages counted per node (for the digest of a failed run); more are lumped together. */
+const DIGEST_MESSAGES = 200;
+
+/** How often a node logged one message, and when last (the line's own time, if it has one). */
+interface LoggedMessage {
+  count: number;
+  level: number;
+  last: string;
+}
 
 export class NodeProcess {
   readonly spec: NodeProcessSpec;
@@ -47,6 +56,7 @@ export class NodeProcess {
   #expectingExit = false;
   #log: WriteStream;
   #tail: string[] = [];
+  #messages = new Map<string, LoggedMessage>();
 
   constructor(spec: NodeProcessSpec) {
     this.spec = spec;
@@ -212,9 +222,41 @@ export class NodeProcess {
     this.#log.write(`--- chaos ${new Date().toISOString()} ${this.name}: ${text}\n`);
   }
 
+  /**
+   * What this node logged over the whole run, one line per message, most frequent first: the
+   * digest a failed run prints, so that its cause shows where only the output is kept (CI).
+   */
+  logDigest(max = 12): string[] {
+    const rows = [...this.#messages].sort((a, b) => b[1].level - a[1].level || b[1].count - a[1].count).slice(0, max);
+    const more = this.#messages.size - rows.length;
+    return [
+      ...rows.map(([msg, m]) => `${this.name}: ${m.count}× ${m.level >= 50 ? 'ERROR' : 'warn'} ${msg.length > 160 ? msg.slice(0, 160) + '…' : msg} (last ${m.last})`),
+      ...(more > 0 ? [`${this.name}: and ${more} other messages (${this.spec.logFile})`] : []),
+    ];
+  }
+
   #remember(line: string): void {
     this.#tail.push(line.length > 400 ? line.slice(0, 400) + '…' : line);
     if (this.#tail.length > TAIL_LINES) this.#tail.shift();
+    if (line.startsWith('{')) this.#count(line);
+  }
+
+  #count(line: string): void {
+    let entry: { msg?: unknown; level?: unknown; time?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      return;
+    }
+    const msg = typeof entry.msg === 'string' ? entry.msg : '(no message)';
+    const last = typeof entry.time === 'number' ? new Date(entry.time).toISOString().slice(11, 23) : typeof entry.time === 'string' ? entry.time.slice(11, 23) : '?';
+    const seen = this.#messages.get(msg);
+    if (seen) {
+      seen.count++;
+      seen.last = last;
+    } else if (this.#messages.size < DIGEST_MESSAGES) {
+      this.#messages.set(msg, { count: 1, level: typeof entry.level === 'number' ? entry.level : 40, last });
+    }
   }
 }
 

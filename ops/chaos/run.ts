@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { CounterLoad, readCounters } from './counter-load.js';
+import { describeMisses, readBack } from './read-back.js';
 import { RunNetwork, networkProblem } from './network.js';
 import { OwnershipWatch, judgeOwnership, recoveredAt, type FaultRecord } from './ownership-watch.js';
 import { PostgresServer, RedisSetup } from './servers.js';
@@ -25,7 +26,7 @@ import { redactedUrl } from '../../runtime/index.js';
 import { createCertificateAuthority, issueCertificate } from '../../runtime/certs.js';
 import { describeFault, NODE_FAULTS, planFaults, type PlannedFault } from './schedule.js';
 import { NETWORK_FAULTS, REDIS_FAULTS, type ChaosOptions } from './settings.js';
-import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeCounters, judgeEvents, type ChaosReport, type FaultCounts } from './verdict.js';
+import { formatVerdict, isNothingLost, judgeAggregates, judgeCarts, judgeCounters, judgeEvents, type ChaosReport, type CountersJudgement, type FaultCounts } from './verdict.js';
 
 export interface ChaosIO {
   /** Progress and the verdict, for a person. */
@@ -474,10 +475,15 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const perUser = tally?.perUser;
     // Reading back is bounded: a cluster that does not answer fails the run as unanswered, not by hanging it.
     const readBackEnds = performance.now() + READ_BACK_TIMEOUT_MS;
-    let counted = perUser ? await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds, summaryToken) : undefined;
+    let counted = perUser ? await countedPerUser([...perUser.keys()], targets('events.http'), readBackEnds, summaryToken, say) : undefined;
     if (perUser && counted) counted = await settleShortCounts(perUser, counted, targets('events.http'), readBackEnds, summaryToken, say);
     const aggregates = perUser && counted ? judgeAggregates(perUser, counted) : undefined;
-    const counters = counterLoad ? judgeCounters(counterLoad, await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds)) : undefined;
+    let counters: CountersJudgement | undefined;
+    if (counterLoad) {
+      const states = await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds);
+      if (states.misses.size > 0) say(`counters not read: ${describeMisses(states.misses)} (the last answer of each counter's tries)`);
+      counters = judgeCounters(counterLoad, states.values);
+    }
     const ownership = { ...judgeOwnership(watch.samples, STUCK_AFTER_MS, redisDown), stuckAfterMs: STUCK_AFTER_MS };
     for (const f of faultLog) if (f.healedAtMs !== undefined) f.recoveredAtMs = recoveredAt(watch.samples, f.healedAtMs);
     faultLog.sort((a, b) => a.startedAtMs - b.startedAtMs);
@@ -492,8 +498,14 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     if (counterLoad) say(`increments by answer: ${describeAnswers(counterLoad.answers)}`);
     finished = true;
     await killNodes(nodes, say);
+    const ok = isNothingLost(events, carts, aggregates, counters, ownership);
+    if (!ok) {
+      // Where only the output survives (CI), what the nodes said is the first clue.
+      say('what the nodes logged over the run (warnings and errors, errors first):');
+      for (const node of nodes) for (const line of node.logDigest()) say(`  ${line}`);
+    }
     const report: ChaosReport = {
-      ok: isNothingLost(events, carts, aggregates, counters, ownership),
+      ok,
       seed: o.seed,
       nodes: o.nodes,
       durationMs: o.durationMs,
@@ -858,25 +870,14 @@ async function settleShortCounts(rows: ReadonlyMap<string, number>, counted: Map
 }
 
 /** Each user's event count from its summary (GET /users/<id>/summary), asked of the running nodes in turn. */
-async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number, token: string): Promise<Map<string, number | undefined>> {
-  const counted = new Map<string, number | undefined>();
-  let turn = 0;
-  for (const user of users) {
-    let n: number | undefined;
-    for (let attempt = 0; attempt < 3 && n === undefined && performance.now() < endsAt; attempt++) {
-      const live = targets();
-      const target = live[turn++ % Math.max(1, live.length)];
-      if (!target) break;
-      try {
-        const res = await fetch(`http://${target.host}:${target.port}/users/${encodeURIComponent(user)}/summary`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
-        if (res.ok) n = ((await res.json()) as { events: number }).events;
-      } catch {
-        // another node, next attempt
-      }
-    }
-    counted.set(user, n);
-  }
-  return counted;
+async function countedPerUser(users: string[], targets: () => LoadTarget[], endsAt: number, token: string, say?: (line: string) => void): Promise<Map<string, number | undefined>> {
+  const { values, misses } = await readBack(users, targets, {
+    path: (user) => `/users/${encodeURIComponent(user)}/summary`,
+    headers: { authorization: `Bearer ${token}` },
+    parse: (body) => (body as { events: number }).events,
+  }, { endsAt, attempts: 3 });
+  if (misses.size > 0) say?.(`user summaries not read: ${describeMisses(misses)} (the last answer of each user's tries)`);
+  return values;
 }
 
 async function cartLines(db: Postgres, names: RunNames): Promise<Map<string, number>> {
