@@ -1,8 +1,28 @@
 // What every test file shares: one way to wait for a condition, with deadlines that stretch on a
-// loaded machine. A deadline here is when a test gives up on something that should happen, never a
-// claim about speed: CI shares 2 cores with whatever runs beside it.
+// loaded machine (a deadline here is when a test gives up on something that should happen, never a
+// claim about speed: CI shares 2 cores with whatever runs beside it), and temporary directories
+// that go when the test process ends, whatever its tests did.
 
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
+
+const madeDirs: string[] = [];
+
+/**
+ * A new directory under the system's temporary directory, removed when this process exits (ava
+ * runs each test file in a process of its own), so a failed test leaves nothing in /tmp either.
+ * Whatever used it (a node, a child process) must be stopped by then: tests stop theirs in teardowns.
+ */
+export function tempDir(prefix = 'troupe-test-'): string {
+  const dir = mkdtempSync(join(os.tmpdir(), prefix));
+  if (madeDirs.push(dir) === 1) {
+    process.once('exit', () => {
+      for (const d of madeDirs) rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+    });
+  }
+  return dir;
+}
 
 /**
  * How much longer than its nominal deadline a wait may take: TROUPE_TEST_SLACK when set, else 3, or

@@ -4,10 +4,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
-import { networkInterfaces, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
+import { tempDir } from '../common.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
 
@@ -68,7 +67,7 @@ test('an unreachable node: each command fails with a clear error and the exit co
  * `ready` ("troupe:   <name>   <host>:<port>"), with every address printed so far.
  */
 async function startNodeProcess(t: ExecutionContext, args: string[], ready: string[]): Promise<{ node: ChildProcess; bound: Record<string, string> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-inspect-cli-'));
+  const dataDir = tempDir('troupe-inspect-cli-');
   const node = spawn(process.execPath, [TROUPE, 'node', '--data-dir', dataDir, '--shards', '1', '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.teardown(() => {
     if (node.exitCode === null) node.kill('SIGKILL');

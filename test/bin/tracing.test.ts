@@ -8,14 +8,14 @@ import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signToken } from '../../gateways/carts/auth.js';
 import { serviceOf } from '../../gateways/carts/protos.js';
 import { OtlpReceiver, type ReceivedSpan } from '../runtime/otlp-receiver.js';
 import { eventually } from '../runtime/helpers.js';
+import { tempDir } from '../common.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
 const SECRET = 'tracing-test-secret-0123456789abcdef';
@@ -40,7 +40,7 @@ function one(spans: ReceivedSpan[], name: string): ReceivedSpan {
 
 test('a traced carts call and a traced events POST are followed through the gateways, the queue and the actors', async (t) => {
   const receiver = await OtlpReceiver.start();
-  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-tracing-'));
+  const dataDir = tempDir('troupe-tracing-');
   const summaryTokenFile = join(dataDir, 'summary-token');
   writeFileSync(summaryTokenFile, SUMMARY_TOKEN, { mode: 0o600 });
   const child = spawn(

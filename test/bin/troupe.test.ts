@@ -4,9 +4,7 @@
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { tempDir } from '../common.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
 
@@ -44,7 +42,7 @@ test('a bad configuration is refused at start, naming each setting, what was giv
 });
 
 test('troupe node starts every service on free ports and exits 0 on SIGTERM', async (t) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-cli-'));
+  const dataDir = tempDir('troupe-cli-');
   const child = spawn(
     process.execPath,
     [TROUPE, 'node', '--host', '127.0.0.1', '--data-dir', dataDir, '--shards', '1', '--log-level', 'warn',

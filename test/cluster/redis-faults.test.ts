@@ -7,8 +7,6 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acceptDataLoss, ClusterIncarnation, recoveryStatus } from '../../runtime/cluster/cluster-incarnation.js';
 import { ClusterDataLost, IncarnationTooYoung, PartitionLeases, StaleEpoch } from '../../runtime/cluster/leases.js';
@@ -17,6 +15,7 @@ import { InspectSession } from '../../runtime/inspector/session.js';
 import { eventually, quietLog, sleep, uniqueCluster } from './helpers.js';
 import { OwnRedis } from './own-redis.js';
 import { TestCluster, type TestNode } from './test-cluster.js';
+import { tempDir } from '../common.js';
 
 const P = 64;
 
@@ -68,7 +67,7 @@ test('no lease in a Redis without this node\'s incarnation, and none during the 
   const own = await OwnRedis.start(t);
   const cluster = uniqueCluster();
   const redis = client(t, own.url);
-  const dataDir = mkdtempSync(join(tmpdir(), 'troupe-incarnation-'));
+  const dataDir = tempDir('troupe-incarnation-');
   const ring = await RedisRing.open({ redis, cluster, partitions: P, log: quietLog });
   t.teardown(() => ring.close());
   const { epoch } = await ring.join('a');

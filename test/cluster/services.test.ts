@@ -11,9 +11,8 @@ import test from 'ava';
 import { randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { signToken } from '../../gateways/carts/auth.js';
@@ -23,6 +22,7 @@ import { fetchOnlineUsers, gatewayConnection, PresenceClient } from '../../gatew
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
 import { waitFor } from './test-cluster.js';
 import { OtlpReceiver } from '../runtime/otlp-receiver.js';
+import { tempDir } from '../common.js';
 
 const TROUPE = new URL('../../bin/troupe.js', import.meta.url).pathname;
 
@@ -36,7 +36,7 @@ interface CliNode {
 const PORT_NAMES: Record<string, string> = { who: 'who.who', presence: 'presence.grpc', carts: 'carts.grpc' };
 
 async function startCliNode(cluster: string, name: string, gateways = ['who', 'presence'], extra: string[] = []): Promise<CliNode> {
-  const dataDir = mkdtempSync(join(tmpdir(), `troupe-cli-${name}-`));
+  const dataDir = tempDir(`troupe-cli-${name}-`);
   const child = spawn(
     process.execPath,
     [TROUPE, 'node', '--node-name', name, '--redis', REDIS_URL, '--cluster', cluster, '--gateways', gateways.join(','), '--host', '127.0.0.1',

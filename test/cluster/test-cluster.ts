@@ -4,12 +4,9 @@
 import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { dropCluster, newRedis, REDIS_URL, uniqueCluster } from './helpers.js';
-import { pollUntil } from '../common.js';
+import { pollUntil, tempDir } from '../common.js';
 
 export const SCRIPT = new URL('./fixtures/troupe-node-process.js', import.meta.url).pathname;
 
@@ -142,7 +139,7 @@ export class TestCluster {
     return again;
   }
 
-  async #startOne(dataDir = mkdtempSync(join(tmpdir(), 'troupe-cluster-node-'))): Promise<TestNode> {
+  async #startOne(dataDir = tempDir('troupe-cluster-node-')): Promise<TestNode> {
     const child = spawn(process.execPath, [SCRIPT, dataDir, this.#redis, this.name], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: { ...process.env, TROUPE_LOG_LEVEL: process.env.TROUPE_LOG_LEVEL ?? 'warn', TROUPE_TEST_INSPECTOR: this.#inspector ? '1' : '0' },

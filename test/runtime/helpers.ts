@@ -1,18 +1,13 @@
 // Shared setup for runtime tests: a node on a fresh temporary data directory.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startNode, type NodeOptions, type TroupeNode } from '../../runtime/index.js';
-import { pollUntil } from '../common.js';
+import { pollUntil, tempDir } from '../common.js';
 
 export const COUNTER = new URL('./fixtures/counter.js', import.meta.url).href;
 export const PROBE = new URL('./fixtures/probe.js', import.meta.url).href;
 export const TICKER = new URL('./fixtures/ticker.js', import.meta.url).href;
 
-export function tempDir(prefix = 'troupe-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+export { tempDir };
 
 export async function testNode(options: Partial<NodeOptions> = {}): Promise<TroupeNode> {
   return startNode({ dataDir: tempDir(), shards: 2, askTimeoutMs: 30_000, actorModules: [COUNTER, PROBE, TICKER], ...options });

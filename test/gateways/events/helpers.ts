@@ -5,8 +5,7 @@
 import type { ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
@@ -15,7 +14,7 @@ import { userActivityOf } from '../../../gateways/events/index.js';
 import type { UserActivity } from '../../../gateways/events/batch-processor.js';
 import { BullmqEventQueue } from '../../../gateways/events/bullmq-queue.js';
 import { PgEventStore } from '../../../gateways/events/pg-store.js';
-import { waitFor } from '../../common.js';
+import { tempDir, waitFor } from '../../common.js';
 import { openEventStore } from '../../../gateways/events/open-store.js';
 import type { ProcessedEventStore } from '../../../gateways/events/store.js';
 import { createTestDatabase, dropTestDatabase, MYSQL_TEST_URL } from './mysql-test-db.js';
@@ -42,7 +41,7 @@ export function isolatedOptions(backend: Backend): Omit<EventsPipelineOptions, '
   return {
     host: '127.0.0.1',
     port: 0,
-    dataDir: mkdtempSync(join(tmpdir(), 'troupe-events-')),
+    dataDir: tempDir('troupe-events-'),
     redis: backend === 'embedded' ? undefined : REDIS_URL,
     queueName: `events-test-${tag}`,
     postgresUrl: backend === 'cluster' ? PG_URL : undefined,
