@@ -10,8 +10,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { startCartsServer } from '../../gateways/carts/server.js';
 import { serviceOf } from '../../gateways/carts/protos.js';
-import { startEventsHttp } from '../../gateways/events/http-server.js';
-import { checkBody } from '../../gateways/events/request-check.js';
+import { startDoor } from './events/helpers.js';
 import { presenceProto } from '../../gateways/presence/proto.js';
 import { PresenceServer } from '../../gateways/presence/server.js';
 import { publicTlsFrom } from '../../gateways/public-tls.js';
@@ -78,30 +77,7 @@ test('carts over TLS: a call reaches the token check (UNAUTHENTICATED), so the h
 test('events over HTTPS: GET /health answers a client trusting the certificate; a client that never handshakes is cut', async (t) => {
   const cert = selfSigned(t);
   if (!cert) return t.log(NO_OPENSSL);
-  const server = await startEventsHttp(
-    {
-      maxBodyBytes: 1024 * 64,
-      maxPendingEnqueues: 10,
-      check: async (task) => checkBody(task),
-      async accept() {},
-      async metrics() {
-        return { events_received: 0, events_processed: 0, events_failed: 0, average_processing_latency_ms: 0, current_queue_depth: 0, active_workers: 0, events_per_second: 0, uptime_seconds: 1 };
-      },
-      async health() {
-        return { ok: true, checks: { queue: 'ok' } };
-      },
-      async summary(user_id) {
-        return { user_id, events: 0, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
-      },
-      tls: cert,
-      maxConnections: 8,
-      headersTimeoutMs: 300,
-      log,
-    },
-    '127.0.0.1',
-    0,
-  );
-  t.teardown(() => server.close());
+  const server = await startDoor(t, { maxPendingEnqueues: 10, tls: cert, maxConnections: 8, headersTimeoutMs: 300, log });
   const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = request({ host: '127.0.0.1', servername: 'localhost', port: server.port, path: '/health', ca: cert.cert, agent: false }, (res) => {
       let body = '';

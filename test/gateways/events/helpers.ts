@@ -19,6 +19,8 @@ import { openEventStore } from '../../../gateways/events/open-store.js';
 import type { ProcessedEventStore } from '../../../gateways/events/store.js';
 import { createTestDatabase, dropTestDatabase, MYSQL_TEST_URL } from './mysql-test-db.js';
 import { startEventsPipeline, type EventsPipeline, type EventsPipelineOptions } from '../../../gateways/events/pipeline.js';
+import { startEventsHttp, type EventsHttpDeps, type EventsHttpServer } from '../../../gateways/events/http-server.js';
+import { checkBody } from '../../../gateways/events/request-check.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
 /** Quiet unless TROUPE_TEST_LOG names a level: the tests provoke failures on purpose. */
@@ -165,4 +167,35 @@ export async function spawnEventsNode(options: Omit<EventsPipelineOptions, 'acti
     void exited.then((code) => reject(new Error(`events node exited with ${code} before listening`)));
   });
   return { port, proc, exited, lines };
+}
+
+/**
+ * The events door alone (GET, POST /events and the rest of the HTTP surface, nothing behind it: no
+ * queue, no store, a quiet summary) on a free loopback port, closed when the test ends. A test
+ * gives what it checks in `deps`: the queue's admit or accept, the health, TLS, the limits.
+ */
+export async function startDoor(t: ExecutionContext, deps: Partial<EventsHttpDeps> = {}): Promise<EventsHttpServer & { url: string }> {
+  const server = await startEventsHttp(
+    {
+      maxBodyBytes: 64 * 1024,
+      maxPendingEnqueues: 100,
+      check: async (task) => checkBody(task),
+      async accept() {},
+      async metrics() {
+        return { events_received: 0, events_processed: 0, events_failed: 0, average_processing_latency_ms: 0, current_queue_depth: 0, active_workers: 0, events_per_second: 0, uptime_seconds: 1 };
+      },
+      async health() {
+        return { ok: true, checks: { queue: 'ok' } };
+      },
+      async summary(user_id) {
+        return { user_id, events: 0, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
+      },
+      log: testLog,
+      ...deps,
+    },
+    '127.0.0.1',
+    0,
+  );
+  t.teardown(() => server.close());
+  return Object.assign(server, { url: `${deps.tls ? 'https' : 'http'}://127.0.0.1:${server.port}` });
 }

@@ -5,43 +5,26 @@
 import test from 'ava';
 import { connect, type Socket } from 'node:net';
 import { MAX_LISTED_PROBLEMS } from '../../../gateways/events/event.js';
-import { startEventsHttp, type EventsHttpDeps } from '../../../gateways/events/http-server.js';
+import type { EventsHttpDeps } from '../../../gateways/events/http-server.js';
 import { checkBody } from '../../../gateways/events/request-check.js';
-import { testLog } from './helpers.js';
+import { startDoor } from './helpers.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
 
 async function door(t: import('ava').ExecutionContext, extra: Partial<EventsHttpDeps> & { queueFull?: boolean } = {}) {
   const checked = { count: 0 };
-  const server = await startEventsHttp(
-    {
-      maxBodyBytes: 2 * 1_048_576,
-      maxPendingEnqueues: 100,
-      async admit() {
-        if (extra.queueFull) throw Object.assign(new Error('20000 events are queued, over the bound of 20000; retry shortly'), { code: 'OVERLOADED' });
-      },
-      check: async (task) => {
-        checked.count++;
-        return checkBody(task);
-      },
-      async accept() {},
-      async metrics() {
-        return { events_received: 0, events_processed: 0, events_failed: 0, average_processing_latency_ms: 0, current_queue_depth: 0, active_workers: 0, events_per_second: 0, uptime_seconds: 1 };
-      },
-      async health() {
-        return { ok: true, checks: {} };
-      },
-      async summary(user_id) {
-        return { user_id, events: 0, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
-      },
-      log: testLog,
-      ...extra,
+  const server = await startDoor(t, {
+    maxBodyBytes: 2 * 1_048_576,
+    async admit() {
+      if (extra.queueFull) throw Object.assign(new Error('20000 events are queued, over the bound of 20000; retry shortly'), { code: 'OVERLOADED' });
     },
-    '127.0.0.1',
-    0,
-  );
-  t.teardown(() => server.close());
-  return { port: server.port, url: `http://127.0.0.1:${server.port}`, checked };
+    check: async (task) => {
+      checked.count++;
+      return checkBody(task);
+    },
+    ...extra,
+  });
+  return { port: server.port, url: server.url, checked };
 }
 
 /** A raw socket the test releases whatever happens. */

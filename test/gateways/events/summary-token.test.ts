@@ -7,38 +7,22 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventsSettings, pipelineOptionsFrom } from '../../../gateways/events/index.js';
-import { startEventsHttp, type EventsHttpDeps } from '../../../gateways/events/http-server.js';
-import { checkBody } from '../../../gateways/events/request-check.js';
+import type { EventsHttpDeps } from '../../../gateways/events/http-server.js';
 import { ConfigError } from '../../../runtime/errors.js';
-import { testLog } from './helpers.js';
+import { startDoor, testLog } from './helpers.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
 const TOKEN = 'the-summary-token-of-this-test-0123456789';
 
 async function door(t: import('ava').ExecutionContext, extra: Partial<EventsHttpDeps> = {}): Promise<string> {
-  const server = await startEventsHttp(
-    {
-      maxBodyBytes: 64 * 1024,
-      maxPendingEnqueues: 10,
-      check: async (task) => checkBody(task),
-      async accept() {},
-      async metrics() {
-        return { events_received: 0, events_processed: 0, events_failed: 0, average_processing_latency_ms: 0, current_queue_depth: 0, active_workers: 0, events_per_second: 0, uptime_seconds: 1 };
-      },
-      async health() {
-        return { ok: true, checks: {} };
-      },
-      async summary(user_id) {
-        return { user_id, events: 3, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
-      },
-      log: testLog,
-      ...extra,
+  const server = await startDoor(t, {
+    maxPendingEnqueues: 10,
+    async summary(user_id) {
+      return { user_id, events: 3, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
     },
-    '127.0.0.1',
-    0,
-  );
-  t.teardown(() => server.close());
-  return `http://127.0.0.1:${server.port}`;
+    ...extra,
+  });
+  return server.url;
 }
 
 async function get(url: string, headers: Record<string, string> = {}) {

@@ -5,9 +5,8 @@
 import test from 'ava';
 import { request } from 'node:http';
 import { acceptBatch, acceptEvent, nestedDeeperThan, parseRfc3339, type AcceptedEvent } from '../../../gateways/events/event.js';
-import { startEventsHttp } from '../../../gateways/events/http-server.js';
 import { checkBody } from '../../../gateways/events/request-check.js';
-import { testLog } from './helpers.js';
+import { startDoor } from './helpers.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
 const NOW = Date.parse('2026-11-22T12:00:00Z');
@@ -89,38 +88,22 @@ const SUMMARY_TOKEN = 'summary-token-of-the-validation-tests-0123456789';
 async function door(t: import('ava').ExecutionContext, opts: { maxBodyBytes?: number; failQueue?: boolean; queueFull?: () => boolean } = {}) {
   const accepted: AcceptedEvent[][] = [];
   const checks = { count: 0 };
-  const server = await startEventsHttp(
-    {
-      maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
-      maxPendingEnqueues: 100,
-      async admit() {
-        if (opts.queueFull?.()) throw Object.assign(new Error('20000 events are queued, over the bound of 20000; retry shortly'), { code: 'OVERLOADED' });
-      },
-      check: async (task) => {
-        checks.count++;
-        return checkBody(task);
-      },
-      async accept(batch) {
-        if (opts.failQueue) throw new Error('redis is gone');
-        accepted.push(JSON.parse(batch.events) as AcceptedEvent[]);
-      },
-      async metrics() {
-        return { events_received: 0, events_processed: 0, events_failed: 0, average_processing_latency_ms: 0, current_queue_depth: 0, active_workers: 0, events_per_second: 0, uptime_seconds: 1 };
-      },
-      async health() {
-        return { ok: true, checks: { queue: 'ok' } };
-      },
-      async summary(user_id) {
-        return { user_id, events: 0, by_type: {}, by_action: {}, purchase_total: 0, last_event_at: null };
-      },
-      summaryToken: SUMMARY_TOKEN,
-      log: testLog,
+  const server = await startDoor(t, {
+    maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
+    async admit() {
+      if (opts.queueFull?.()) throw Object.assign(new Error('20000 events are queued, over the bound of 20000; retry shortly'), { code: 'OVERLOADED' });
     },
-    '127.0.0.1',
-    0,
-  );
-  t.teardown(() => server.close());
-  return { server, url: `http://127.0.0.1:${server.port}`, accepted, checks };
+    check: async (task) => {
+      checks.count++;
+      return checkBody(task);
+    },
+    async accept(batch) {
+      if (opts.failQueue) throw new Error('redis is gone');
+      accepted.push(JSON.parse(batch.events) as AcceptedEvent[]);
+    },
+    summaryToken: SUMMARY_TOKEN,
+  });
+  return { server, url: server.url, accepted, checks };
 }
 
 async function call(url: string, init: RequestInit = {}) {
