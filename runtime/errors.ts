@@ -146,7 +146,9 @@ export function fromWireError(w: WireError, actor: string, handler: string): Err
     case 'PEER_GONE':
     case 'PEER_UNREACHABLE':
     case 'CHANGELOG_UNAVAILABLE':
-    case 'PARTITION_MOVED': {
+    case 'PARTITION_MOVED':
+    case 'PARTITION_UNAVAILABLE':
+    case 'ASK_TIMEOUT': {
       const e = new TroupeError(w.code, w.message);
       e.name = w.name;
       return e;
