@@ -7,6 +7,19 @@ import { createInterface } from 'node:readline';
 
 export type NodeState = 'down' | 'starting' | 'up' | 'paused' | 'stopping';
 
+/** A start that did not reach ready; `ended` when the process itself gave up (it may be started again). */
+export class NodeStartFailed extends Error {
+  constructor(
+    readonly node: string,
+    readonly why: string,
+    readonly ended: boolean,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NodeStartFailed';
+  }
+}
+
 export interface NodeProcessSpec {
   /** n1, n2, ...: --node-name, and how the run names it. */
   name: string;
@@ -93,6 +106,10 @@ export class NodeProcess {
       detached: true,
     });
     this.#proc = proc;
+    // Until start() resolves, an end of this process is start()'s failure, told to its caller (who
+    // may start it again), not an exit nobody asked for.
+    let starting = true;
+    const ended = () => proc.exitCode !== null || proc.signalCode !== null;
     const seen: Record<string, number> = {};
     createInterface({ input: proc.stderr! }).on('line', (line) => {
       this.#log.write(line + '\n');
@@ -114,7 +131,7 @@ export class NodeProcess {
           this.state = 'down';
           this.ports = {};
         }
-        if (!this.#expectingExit && this.#proc === proc) {
+        if (!this.#expectingExit && this.#proc === proc && !starting) {
           this.unexpectedExits++;
           this.onUnexpectedExit?.(this, how);
         }
@@ -124,18 +141,24 @@ export class NodeProcess {
 
     const deadline = Date.now() + timeoutMs;
     const failed = (why: string) =>
-      new Error(`${this.name} did not start: ${why}; the last lines of its log (${this.spec.logFile}):\n    ${this.#tail.join('\n    ')}`);
-    while (!this.spec.ports.every((p) => seen[p] !== undefined)) {
-      if (!this.alive) throw failed('the process ended');
-      if (Date.now() > deadline) throw failed(`no ports printed within ${timeoutMs} ms`);
-      await sleep(25);
-    }
-    this.ports = { ...seen };
-    for (;;) {
-      if (!this.alive) throw failed('the process ended');
-      if (await this.#ready()) break;
-      if (Date.now() > deadline) throw failed(`/readyz did not answer 200 within ${timeoutMs} ms`);
-      await sleep(100);
+      new NodeStartFailed(this.name, why, ended(), `${this.name} did not start: ${why}; the last lines of its log (${this.spec.logFile}):\n    ${this.#tail.join('\n    ')}`);
+    // The process this call started, not whichever runs under this name now.
+    const endedHow = () => `the process ended (${proc.signalCode ? `signal ${proc.signalCode}` : `exit code ${proc.exitCode}`})`;
+    try {
+      while (!this.spec.ports.every((p) => seen[p] !== undefined)) {
+        if (ended()) throw failed(endedHow());
+        if (Date.now() > deadline) throw failed(`no ports printed within ${timeoutMs} ms`);
+        await sleep(25);
+      }
+      this.ports = { ...seen };
+      for (;;) {
+        if (ended()) throw failed(endedHow());
+        if (await this.#ready()) break;
+        if (Date.now() > deadline) throw failed(`/readyz did not answer 200 within ${timeoutMs} ms`);
+        await sleep(100);
+      }
+    } finally {
+      starting = false;
     }
     this.state = 'up';
   }
@@ -256,6 +279,34 @@ export class NodeProcess {
       seen.last = last;
     } else if (this.#messages.size < DIGEST_MESSAGES) {
       this.#messages.set(msg, { count: 1, level: typeof entry.level === 'number' ? entry.level : 40, last });
+    }
+  }
+}
+
+/**
+ * A node that ends while it starts (its Redis is being restarted, or cut off: a node does not start
+ * without Redis) is started again, as a supervisor would, this many times in all, a second apart.
+ */
+const START_ATTEMPTS = 5;
+const START_RETRY_MS = 1000;
+
+/**
+ * Starts a node that is down; one whose process ends during the start is started again, up to
+ * START_ATTEMPTS in all. True once it is up; a failure is said, never thrown.
+ */
+export async function startAgain(node: NodeProcess, say: (text: string) => Promise<void>, timeoutMs: number, retryMs = START_RETRY_MS): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await node.start(timeoutMs);
+      return true;
+    } catch (err) {
+      const gaveUp = err instanceof NodeStartFailed && err.ended;
+      if (!gaveUp || attempt >= START_ATTEMPTS) {
+        await say(`${node.name} did not start again${attempt > 1 ? ` (${attempt} tries)` : ''}: ${(err as Error).message}`);
+        return false;
+      }
+      await say(`${node.name} ended while starting (${(err as NodeStartFailed).why}, try ${attempt} of ${START_ATTEMPTS}); starting it again in ${retryMs / 1000}s`);
+      await sleep(retryMs);
     }
   }
 }

@@ -21,7 +21,7 @@ import { mysqlRunUrl, newRunNames, openPostgres, prepareMysql, prepareRun, quote
 import { TcpRelay } from './relay.js';
 import { openEventStore } from '../../gateways/events/open-store.js';
 import type { ProcessedEventStore } from '../../gateways/events/store.js';
-import { NodeProcess, sleep } from './node-process.js';
+import { NodeProcess, sleep, startAgain } from './node-process.js';
 import { redactedUrl } from '../../runtime/index.js';
 import { createCertificateAuthority, issueCertificate } from '../../runtime/certs.js';
 import { describeFault, NODE_FAULTS, planFaults, type PlannedFault } from './schedule.js';
@@ -307,9 +307,8 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
           return;
         }
         say(`${n.name} ended on its own (${how}); see ${n.spec.logFile}; starting it again`);
-        restarting.set(n, n.start(NODE_START_TIMEOUT_MS).then(
-          () => say(`${n.name} up again after ending on its own`),
-          (err: Error) => say(`${n.name} did not start again: ${err.message}`),
+        restarting.set(n, startAgain(n, async (line) => say(line), NODE_START_TIMEOUT_MS).then(
+          (up) => (up ? say(`${n.name} up again after ending on its own`) : undefined),
         ).finally(() => restarting.delete(n)));
       };
     }
@@ -782,13 +781,9 @@ async function runFault(fault: PlannedFault, node: NodeProcess | undefined, c: F
 }
 
 async function restart(node: NodeProcess, say: (text: string) => Promise<void>, took: () => string): Promise<void> {
-  try {
-    await node.start(NODE_START_TIMEOUT_MS);
-    await say(`${node.name} back (pid ${node.pid}, ${took()} after the fault)`);
-  } catch (err) {
-    await say(`${node.name} did not start again: ${(err as Error).message}`);
-  }
+  if (await startAgain(node, say, NODE_START_TIMEOUT_MS)) await say(`${node.name} back (pid ${node.pid}, ${took()} after the fault)`);
 }
+
 
 /**
  * Waits until every acknowledged event is in processed_events and the queue is empty (or the store
