@@ -125,6 +125,6 @@ export class CounterLoad {
 }
 
 /** Every counter's state, asked of the running nodes in turn (undefined: no node answered), and why those unread were not. */
-export async function readCounters(keys: readonly string[], targets: () => LoadTarget[], endsAt = Infinity): Promise<{ values: Map<string, CounterState | undefined>; misses: ReadBackMisses }> {
-  return readBack(keys, targets, { path: (key) => `/counters/${key}`, parse: (body) => body as CounterState }, { endsAt, attempts: 4 });
+export async function readCounters(keys: readonly string[], targets: () => LoadTarget[], endsAt = Infinity, requestTimeoutMs = 5000): Promise<{ values: Map<string, CounterState | undefined>; misses: ReadBackMisses }> {
+  return readBack(keys, targets, { path: (key) => `/counters/${key}`, parse: (body) => body as CounterState }, { endsAt, attempts: 4, requestTimeoutMs });
 }

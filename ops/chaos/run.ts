@@ -70,7 +70,10 @@ const COUNTER_CONCURRENCY = 4;
 /** Detection (2 s death, 2 s lease TTL) plus a hand-off, with room for a loaded machine. */
 const STUCK_AFTER_MS = 10_000;
 /** How long reading every user's summary and every counter back may take, in all. */
-const READ_BACK_TIMEOUT_MS = 60_000;
+/** Reading back the users' summaries and the counters, in all (ops/chaos/read-back.ts). */
+const READ_BACK_TIMEOUT_MS = 120_000;
+/** One read-back request: as long as a node's own ask timeout (--events-ask-timeout, 10 s), after which it answers 503 itself. */
+const READ_BACK_REQUEST_MS = 10_000;
 const PARTITIONS = 1024;
 const MAX_RESTARTS_ON_EXIT = 3;
 const SENTINEL_MASTER = 'chaos';
@@ -479,7 +482,7 @@ export async function runChaos(o: ChaosOptions, io: ChaosIO, abort: AbortSignal)
     const aggregates = perUser && counted ? judgeAggregates(perUser, counted) : undefined;
     let counters: CountersJudgement | undefined;
     if (counterLoad) {
-      const states = await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds);
+      const states = await readCounters(counterLoad.keys, targets('chaos-counter.http'), readBackEnds, READ_BACK_REQUEST_MS);
       if (states.misses.size > 0) say(`counters not read: ${describeMisses(states.misses)} (the last answer of each counter's tries)`);
       counters = judgeCounters(counterLoad, states.values);
     }
@@ -870,7 +873,7 @@ async function countedPerUser(users: string[], targets: () => LoadTarget[], ends
     path: (user) => `/users/${encodeURIComponent(user)}/summary`,
     headers: { authorization: `Bearer ${token}` },
     parse: (body) => (body as { events: number }).events,
-  }, { endsAt, attempts: 3 });
+  }, { endsAt, attempts: 3, requestTimeoutMs: READ_BACK_REQUEST_MS });
   if (misses.size > 0) say?.(`user summaries not read: ${describeMisses(misses)} (the last answer of each user's tries)`);
   return values;
 }

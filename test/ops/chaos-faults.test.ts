@@ -21,8 +21,8 @@ interface Run {
 }
 
 async function chaos(t: ExecutionContext, args: string[]): Promise<Run> {
-  // A run that breaks the promise may spend its --drain-timeout and a minute reading back.
-  t.timeout(300_000);
+  // A run that breaks the promise may spend its --drain-timeout and two minutes reading back.
+  t.timeout(360_000);
   const child: ChildProcess = spawn(process.execPath, [TROUPE, 'chaos', '--nodes', '3', '--duration', '20s', '--rate', '500', '--cart-rate', '20', '--counter-rate', '30', '--json', ...(args.includes('--seed') ? [] : ['--seed', '20261203']), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TROUPE_REDIS: '', TROUPE_POSTGRES: '' },

@@ -56,7 +56,7 @@ test('a MySQL that does not answer stops the run before any node starts (exit 2)
 
 const runTitle = 'events on MySQL: 3 nodes, SIGKILLs under load; nothing lost, aggregates exact, counts from the MySQL table; its database dropped';
 (problem ? test.skip : test.serial)(problem ? `${runTitle} (SKIPPED: MySQL does not answer: ${problem})` : runTitle, async (t) => {
-  t.timeout(240_000);
+  t.timeout(300_000);
   const lines: string[] = [];
   const argv = ['--redis', REDIS_URL, '--postgres', PG_URL, '--events-store', 'mysql', '--mysql', MYSQL_TEST_URL, '--nodes', '3', '--duration', '18s', '--faults', 'kill', '--kill-every', '6s', '--seed', '20261203', '--rate', '500', '--cart-rate', '20', '--workloads', 'events,carts'];
   const { options, problems } = chaosOptionsFrom(readSettings(CHAOS_SETTINGS, { argv, env: {} }).values, () => 1);

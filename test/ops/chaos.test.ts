@@ -61,7 +61,7 @@ test('faults on a server chaos does not own are refused, with what to do (exit 2
 });
 
 test('a short run: 3 nodes under load, SIGKILLs and a SIGSTOP; nothing acknowledged lost, user aggregates exact; nothing left behind', async (t) => {
-  t.timeout(240_000);
+  t.timeout(300_000);
   const child = spawn(
     process.execPath,
     [TROUPE, 'chaos', '--redis', REDIS_URL, '--postgres', PG_URL, '--nodes', '3', '--duration', '24s', '--kill-every', '7s', '--pause-every', '10s', '--pause-for', '4s', '--seed', '20261122', '--rate', '1000', '--cart-rate', '30', '--json'],
