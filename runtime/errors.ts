@@ -117,6 +117,14 @@ export class ActorFailure extends TroupeError {
   }
 }
 
+/**
+ * Codes of runtime errors after which the same message may succeed a moment later on the same
+ * address: the actor's partition is moving or unserved, its node left or is out of reach, the
+ * reply or the changelog write did not come in time, a buffer was full. A gateway answers these as
+ * "unavailable, retry" (503, UNAVAILABLE), never as an internal error.
+ */
+export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['OVERLOADED', 'ASK_TIMEOUT', 'NOT_RUNNING', 'PEER_GONE', 'PEER_UNREACHABLE', 'CHANGELOG_UNAVAILABLE', 'PARTITION_MOVED', 'PARTITION_UNAVAILABLE']);
+
 /** The plain shape an error takes on the wire (between threads and nodes). */
 export interface WireError {
   name: string;

@@ -24,13 +24,14 @@ export {
   NotRunning,
   Overloaded,
   PeerGone,
+  RETRYABLE_CODES,
   TroupeError,
   UnknownActorType,
   UnknownHandler,
 } from './errors.js';
 export type { Gateway, GatewayHost, RunningGateway, ServiceFigure } from './gateway.js';
 export { redactedUrl } from './redact.js';
-export { connectRedis, describeRedis, openRedis, parseSentinels, redisEndpoint } from './redis-connection.js';
+export { connectRedis, describeRedis, openRedis, parseSentinels, redisEndpoint, waitReplicasOf } from './redis-connection.js';
 export type { RedisEndpoint, RedisRole, RedisTarget } from './redis-connection.js';
 export { redisEndpointFrom, redisSettings } from './redis-settings.js';
 export { ReplicaWait, ReplicasDidNotConfirm } from './replica-wait.js';

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ActivitySummary } from '../../actors/user-activity.js';
-import { activeTraceparent, inServerSpan, type Logger } from '../../runtime/index.js';
+import { activeTraceparent, inServerSpan, RETRYABLE_CODES, type Logger } from '../../runtime/index.js';
 import { MAX_USER_ID_LENGTH, type FieldProblem } from './event.js';
 import { encodeCursor, parseEventId, parseEventQuery } from './event-query.js';
 import type { MetricsSnapshot } from './metrics.js';
@@ -307,6 +307,8 @@ export async function startEventsHttp(deps: EventsHttpDeps, host: string, port: 
       }
       const e = err as { code?: string; message?: string };
       if (e.code === 'OVERLOADED') return send(res, 503, { error: 'overloaded', message: e.message }, { 'retry-after': '1' });
+      // A user actor whose partition is moving or served by nobody for a moment: retry, not a 500.
+      if (e.code !== undefined && RETRYABLE_CODES.has(e.code)) return send(res, 503, { error: 'actors_unavailable', code: e.code, message: e.message }, { 'retry-after': '1' });
       deps.log.error({ err: e.message, path: req.url }, 'events request failed');
       send(res, 500, { error: 'internal', message: e.message ?? String(err) });
     });

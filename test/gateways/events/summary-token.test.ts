@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventsSettings, pipelineOptionsFrom } from '../../../gateways/events/index.js';
 import type { EventsHttpDeps } from '../../../gateways/events/http-server.js';
-import { ConfigError } from '../../../runtime/errors.js';
+import { AskTimeout, ConfigError, PartitionUnavailable, PeerGone } from '../../../runtime/errors.js';
 import { startDoor, testLog } from './helpers.js';
 
 process.env.TROUPE_LOG_LEVEL ??= 'silent';
@@ -56,6 +56,31 @@ test('with a token: 401 without it or with a wrong one, 200 with the right one',
   t.is(ok.body.events, 3);
   t.is((await get(`${url}/users/u1/summary`, { authorization: `bearer   ${TOKEN}` })).status, 200, 'the scheme is case-insensitive');
   t.notRegex(String((await get(`${url}/nope`)).body.message), /summary/);
+});
+
+test('a user actor served by nobody for a moment is 503 with Retry-After, not 500; a real failure stays 500', async (t) => {
+  // Seen in a chaos run: right after a Redis failover no lease could be confirmed by a replica, and
+  // 69 summaries answered 500 "internal" where the client should have been told to retry.
+  const refusals = [new PartitionUnavailable('user/u1', 946, 'n2', 'cannot take their leases: 0 of 1 Redis replica confirmed it'), new AskTimeout('user/u1', 'activitySummary', 10_000), new PeerGone('n2')];
+  let next = 0;
+  const url = await door(t, {
+    summaryToken: TOKEN,
+    async summary() {
+      const err = refusals[next++];
+      throw err ?? new TypeError('x is not a function');
+    },
+  });
+  const bearer = { authorization: `Bearer ${TOKEN}` };
+  for (const err of refusals) {
+    const r = await get(`${url}/users/u1/summary`, bearer);
+    t.is(r.status, 503, err.name);
+    t.is(r.headers.get('retry-after'), '1');
+    t.like(r.body, { error: 'actors_unavailable', code: (err as Error & { code: string }).code });
+    t.is(r.body.message, err.message);
+  }
+  const odd = await get(`${url}/users/u1/summary`, bearer);
+  t.is(odd.status, 500);
+  t.like(odd.body, { error: 'internal', message: 'x is not a function' });
 });
 
 test('the token file: at least 32 bytes, read less its newline; a short or missing one refused at start', (t) => {
