@@ -23,7 +23,7 @@ export const redisSettings: SettingSpec[] = [
     kind: 'string',
     default: 'auto',
     description:
-      'Redis replicas that must confirm (WAIT) a changelog write or an event-queue add before it is acknowledged: auto (the primary\'s connected replicas, at most 1, read every 5 s and after each reconnect), 0 (never wait) or a number',
+      'Redis replicas that must confirm (WAIT) a changelog write, a lease or an event-queue add before it is acknowledged: auto (with --redis-sentinels 1; else the primary\'s connected replicas, at most 1, read every 5 s and after each reconnect), 0 (never wait) or a number',
   },
   { name: 'redis-wait-timeout', kind: 'duration', min: 1, max: 60_000, default: DEFAULT_WAIT_TIMEOUT_MS, description: 'how long a write waits for its replicas; past it, the write is not acknowledged (retried, or a retryable error)' },
   {

@@ -5,7 +5,7 @@
 
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { describeRedis, openRedis, redisEndpoint, ReplicaWait, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
+import { describeRedis, openRedis, redisEndpoint, ReplicaWait, waitReplicasOf, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
 import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
 
 export interface BullmqQueueOptions {
@@ -73,7 +73,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     this.#redis = this.#open('command', 'event queue bookkeeping');
     const adds = this.#connect('command', 'event queue');
     const endpoint = redisEndpoint(options.redis);
-    this.#replicas = new ReplicaWait(adds, { replicas: endpoint.waitReplicas, timeoutMs: endpoint.waitTimeoutMs, what: 'an event-queue add', log: options.log ?? rootLogger() });
+    this.#replicas = new ReplicaWait(adds, { replicas: waitReplicasOf(endpoint), timeoutMs: endpoint.waitTimeoutMs, what: 'an event-queue add', log: options.log ?? rootLogger() });
     this.#queue = new Queue<QueuedJob>(options.name, {
       connection: adds,
       prefix: this.#prefix,

@@ -5,7 +5,7 @@
 
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import { connectRedis, redisEndpoint, type RedisTarget } from '../redis-connection.js';
+import { connectRedis, redisEndpoint, waitReplicasOf, type RedisTarget } from '../redis-connection.js';
 import { ReplicaWait } from '../replica-wait.js';
 import type { SnapshotRow } from '../snapshot-store.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
@@ -102,7 +102,7 @@ export class PartitionChangelog implements DurableLog {
   static async open(target: RedisTarget, cluster: string, self: string, log: Logger): Promise<PartitionChangelog> {
     const redis = await connectRedis(target, { role: 'command', purpose: `partition changelog of cluster "${cluster}"`, log });
     const e = redisEndpoint(target);
-    return new PartitionChangelog(redis, cluster, self, new ReplicaWait(redis, { replicas: e.waitReplicas, timeoutMs: e.waitTimeoutMs, what: 'a partition changelog write', log }));
+    return new PartitionChangelog(redis, cluster, self, new ReplicaWait(redis, { replicas: waitReplicasOf(e), timeoutMs: e.waitTimeoutMs, what: 'a partition changelog write', log }));
   }
 
   async append(rows: readonly LoggedRow[]): Promise<ReadonlySet<number>> {
@@ -142,14 +142,22 @@ export class PartitionChangelog implements DurableLog {
 
   async read(partitions: readonly number[], epoch?: number): Promise<Map<number, SnapshotRow[]>> {
     if (epoch !== undefined && partitions.length > 0) {
+      const since = this.#replicas.begin();
       const fences = (await raiseChangelogFences.run(this.#redis, partitions.map((p) => this.#keys.changelogFence(p)), [String(epoch)])) as number[];
+      // The raise confirmed by a replica proves this connection is on the primary the replicas
+      // follow, not on a crashed primary restarted in its old role with stale changelogs (its
+      // Sentinels will make it a replica): a recovery reads only from the primary that counts.
+      await this.#replicas.confirm(since);
       const ahead = partitions.filter((_, i) => fences[i]! > epoch);
       // Only a ring epoch gone backwards (Redis lost it) can do this; this tenure's writes will be refused.
       if (ahead.length > 0) throw new Error(`partitions ${ahead.slice(0, 5).join(', ')}${ahead.length > 5 ? ', ...' : ''} were taken over at a ring epoch above ${epoch}; refresh the ring before serving them`);
     }
+    const connection = this.#replicas.begin();
     const pipeline = this.#redis.pipeline();
     for (const p of partitions) pipeline.hgetallBuffer(this.#keys.changelog(p));
     const replies = (await pipeline.exec()) ?? [];
+    // Read on the connection the fences were confirmed on, or not at all.
+    if (epoch !== undefined && this.#replicas.begin() !== connection) throw new Error('the Redis connection was lost while the changelogs were read; reading them again');
     const out = new Map<number, SnapshotRow[]>();
     replies.forEach(([err, fields], i) => {
       if (err) throw new Error(`reading the changelog of partition ${partitions[i]} failed: ${err.message}`);
