@@ -4,7 +4,7 @@
 // stops, pauses or restarts a server it did not start: those are the only ones these classes touch.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, createWriteStream, existsSync, mkdirSync, readdirSync, writeFileSync, type WriteStream } from 'node:fs';
+import { chownSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -145,6 +145,7 @@ export class RedisSetup {
   readonly ports: { primary: number; replica?: number; sentinels: number[] };
   /** Which of primary/replica is the primary now (after failovers). */
   current: 'primary' | 'replica' = 'primary';
+  readonly #confs = new Map<string, string>();
 
   private constructor(readonly o: RedisSetupOptions, ports: RedisSetup['ports']) {
     this.ports = ports;
@@ -155,7 +156,9 @@ export class RedisSetup {
       const dir = join(o.dir, name);
       mkdirSync(dir, { recursive: true });
       const conf = join(dir, 'redis.conf');
-      writeFileSync(conf, [`bind ${o.host}`, `port ${port}`, `dir ${dir}`, 'appendonly yes', 'appendfsync everysec', 'save ""', 'protected-mode no', ...extra, ''].join('\n'));
+      // A lone replica is synced at once (no 5 s wait for others to join a diskless transfer).
+      writeFileSync(conf, [`bind ${o.host}`, `port ${port}`, `dir ${dir}`, 'appendonly yes', 'appendfsync everysec', 'save ""', 'protected-mode no', 'repl-diskless-sync-delay 0', ...extra, ''].join('\n'));
+      this.#confs.set(name, conf);
       return new ServerProcess(`redis ${name}`, 'redis-server', [conf], join(o.dir, `${name}.log`));
     };
     this.primary = server('primary', ports.primary, []);
@@ -223,8 +226,26 @@ export class RedisSetup {
     const port = this.current === 'primary' ? this.ports.primary : this.ports.replica!;
     await p.stop('SIGKILL');
     await sleep(downForMs);
-    p.start();
+    await this.#startInRole(this.current, port);
     await waitFor(`Redis on ${this.o.host}:${port} after its restart`, () => redisAnswers(this.o.host, port));
+  }
+
+  /**
+   * Starts a server of the set the way a deployment's start script does behind Sentinels: as a
+   * replica of the primary the Sentinels name, unless that is itself. A crashed primary restarted
+   * on its own config would come back as a primary with stale data, and stay one until the
+   * Sentinels see it (their check of a returning old primary runs every 10 s).
+   */
+  async #startInRole(which: 'primary' | 'replica', port: number): Promise<void> {
+    const proc = which === 'primary' ? this.primary : this.replica!;
+    const conf = this.#confs.get(which)!;
+    if (this.o.sentinels) {
+      const master = await this.sentinelMaster();
+      const lines = readFileSync(conf, 'utf8').split('\n').filter((l) => !/^(replicaof|slaveof)\s/i.test(l));
+      if (master !== undefined && master !== `${this.o.host}:${port}`) lines.push(`replicaof ${master.replace(':', ' ')}`);
+      writeFileSync(conf, lines.join('\n'));
+    }
+    proc.start();
   }
 
   /**
@@ -239,7 +260,7 @@ export class RedisSetup {
     await oldProc.stop('SIGKILL');
     await waitFor(`the Sentinels' promotion of ${this.o.host}:${newPort}`, async () => (await this.sentinelMaster()) === `${this.o.host}:${newPort}` && (await redisAnswers(this.o.host, newPort, 'master')), timeoutMs);
     this.current = old === 'primary' ? 'replica' : 'primary';
-    oldProc.start();
+    await this.#startInRole(old, old === 'primary' ? this.ports.primary : this.ports.replica!);
     return `${this.o.host}:${newPort}`;
   }
 
