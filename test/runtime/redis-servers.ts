@@ -75,6 +75,12 @@ async function untilLogged(line: string, child: ChildProcess, output: () => stri
   }
 }
 
+/** Every server any set started in this process: killed when the process exits, if a teardown did not run (a test timed out). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 /** A set of servers that is stopped whatever happens: pass `teardown` (ava's t.teardown). */
 export function redisSet(teardown: (fn: () => void | Promise<void>) => void): RedisSet {
   const dir = mkdtempSync(join(tmpdir(), 'troupe-redis-'));
@@ -84,6 +90,8 @@ export function redisSet(teardown: (fn: () => void | Promise<void>) => void): Re
   /** `tls`: the port speaks only TLS, so readiness is read from the server's log, not by a plaintext PING. */
   async function launch(args: string[], port: number, tls = false): Promise<OwnRedis> {
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     let out = '';
     const keep = (b: Buffer) => {
       out = (out + b.toString()).slice(-4000);
