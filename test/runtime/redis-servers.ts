@@ -2,7 +2,7 @@
 // loopback ports in a temporary directory, stopped (SIGKILL, after SIGCONT) when released. Tests use
 // them to kill, pause and fail over Redis without touching the shared server.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -75,11 +75,17 @@ async function untilLogged(line: string, child: ChildProcess, output: () => stri
   }
 }
 
-/** Every server any set started in this process: killed when the process exits, if a teardown did not run (a test timed out). */
+/** Every server any set started in this process: killed when the process exits, if a teardown did not run. */
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
+/**
+ * ava ends a test file that timed out with SIGTERM, and no 'exit' handler runs then: each server is
+ * started under `setpriv --pdeathsig KILL` (util-linux), so the kernel kills it when this process
+ * dies, however it dies. setpriv execs redis-server: the child's pid is the server's.
+ */
+const DIES_WITH_US = spawnSync('setpriv', ['--pdeathsig', 'KILL', 'true']).status === 0 ? ['setpriv', '--pdeathsig', 'KILL'] : [];
 
 /** A set of servers that is stopped whatever happens: pass `teardown` (ava's t.teardown). */
 export function redisSet(teardown: (fn: () => void | Promise<void>) => void): RedisSet {
@@ -89,7 +95,8 @@ export function redisSet(teardown: (fn: () => void | Promise<void>) => void): Re
 
   /** `tls`: the port speaks only TLS, so readiness is read from the server's log, not by a plaintext PING. */
   async function launch(args: string[], port: number, tls = false): Promise<OwnRedis> {
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...pre] = [...DIES_WITH_US, 'redis-server'];
+    const child = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
     child.once('exit', () => running.delete(child));
     let out = '';
