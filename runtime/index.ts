@@ -31,10 +31,10 @@ export {
 } from './errors.js';
 export type { Gateway, GatewayHost, RunningGateway, ServiceFigure } from './gateway.js';
 export { redactedUrl } from './redact.js';
-export { connectRedis, describeRedis, openRedis, parseSentinels, redisEndpoint, waitReplicasOf } from './redis-connection.js';
+export { connectRedis, describeRedis, openRedis, parseSentinels, redisEndpoint } from './redis-connection.js';
 export type { RedisEndpoint, RedisRole, RedisTarget } from './redis-connection.js';
 export { redisEndpointFrom, redisSettings } from './redis-settings.js';
-export { ReplicaWait, ReplicasDidNotConfirm } from './replica-wait.js';
+export { ReplicaWait, ReplicasDidNotConfirm, waitReplicasOf } from './replica-wait.js';
 export type { WaitReplicas } from './replica-wait.js';
 export { shutdownGrpcServer } from './grpc-shutdown.js';
 export { makePrivateDir, makePrivateFile } from './private-files.js';

@@ -91,19 +91,6 @@ export function redisEndpoint(target: RedisTarget): RedisEndpoint {
   return typeof target === 'string' ? { url: target } : target;
 }
 
-/**
- * How many replicas must confirm an acknowledged write on this endpoint. `auto` behind Sentinels is
- * 1: a primary the Sentinels watch is meant to have a replica, and one that has none connected is
- * either just promoted (its replica not synced yet) or a crashed primary restarted in its old role
- * with stale data, which the Sentinels will make a replica and wipe; a write taken there without a
- * replica's confirmation could be lost, so it is not acknowledged. `auto` on a plain URL counts the
- * primary's connected replicas (runtime/replica-wait.ts).
- */
-export function waitReplicasOf(target: RedisTarget): WaitReplicas {
-  const e = redisEndpoint(target);
-  const wanted = e.waitReplicas ?? 'auto';
-  return wanted === 'auto' && e.sentinels?.length ? 1 : wanted;
-}
 
 /** The endpoint in words, without its password: for messages and logs. */
 export function describeRedis(target: RedisTarget): string {

@@ -4,6 +4,7 @@
 
 import type { Redis } from 'ioredis';
 import type { Logger } from './log.js';
+import { redisEndpoint, type RedisTarget } from './redis-connection.js';
 
 /** `auto`: as many replicas as the primary has connected now, at most one; a number: exactly that many. */
 export type WaitReplicas = 'auto' | number;
@@ -28,6 +29,20 @@ export class ReplicasDidNotConfirm extends Error {
   }
 }
 
+/**
+ * How many replicas must confirm an acknowledged write on this endpoint. `auto` behind Sentinels is
+ * 1: a primary the Sentinels watch is meant to have a replica, and one that has none connected is
+ * either just promoted (its replica not synced yet) or a crashed primary restarted in its old role
+ * with stale data, which the Sentinels will make a replica and wipe; a write taken there without a
+ * replica's confirmation could be lost, so it is not acknowledged. `auto` on a plain URL counts the
+ * primary's connected replicas (ReplicaWait below).
+ */
+export function waitReplicasOf(target: RedisTarget): WaitReplicas {
+  const e = redisEndpoint(target);
+  const wanted = e.waitReplicas ?? 'auto';
+  return wanted === 'auto' && e.sentinels?.length ? 1 : wanted;
+}
+
 export class ReplicaWait {
   readonly #redis: Redis;
   readonly #setting: WaitReplicas;
@@ -39,6 +54,11 @@ export class ReplicaWait {
   #reading: Promise<number> | undefined;
   /** Connections lost so far: WAIT counts only the writes of its own connection. */
   #closes = 0;
+
+  /** The wait an endpoint's settings ask for (its replica count by waitReplicasOf, its timeout), on one connection. */
+  static forEndpoint(redis: Redis, target: RedisTarget, what: string, log: Logger): ReplicaWait {
+    return new ReplicaWait(redis, { replicas: waitReplicasOf(target), timeoutMs: redisEndpoint(target).waitTimeoutMs, what, log });
+  }
 
   constructor(redis: Redis, o: ReplicaWaitOptions) {
     this.#redis = redis;

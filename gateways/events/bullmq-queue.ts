@@ -5,7 +5,7 @@
 
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { describeRedis, openRedis, redisEndpoint, ReplicaWait, waitReplicasOf, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
+import { describeRedis, openRedis, ReplicaWait, rootLogger, type Logger, type RedisTarget } from '../../runtime/index.js';
 import type { BatchProcessor, EventBatchQueue, QueuedBatch, RetryPolicy } from './queue.js';
 
 export interface BullmqQueueOptions {
@@ -72,8 +72,7 @@ export class BullmqEventQueue implements EventBatchQueue {
     // Failures are reported through ping() and failed enqueues; the client logs its state changes.
     this.#redis = this.#open('command', 'event queue bookkeeping');
     const adds = this.#connect('command', 'event queue');
-    const endpoint = redisEndpoint(options.redis);
-    this.#replicas = new ReplicaWait(adds, { replicas: waitReplicasOf(endpoint), timeoutMs: endpoint.waitTimeoutMs, what: 'an event-queue add', log: options.log ?? rootLogger() });
+    this.#replicas = ReplicaWait.forEndpoint(adds, options.redis, 'an event-queue add', options.log ?? rootLogger());
     this.#queue = new Queue<QueuedJob>(options.name, {
       connection: adds,
       prefix: this.#prefix,

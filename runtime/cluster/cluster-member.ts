@@ -5,7 +5,7 @@
 import type { Remote } from 'comlink';
 import { MAIN_ORIGIN } from '../envelope.js';
 import type { Logger } from '../log.js';
-import { connectRedis, redisEndpoint, waitReplicasOf, type RedisTarget } from '../redis-connection.js';
+import { connectRedis, type RedisTarget } from '../redis-connection.js';
 import { ReplicaWait } from '../replica-wait.js';
 import type { Router } from '../router.js';
 import type { ShardControl } from '../shard-worker.js';
@@ -83,8 +83,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterMember>
   let reachability: Reachability | undefined;
 
   const ring = await RedisRing.open({ redis, cluster: o.name, partitions: o.partitions, log });
-  const endpoint = redisEndpoint(o.redis);
-  const replicas = new ReplicaWait(redis, { replicas: waitReplicasOf(endpoint), timeoutMs: endpoint.waitTimeoutMs, what: 'a partition lease grab or renewal', log });
+  const replicas = ReplicaWait.forEndpoint(redis, o.redis, 'a partition lease grab or renewal', log);
   const leases = new PartitionLeases({ redis, cluster: o.name, self: o.self, partitions: o.partitions, deadlines: o.deadlines, incarnation: () => incarnation.expected(), replicas, log });
   ring.onChange((view) => incarnation.noteRingMembers(view.members));
   const router = o.router;

@@ -5,7 +5,7 @@
 
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import { connectRedis, redisEndpoint, waitReplicasOf, type RedisTarget } from '../redis-connection.js';
+import { connectRedis, type RedisTarget } from '../redis-connection.js';
 import { ReplicaWait } from '../replica-wait.js';
 import type { SnapshotRow } from '../snapshot-store.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
@@ -101,8 +101,7 @@ export class PartitionChangelog implements DurableLog {
   /** Connects its own Redis client (a shard's appends queue behind nobody else's commands). */
   static async open(target: RedisTarget, cluster: string, self: string, log: Logger): Promise<PartitionChangelog> {
     const redis = await connectRedis(target, { role: 'command', purpose: `partition changelog of cluster "${cluster}"`, log });
-    const e = redisEndpoint(target);
-    return new PartitionChangelog(redis, cluster, self, new ReplicaWait(redis, { replicas: waitReplicasOf(e), timeoutMs: e.waitTimeoutMs, what: 'a partition changelog write', log }));
+    return new PartitionChangelog(redis, cluster, self, ReplicaWait.forEndpoint(redis, target, 'a partition changelog write', log));
   }
 
   async append(rows: readonly LoggedRow[]): Promise<ReadonlySet<number>> {
